@@ -1,0 +1,39 @@
+//! Bearer-token checks in constant time.
+
+use axum::http::{HeaderMap, header};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+
+/// Checks `Authorization: Bearer <token>` against `expected` in constant time.
+pub fn require_bearer(
+    headers: &HeaderMap,
+    expected: Option<&SecretString>,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Err(ApiError::Unauthorized(
+            "this endpoint has no token configured",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized("missing bearer token"))?;
+    if constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("invalid bearer token"))
+    }
+}
+
+/// Compares two byte strings without an early exit on the first difference.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // ct_eq returns false at once for different lengths; the length of a secret is not secret.
+    a.ct_eq(b).into()
+}

@@ -1,0 +1,132 @@
+//! One mapping from errors to HTTP: every error answer is JSON
+//! `{"error": {"code": "...", "message": "..."}}`, including the ones produced by axum's
+//! extractors and tower layers (404, 405, 408, 413, 415, 422), which are rewritten on the way out.
+
+use axum::body::{Body, to_bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The client sent something wrong (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong credentials (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// No such resource (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with stored data (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency is down (503); the client should retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything unexpected (500): the cause is logged once, the client sees an opaque message.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed");
+                "internal error; the cause is logged with this request's id".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = json_error(status, &message);
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The JSON body of an error answer.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    let body = json!({ "error": { "code": code, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Answer for routes that do not exist.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".to_owned())
+}
+
+/// Rewrites error answers that are not JSON yet (axum rejections, tower-http layers) into the
+/// JSON shape, keeping their status and their text as the message.
+pub async fn jsonify_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // These bodies are short texts written by axum or tower-http; 64 KiB is plenty.
+    let text = to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => default_message(status),
+        t => t.to_owned(),
+    };
+    let mut rewritten = json_error(status, &message);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
+}
+
+fn default_message(status: StatusCode) -> String {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than the limit".to_owned(),
+        StatusCode::REQUEST_TIMEOUT => "request took longer than the limit".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route".to_owned(),
+        other => other.canonical_reason().unwrap_or("error").to_owned(),
+    }
+}
+
+/// Turns a panic inside a handler into an opaque JSON 500 (the panic is logged).
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let detail = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "handler panicked");
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; the cause is logged with this request's id",
+    )
+}

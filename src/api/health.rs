@@ -1,0 +1,79 @@
+//! `GET /healthz` (the process is alive) and `GET /readyz` (Postgres and Redis answer).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// The process is alive and serving.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// 200 when Postgres and Redis both answer within the readiness timeout, else 503 naming
+/// each dependency that failed and why.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let timeout = state.settings.server.readiness_timeout;
+    let (pg, redis) = tokio::join!(
+        check_postgres(&state, timeout),
+        check_redis(&state, timeout)
+    );
+    let ready = pg.is_ok() && redis.is_ok();
+    let describe = |r: &Result<(), String>| match r {
+        Ok(()) => json!({ "status": "ok" }),
+        Err(e) => json!({ "status": "failed", "error": e }),
+    };
+    let failed: Vec<&str> = [("postgres", &pg), ("redis", &redis)]
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(name, _)| *name)
+        .collect();
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "failed": failed,
+        "checks": { "postgres": describe(&pg), "redis": describe(&redis) },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+async fn check_postgres(state: &AppState, timeout: Duration) -> Result<(), String> {
+    let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
+    match tokio::time::timeout(timeout, query).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(describe_sqlx(&e)),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+async fn check_redis(state: &AppState, timeout: Duration) -> Result<(), String> {
+    let mut conn = state.redis.clone();
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(crate::redis_conn::describe(&e)),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// A short description of a database error that never includes connection details.
+pub fn describe_sqlx(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "no connection available (pool timed out)".to_owned(),
+        sqlx::Error::Io(io) => format!("connection failed ({})", io.kind()),
+        sqlx::Error::Tls(_) => "TLS handshake failed".to_owned(),
+        // Server messages name objects ("database \"x\" does not exist"), never credentials.
+        sqlx::Error::Database(db) => {
+            format!("{} ({})", db.message(), db.code().unwrap_or_default())
+        }
+        _ => "query failed".to_owned(),
+    }
+}

@@ -1,0 +1,185 @@
+//! The command line: one subcommand per process (the Procfile's lines) and the operator tools.
+//!
+//! Exit codes: 0 success, 1 failure at run time (or `doctor` found the deployment unusable),
+//! 2 bad configuration or usage.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Process, Settings};
+use crate::{doctor, startup, store, telemetry};
+
+/// Keeps a Campaign Manager in sync with Mailjet and Slack.
+#[derive(Debug, Parser)]
+#[command(name = "campaign-sync", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations (the Procfile's release phase). Safe to run twice at once.
+    Migrate {
+        /// Only print which migrations are applied; change nothing.
+        #[arg(long, conflicts_with = "revert_to")]
+        status: bool,
+        /// Revert applied migrations newer than VERSION (0 reverts all). Destroys data.
+        #[arg(long, value_name = "VERSION")]
+        revert_to: Option<i64>,
+        /// After migrating, also check that the configuration suits these processes, so that a
+        /// release with bad config vars fails before it is deployed.
+        #[arg(long, value_enum, value_name = "PROCESS")]
+        check: Vec<CheckedProcess>,
+    },
+    /// Serve webhooks, the internal API, health checks and metrics on $PORT.
+    Web,
+    /// Run jobs and schedules.
+    Worker,
+    /// Check configuration, Postgres, Redis and credentials, and print a report.
+    Doctor,
+}
+
+/// A process whose configuration `migrate --check` validates.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CheckedProcess {
+    Web,
+    Worker,
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let process = match &cli.command {
+        Command::Migrate { .. } => Process::Migrate,
+        Command::Web => Process::Web,
+        Command::Worker => Process::Worker,
+        Command::Doctor => Process::Tool,
+    };
+    let settings = match config::load(process) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprint!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "command failed");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Migrate {
+            status,
+            revert_to,
+            check,
+        } => migrate(settings, status, revert_to, &check).await,
+        Command::Web => {
+            let app = startup::Application::build(settings).await?;
+            tracing::info!(port = app.port(), "web server listening");
+            app.run_until_stopped(startup::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker => {
+            startup::run_worker(settings, startup::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            let env: HashMap<String, String> = std::env::vars().collect();
+            let report = doctor::run(&settings, &env).await;
+            print!("campaign-sync doctor\n{}", report.render());
+            Ok(if report.usable() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+async fn migrate(
+    settings: Settings,
+    status: bool,
+    revert_to: Option<i64>,
+    check: &[CheckedProcess],
+) -> anyhow::Result<ExitCode> {
+    let pool = store::pool(&settings.database, "migrate")?;
+    if status {
+        let (states, unknown) = store::migration_status(&pool)
+            .await
+            .context("cannot read the migration table")?;
+        for m in &states {
+            let state = match (&m.problem, m.applied) {
+                (Some(p), _) => p.as_str(),
+                (None, true) => "applied",
+                (None, false) => "pending",
+            };
+            println!("{} {:<40} {state}", m.version, m.description);
+        }
+        for v in unknown {
+            println!("{v} (not in this binary)                   applied");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // sqlx takes a Postgres advisory lock around the run, so two releases migrating at
+    // once apply each migration exactly once.
+    match revert_to {
+        Some(target) => {
+            store::MIGRATOR
+                .undo(&pool, target)
+                .await
+                .context("reverting migrations failed")?;
+            println!("reverted migrations newer than {target}");
+        }
+        None => {
+            store::MIGRATOR
+                .run(&pool)
+                .await
+                .context("applying migrations failed")?;
+            let (states, _) = store::migration_status(&pool).await?;
+            println!(
+                "migrations up to date ({} applied)",
+                states.iter().filter(|m| m.applied).count()
+            );
+        }
+    }
+    pool.close().await;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut bad = false;
+    for process in check {
+        let (p, name) = match process {
+            CheckedProcess::Web => (Process::Web, "web"),
+            CheckedProcess::Worker => (Process::Worker, "worker"),
+        };
+        if let Err(err) = config::load_from(&env, p) {
+            eprint!("configuration for {name}: {err}");
+            bad = true;
+        }
+    }
+    Ok(if bad {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

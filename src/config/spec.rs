@@ -1,0 +1,232 @@
+//! The declaration of every setting: its dotted key in the TOML files, the environment
+//! variable that overrides it, and what it means. README.md's settings table mirrors this
+//! list (a unit test checks that every variable named here is documented there).
+
+/// One declared setting.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSpec {
+    /// Dotted key in `config/*.toml`.
+    pub key: &'static str,
+    /// Environment variable that overrides the files.
+    pub env: &'static str,
+    /// Whether the value is a secret (never printed).
+    pub secret: bool,
+    /// What the setting means.
+    pub doc: &'static str,
+}
+
+const fn plain(key: &'static str, env: &'static str, doc: &'static str) -> SettingSpec {
+    SettingSpec {
+        key,
+        env,
+        secret: false,
+        doc,
+    }
+}
+
+const fn secret(key: &'static str, env: &'static str, doc: &'static str) -> SettingSpec {
+    SettingSpec {
+        key,
+        env,
+        secret: true,
+        doc,
+    }
+}
+
+/// Environment variables named `SCHEDULE_<JOB>` override `schedules.<job>`.
+pub const SCHEDULE_ENV_PREFIX: &str = "SCHEDULE_";
+
+/// Every setting the service reads.
+pub const SETTINGS: &[SettingSpec] = &[
+    plain("server.host", "HOST", "Address the web server binds to."),
+    plain(
+        "server.port",
+        "PORT",
+        "Port the web server listens on (Heroku sets it).",
+    ),
+    plain(
+        "server.body_limit_bytes",
+        "BODY_LIMIT_BYTES",
+        "Largest request body accepted, in bytes; larger bodies get 413.",
+    ),
+    plain(
+        "server.request_timeout_secs",
+        "REQUEST_TIMEOUT_SECS",
+        "Longest time a web request may take before it is answered 408.",
+    ),
+    plain(
+        "server.readiness_timeout_ms",
+        "READINESS_TIMEOUT_MS",
+        "How long /readyz waits for Postgres and for Redis to answer.",
+    ),
+    plain(
+        "server.shutdown_timeout_secs",
+        "SHUTDOWN_TIMEOUT_SECS",
+        "Grace period after SIGTERM for in-flight work; keep it under Heroku's 30 s.",
+    ),
+    secret(
+        "database.url",
+        "DATABASE_URL",
+        "PostgreSQL connection URL (Heroku Postgres sets it).",
+    ),
+    plain(
+        "database.ssl_mode",
+        "DATABASE_SSL_MODE",
+        "TLS to Postgres: disable, prefer, require, verify-ca or verify-full. An sslmode in DATABASE_URL must agree.",
+    ),
+    plain(
+        "database.max_connections",
+        "DATABASE_MAX_CONNECTIONS",
+        "Largest number of pooled Postgres connections per process.",
+    ),
+    plain(
+        "database.min_connections",
+        "DATABASE_MIN_CONNECTIONS",
+        "Postgres connections kept open while idle.",
+    ),
+    plain(
+        "database.connect_timeout_secs",
+        "DATABASE_CONNECT_TIMEOUT_SECS",
+        "How long to wait for a Postgres connection from the pool.",
+    ),
+    secret(
+        "redis.url",
+        "REDIS_URL",
+        "Redis connection URL, redis:// or rediss:// (Heroku Redis sets it).",
+    ),
+    plain(
+        "redis.tls_insecure",
+        "REDIS_TLS_INSECURE",
+        "Accept Redis's self-signed TLS certificate (needed on Heroku Redis); only with rediss://.",
+    ),
+    plain(
+        "redis.key_prefix",
+        "REDIS_KEY_PREFIX",
+        "Prefix of every Redis key this service writes, so several deployments can share one Redis.",
+    ),
+    plain(
+        "redis.connect_timeout_secs",
+        "REDIS_CONNECT_TIMEOUT_SECS",
+        "How long to wait for a Redis connection.",
+    ),
+    plain(
+        "redis.response_timeout_secs",
+        "REDIS_RESPONSE_TIMEOUT_SECS",
+        "How long to wait for a Redis reply.",
+    ),
+    plain(
+        "log.format",
+        "LOG_FORMAT",
+        "json (one JSON object a line) or pretty (readable lines).",
+    ),
+    plain(
+        "log.level",
+        "LOG_LEVEL",
+        "Log filter, in tracing's EnvFilter syntax; RUST_LOG overrides it.",
+    ),
+    plain(
+        "mailjet.adapter",
+        "MAILJET_ADAPTER",
+        "How Mailjet is reached: agent (the Mailjet MCP agent, JWT) or rest (Mailjet's API, Basic auth).",
+    ),
+    plain(
+        "mailjet.mcp_url",
+        "MAILJET_MCP_URL",
+        "Base URL of the Mailjet MCP agent.",
+    ),
+    secret(
+        "mailjet.mcp_token",
+        "MAILJET_MCP_TOKEN",
+        "Shared secret the agent JWTs are signed with (HS256).",
+    ),
+    plain(
+        "mailjet.agent_id",
+        "MAILJET_AGENT_ID",
+        "Subject (sub) of the agent JWTs.",
+    ),
+    plain(
+        "mailjet.api_url",
+        "MAILJET_API_URL",
+        "Base URL of Mailjet's REST and Send API (the rest adapter).",
+    ),
+    secret(
+        "mailjet.api_key",
+        "MAILJET_API_KEY",
+        "Mailjet API key (the rest adapter).",
+    ),
+    secret(
+        "mailjet.api_secret",
+        "MAILJET_API_SECRET",
+        "Mailjet API secret (the rest adapter).",
+    ),
+    secret(
+        "mailjet.webhook_user",
+        "MAILJET_WEBHOOK_USER",
+        "User name Mailjet's event webhook must send (Basic auth).",
+    ),
+    secret(
+        "mailjet.webhook_password",
+        "MAILJET_WEBHOOK_PASSWORD",
+        "Password Mailjet's event webhook must send (Basic auth).",
+    ),
+    plain(
+        "slack.api_url",
+        "SLACK_API_URL",
+        "Base URL of Slack's Web API.",
+    ),
+    secret(
+        "slack.bot_token",
+        "SLACK_BOT_TOKEN",
+        "Static Slack bot token (xoxb-…); not needed when OAuth rotation is set up.",
+    ),
+    secret(
+        "slack.signing_secret",
+        "SLACK_SIGNING_SECRET",
+        "Secret Slack signs event and interaction requests with.",
+    ),
+    plain(
+        "slack.client_id",
+        "SLACK_CLIENT_ID",
+        "Slack app client id, for OAuth installs and token rotation.",
+    ),
+    secret(
+        "slack.client_secret",
+        "SLACK_CLIENT_SECRET",
+        "Slack app client secret, for OAuth installs and token rotation.",
+    ),
+    secret(
+        "slack.app_token",
+        "SLACK_APP_TOKEN",
+        "Slack app-level token (xapp-…), kept for Socket Mode.",
+    ),
+    plain(
+        "slack.workspace_id",
+        "SLACK_WORKSPACE_ID",
+        "Slack workspace (team) id this deployment serves.",
+    ),
+    secret(
+        "security.api_token",
+        "API_TOKEN",
+        "Bearer token the Campaign Manager uses for /api (at least 16 characters).",
+    ),
+    secret(
+        "security.metrics_token",
+        "METRICS_TOKEN",
+        "Bearer token for /metrics (at least 16 characters).",
+    ),
+    secret(
+        "security.encryption_key",
+        "ENCRYPTION_KEY",
+        "Base64 of 32 random bytes: the AES-256-GCM key for OAuth tokens at rest.",
+    ),
+    plain(
+        "security.encryption_key_id",
+        "ENCRYPTION_KEY_ID",
+        "Id stored with every encrypted value, so keys can be rotated.",
+    ),
+];
+
+/// The declaration of `key`, if it is a known setting.
+pub fn find(key: &str) -> Option<&'static SettingSpec> {
+    SETTINGS.iter().find(|s| s.key == key)
+}

@@ -1,0 +1,47 @@
+//! The registry of every job and schedule. Each job gets its own file beside this one as it is
+//! built; the names here are stable (they appear in configuration, Redis keys and metrics).
+
+/// A job that runs on a cron schedule (SPEC §2).
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduledJob {
+    /// Stable name, used as `schedules.<name>` and `SCHEDULE_<NAME>`.
+    pub name: &'static str,
+    /// What the job does, for `jobs list` and the dashboard.
+    pub purpose: &'static str,
+}
+
+/// Every scheduled job; default schedules are in `config/default.toml`.
+pub const SCHEDULED_JOBS: &[ScheduledJob] = &[
+    ScheduledJob {
+        name: "sync_mailjet_stats",
+        purpose: "statistics snapshot for every active campaign; auto-map by subject",
+    },
+    ScheduledJob {
+        name: "sync_slack_users",
+        purpose: "match Slack users to team members by email; availability",
+    },
+    ScheduledJob {
+        name: "process_email_queue",
+        purpose: "send due recipients in batches of at most 50",
+    },
+    ScheduledJob {
+        name: "update_slack_channels",
+        purpose: "channel names, purposes, member counts; map channels to campaigns",
+    },
+    ScheduledJob {
+        name: "sync_mailjet_templates",
+        purpose: "import templates and their variables",
+    },
+    ScheduledJob {
+        name: "send_approval_reminders",
+        purpose: "remind approvers before the deadline; expire overdue approvals",
+    },
+    ScheduledJob {
+        name: "rollup_metrics",
+        purpose: "daily, weekly and monthly aggregates with trends",
+    },
+    ScheduledJob {
+        name: "purge_expired_data",
+        purpose: "retention: raw webhook payloads and old snapshots",
+    },
+];

@@ -1,0 +1,14 @@
+//! campaign-sync: keeps a Campaign Manager in sync with Mailjet and Slack.
+//!
+//! One binary, several processes (see `cli`): `web` (webhooks, API, metrics), `worker` (jobs
+//! and schedules), `migrate` (the release phase), `doctor` (checks a deployment).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod jobs;
+pub mod redis_conn;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,143 @@
+//! Build the processes from settings, then run them until stopped (SIGTERM or Ctrl-C).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::redis_conn::{self, Keys};
+use crate::{store, telemetry};
+
+/// The web process, bound to its port and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `server.host:server.port` (port 0 picks a free port) and builds the router.
+    /// Postgres and Redis are connected lazily: the server starts while they are down and
+    /// `/readyz` says so.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let state = app_state(settings, "web")?;
+        let server = &state.settings.server;
+        let listener = TcpListener::bind((server.host, server.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", server.host, server.port))?;
+        let router = api::router(state.clone());
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The shared state (tests use its pool and Redis connection).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for at most
+    /// `server.shutdown_timeout` before returning.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = self.state.settings.server.shutdown_timeout;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut serve_rx = stop_rx.clone();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            let _ = serve_rx.wait_for(|stop| *stop).await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+        });
+        let mut deadline_rx = stop_rx;
+        let deadline = async move {
+            let _ = deadline_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("web server failed")?,
+            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; closing"),
+        }
+        tracing::info!("web server stopped");
+        Ok(())
+    }
+}
+
+/// Pool, Redis connection, key builder and metrics handle for a process.
+pub fn app_state(settings: Settings, process: &str) -> anyhow::Result<AppState> {
+    let db = store::pool(&settings.database, process)?;
+    let redis = redis_conn::connection(&settings.redis)?;
+    let keys = Keys::new(settings.redis.key_prefix.clone());
+    let prometheus = telemetry::prometheus().clone();
+    telemetry::spawn_upkeep();
+    Ok(AppState {
+        settings: Arc::new(settings),
+        db,
+        redis,
+        keys,
+        prometheus,
+    })
+}
+
+/// The worker process. Until the job queue lands it connects to its dependencies, reports
+/// that no job types are registered, and waits to be stopped.
+pub async fn run_worker(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = app_state(settings, "worker")?;
+    sqlx::query("SELECT 1")
+        .execute(&state.db)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot reach Postgres: {}", api::health::describe_sqlx(&e))
+        })?;
+    let mut conn = state.redis.clone();
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Redis: {}", redis_conn::describe(&e)))?;
+    tracing::info!("worker started; no job types are registered yet");
+    shutdown.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM (Heroku's stop signal) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,119 @@
+//! Postgres access: the pool, the embedded migrations, and (as they are built) one module per
+//! aggregate.
+
+use std::str::FromStr;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+
+use crate::config::{DatabaseSettings, SslMode};
+
+/// Every migration in `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Errors opening the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// DATABASE_URL is not set.
+    #[error("DATABASE_URL is not set")]
+    NotConfigured,
+    /// DATABASE_URL could not be turned into connection options.
+    #[error("DATABASE_URL is not usable: {0}")]
+    BadUrl(String),
+}
+
+/// Connection options from the settings; `application_name` shows in `pg_stat_activity`.
+pub fn connect_options(
+    db: &DatabaseSettings,
+    application: &str,
+) -> Result<PgConnectOptions, StoreError> {
+    let url = db.url.as_ref().ok_or(StoreError::NotConfigured)?;
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        // The error text of a bad URL can echo the URL (and its password): keep only its kind.
+        .map_err(|_| StoreError::BadUrl("it is not a valid postgres:// URL".to_owned()))?;
+    Ok(options
+        .ssl_mode(pg_ssl_mode(db.ssl_mode))
+        .application_name(&format!("campaign-sync {application}")))
+}
+
+fn pg_ssl_mode(mode: SslMode) -> PgSslMode {
+    match mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+/// A pool that connects on first use, so a process starts (and reports unready) while
+/// Postgres is down instead of crash-looping.
+pub fn pool(db: &DatabaseSettings, application: &str) -> Result<PgPool, StoreError> {
+    let options = connect_options(db, application)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(db.max_connections)
+        .min_connections(db.min_connections)
+        .acquire_timeout(db.connect_timeout)
+        .connect_lazy_with(options))
+}
+
+/// State of one migration, for `doctor` and `migrate --status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    /// Version (the timestamp in the file name).
+    pub version: i64,
+    /// Description (the rest of the file name).
+    pub description: String,
+    /// Applied successfully.
+    pub applied: bool,
+    /// Applied, but recorded as failed or with a checksum that differs from the binary's.
+    pub problem: Option<String>,
+}
+
+/// The state of every embedded migration, and versions applied that this binary does not know.
+pub async fn migration_status(
+    pool: &PgPool,
+) -> Result<(Vec<MigrationState>, Vec<i64>), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let applied: Vec<(i64, bool, Vec<u8>)> = if exists {
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let states = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| {
+            let row = applied.iter().find(|(v, _, _)| *v == m.version);
+            let problem = row.and_then(|(_, success, checksum)| {
+                if !success {
+                    Some("recorded as failed (dirty)".to_owned())
+                } else if checksum.as_slice() != &*m.checksum {
+                    Some(
+                        "applied with a different checksum: the file changed after it ran"
+                            .to_owned(),
+                    )
+                } else {
+                    None
+                }
+            });
+            MigrationState {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: row.is_some_and(|(_, success, _)| *success),
+                problem,
+            }
+        })
+        .collect();
+    let unknown = applied
+        .iter()
+        .map(|(v, _, _)| *v)
+        .filter(|v| !MIGRATOR.iter().any(|m| m.version == *v))
+        .collect();
+    Ok((states, unknown))
+}

@@ -1,0 +1,233 @@
+//! The binary itself: exit codes, signals, `migrate` and `doctor`.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{closed_port, create_database, migrated_database, test_env};
+
+const BIN: &str = env!("CARGO_BIN_EXE_campaign-sync");
+
+fn command(env: &HashMap<String, String>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().envs(env).args(args);
+    cmd
+}
+
+fn run(env: &HashMap<String, String>, args: &[&str]) -> Output {
+    command(env, args).output().expect("run campaign-sync")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for the child to exit, up to `limit`; kills it and fails the test past that.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn wait_healthy(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("web did not become healthy");
+}
+
+#[tokio::test]
+async fn web_with_a_malformed_port_exits_2_naming_port() {
+    let mut env = test_env("postgres://postgres@127.0.0.1/test");
+    env.insert("PORT".into(), "abc".into());
+    let output = run(&env, &["web"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("PORT (server.port): \"abc\"")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_lists_every_problem_and_never_a_secret() {
+    let mut env = test_env("postgres://postgres@127.0.0.1/test");
+    let api_token = "tiny";
+    env.insert("API_TOKEN".into(), api_token.into());
+    env.insert("LOG_FORMAT".into(), "yaml".into());
+    env.remove("SLACK_SIGNING_SECRET");
+    let output = run(&env, &["web"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    for name in ["API_TOKEN", "LOG_FORMAT", "SLACK_SIGNING_SECRET"] {
+        assert!(
+            stderr.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} not named: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("\"tiny\""), "{stderr}");
+}
+
+#[tokio::test]
+async fn web_serves_and_exits_0_promptly_on_sigterm() {
+    let (url, _pool) = migrated_database().await;
+    let port = closed_port();
+    let mut env = test_env(&url);
+    env.insert("PORT".into(), port.to_string());
+    let mut child = command(&env, &["web"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn web");
+    wait_healthy(port).await;
+    terminate(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn worker_starts_and_exits_0_on_sigterm() {
+    let (url, _pool) = migrated_database().await;
+    let mut env = test_env(&url);
+    env.insert("LOG_LEVEL".into(), "info".into());
+    let mut child = command(&env, &["worker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    // The worker logs once it has reached Postgres and Redis.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("worker started") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        panic!("the worker did not report that it started");
+    }
+    terminate(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+#[tokio::test]
+async fn worker_without_upstream_credentials_exits_2() {
+    let mut env = test_env("postgres://postgres@127.0.0.1/test");
+    env.remove("MAILJET_MCP_TOKEN");
+    let output = run(&env, &["worker"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("MAILJET_MCP_TOKEN (mailjet.mcp_token): is not set"));
+}
+
+#[tokio::test]
+async fn migrate_twice_at_once_succeeds_and_status_shows_everything_applied() {
+    let (url, _) = create_database().await;
+    let env = test_env(&url);
+    let a = command(&env, &["migrate"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn a");
+    let b = command(&env, &["migrate"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn b");
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    assert!(a.status.success() && b.status.success(), "{a:?} {b:?}");
+    let status = run(&env, &["migrate", "--status"]);
+    assert!(status.status.success());
+    let out = text(&status.stdout);
+    assert!(
+        out.contains("initial schema") && out.contains("applied") && !out.contains("pending"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_with_check_fails_the_release_when_a_process_lacks_its_config() {
+    let (url, _) = create_database().await;
+    let mut env = test_env(&url);
+    env.remove("SLACK_BOT_TOKEN");
+    let output = run(&env, &["migrate", "--check", "web", "--check", "worker"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("configuration for worker"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn doctor_reports_a_usable_deployment_against_local_services() {
+    let (url, _pool) = migrated_database().await;
+    let output = run(&test_env(&url), &["doctor"]);
+    let out = text(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    for expected in [
+        "migrations: 1 of 1 applied",
+        "maxmemory-policy is",
+        "no TLS",
+        "Result: usable",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from {out}");
+    }
+}
+
+#[tokio::test]
+async fn doctor_fails_when_migrations_are_pending_or_postgres_is_down() {
+    let (url, _) = create_database().await;
+    let output = run(&test_env(&url), &["doctor"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stdout).contains("migrations: 0 of 1 applied; run `campaign-sync migrate`")
+    );
+
+    let down = format!("postgres://postgres@127.0.0.1:{}/none", closed_port());
+    let output = run(&test_env(&down), &["doctor"]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = text(&output.stdout);
+    assert!(out.contains("Postgres\n  FAIL  cannot connect"), "{out}");
+    assert!(out.contains("Result: NOT usable"), "{out}");
+}

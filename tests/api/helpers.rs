@@ -1,0 +1,182 @@
+//! The test harness: every test gets its own Postgres database (migrated) and its own Redis
+//! key prefix, and talks to a real app over HTTP.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use campaign_sync::config::{self, Process, Settings};
+use campaign_sync::startup::Application;
+use campaign_sync::store;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+/// The server databases are created on; override with TEST_DATABASE_URL.
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The Redis tests use; override with TEST_REDIS_URL.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// An app running in this test's runtime. Some fields serve only some test modules.
+#[allow(dead_code)]
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db: PgPool,
+    pub db_url: String,
+    pub redis_prefix: String,
+    pub settings: Settings,
+    pub env: HashMap<String, String>,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    pub fn metrics_token(&self) -> &str {
+        &self.env["METRICS_TOKEN"]
+    }
+}
+
+/// A fresh, empty database; its name carries its creation time so later runs drop leftovers.
+pub async fn create_database() -> (String, String) {
+    static CLEANUP: OnceCell<()> = OnceCell::const_new();
+    let admin = admin_database_url();
+    CLEANUP
+        .get_or_init(|| drop_stale_databases(admin.clone()))
+        .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let name = format!("cs_test_{now}_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("cannot reach the test Postgres");
+    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin).expect("admin URL");
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+/// A fresh database with every migration applied.
+pub async fn migrated_database() -> (String, PgPool) {
+    let (url, _) = create_database().await;
+    let pool = PgPool::connect(&url)
+        .await
+        .expect("connect to test database");
+    store::MIGRATOR.run(&pool).await.expect("migrate");
+    (url, pool)
+}
+
+async fn drop_stale_databases(admin: String) {
+    let Ok(mut conn) = PgConnection::connect(&admin).await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'cs_test_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    for name in names {
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(created) > 2 * 3600 {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                )))
+                .await;
+        }
+    }
+}
+
+/// The environment of a test process: APP_ENV=test, the given database, a fresh Redis key
+/// prefix, and random secrets (never a real one).
+pub fn test_env(db_url: &str) -> HashMap<String, String> {
+    let prefix = format!("test:{}", Uuid::new_v4().simple());
+    let secret = || Uuid::new_v4().simple().to_string();
+    [
+        ("APP_ENV", "test".to_owned()),
+        ("DATABASE_URL", db_url.to_owned()),
+        ("REDIS_URL", redis_url()),
+        ("REDIS_KEY_PREFIX", prefix),
+        ("API_TOKEN", secret()),
+        ("METRICS_TOKEN", secret()),
+        ("MAILJET_WEBHOOK_USER", "mailjet".to_owned()),
+        ("MAILJET_WEBHOOK_PASSWORD", secret()),
+        ("SLACK_SIGNING_SECRET", secret()),
+        ("MAILJET_MCP_URL", "http://127.0.0.1:9/".to_owned()),
+        ("MAILJET_MCP_TOKEN", secret()),
+        ("SLACK_BOT_TOKEN", format!("test-bot-{}", secret())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Starts the web app on port 0 against a fresh database and Redis prefix.
+pub async fn spawn_app() -> TestApp {
+    let (db_url, db) = migrated_database().await;
+    spawn_app_with(db_url, db, |_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the environment first.
+pub async fn spawn_app_with(
+    db_url: String,
+    db: PgPool,
+    adjust: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let mut env = test_env(&db_url);
+    adjust(&mut env);
+    let settings = config::load_from(&env, Process::Web).expect("test configuration is valid");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("build app");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db,
+        db_url,
+        redis_prefix: env["REDIS_KEY_PREFIX"].clone(),
+        settings,
+        env,
+        client,
+    }
+}
+
+/// A TCP port nobody listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}

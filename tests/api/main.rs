@@ -1,0 +1,8 @@
+//! The integration tests: one binary, real Postgres and Redis, the app over real HTTP.
+
+mod helpers;
+
+mod cli;
+mod health;
+mod http;
+mod schema;
