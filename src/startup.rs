@@ -94,28 +94,12 @@ pub fn app_state(settings: Settings, process: &str) -> anyhow::Result<AppState> 
     })
 }
 
-/// The worker process. Until the job queue lands it connects to its dependencies, reports
-/// that no job types are registered, and waits to be stopped.
+/// The worker process: every built-in job type and schedule (see `crate::worker`).
 pub async fn run_worker(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = app_state(settings, "worker")?;
-    sqlx::query("SELECT 1")
-        .execute(&state.db)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!("cannot reach Postgres: {}", api::health::describe_sqlx(&e))
-        })?;
-    let mut conn = state.redis.clone();
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach Redis: {}", redis_conn::describe(&e)))?;
-    tracing::info!("worker started; no job types are registered yet");
-    shutdown.await;
-    tracing::info!("worker stopped");
-    Ok(())
+    crate::worker::run(settings, crate::jobs::builtin(), shutdown).await
 }
 
 /// Completes on SIGTERM (Heroku's stop signal) or SIGINT (Ctrl-C).

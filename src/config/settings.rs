@@ -33,6 +33,41 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// Cron schedule of every scheduled job, by job name.
     pub schedules: BTreeMap<String, Schedule>,
+    /// The worker process.
+    pub worker: WorkerSettings,
+    /// How long data is kept.
+    pub retention: RetentionSettings,
+}
+
+/// The worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Tasks run at once per queue, by default.
+    pub concurrency: usize,
+    /// Per-queue concurrency overrides.
+    pub queues: BTreeMap<String, usize>,
+    /// Lease of a task: how long a silent worker keeps it.
+    pub lease: Duration,
+    /// Grace period for running tasks after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+impl WorkerSettings {
+    /// Concurrency of `queue`.
+    pub fn concurrency_of(&self, queue: &str) -> usize {
+        self.queues.get(queue).copied().unwrap_or(self.concurrency)
+    }
+}
+
+/// How long data is kept (days).
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    /// Raw payloads of processed webhooks.
+    pub webhook_payload_days: u32,
+    /// Statistics snapshots.
+    pub statistics_days: u32,
+    /// Finished sync runs.
+    pub sync_runs_days: u32,
 }
 
 /// The web server.
@@ -223,6 +258,53 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv) -> Settings {
         slack: read_slack(r),
         security: read_security(r),
         schedules: read_schedules(r),
+        worker: read_worker(r),
+        retention: read_retention(r),
+    }
+}
+
+fn read_worker(r: &mut Reader<'_>) -> WorkerSettings {
+    let concurrency = r.number::<usize>("worker.concurrency", 1, 1000);
+    let queues = r.parse("worker.queues", parse_queue_concurrency);
+    WorkerSettings {
+        concurrency: need(r, "worker.concurrency", concurrency),
+        queues: queues.unwrap_or_default(),
+        lease: secs(r, "worker.lease_secs", 1, 3600),
+        shutdown_timeout: secs(r, "worker.shutdown_timeout_secs", 1, 29),
+    }
+}
+
+fn parse_queue_concurrency(raw: &str) -> Result<BTreeMap<String, usize>, String> {
+    let expected =
+        "expected queue=number pairs separated by commas, e.g. default=10,email=4 (1 to 1000 each)";
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (queue, n) = part.split_once('=').ok_or_else(|| expected.to_owned())?;
+            let n: usize = n.trim().parse().map_err(|_| expected.to_owned())?;
+            let queue = queue.trim();
+            let valid = !queue.is_empty()
+                && queue
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid || !(1..=1000).contains(&n) {
+                return Err(expected.to_owned());
+            }
+            Ok((queue.to_owned(), n))
+        })
+        .collect()
+}
+
+fn read_retention(r: &mut Reader<'_>) -> RetentionSettings {
+    let mut days = |key: &str| {
+        let n = r.number::<u32>(key, 1, 36_500);
+        need(r, key, n)
+    };
+    RetentionSettings {
+        webhook_payload_days: days("retention.webhook_payload_days"),
+        statistics_days: days("retention.statistics_days"),
+        sync_runs_days: days("retention.sync_runs_days"),
     }
 }
 

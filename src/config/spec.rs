@@ -64,6 +64,41 @@ pub const SETTINGS: &[SettingSpec] = &[
         "SHUTDOWN_TIMEOUT_SECS",
         "Grace period after SIGTERM for in-flight work; keep it under Heroku's 30 s.",
     ),
+    plain(
+        "worker.concurrency",
+        "WORKER_CONCURRENCY",
+        "Tasks one worker process runs at once per queue, unless WORKER_QUEUES says otherwise.",
+    ),
+    plain(
+        "worker.queues",
+        "WORKER_QUEUES",
+        "Per-queue concurrency, e.g. default=10,email=4.",
+    ),
+    plain(
+        "worker.lease_secs",
+        "WORKER_LEASE_SECS",
+        "A task whose worker stops renewing it for this long is run by another worker.",
+    ),
+    plain(
+        "worker.shutdown_timeout_secs",
+        "WORKER_SHUTDOWN_TIMEOUT_SECS",
+        "After SIGTERM, how long running tasks may finish before they are handed back (under Heroku's 30 s).",
+    ),
+    plain(
+        "retention.webhook_payload_days",
+        "RETENTION_WEBHOOK_PAYLOAD_DAYS",
+        "Raw payloads of processed webhooks are erased after this many days.",
+    ),
+    plain(
+        "retention.statistics_days",
+        "RETENTION_STATISTICS_DAYS",
+        "Statistics snapshots older than this many days are deleted.",
+    ),
+    plain(
+        "retention.sync_runs_days",
+        "RETENTION_SYNC_RUNS_DAYS",
+        "Finished sync runs older than this many days are deleted.",
+    ),
     secret(
         "database.url",
         "DATABASE_URL",

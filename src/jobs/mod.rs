@@ -45,3 +45,26 @@ pub const SCHEDULED_JOBS: &[ScheduledJob] = &[
         purpose: "retention: raw webhook payloads and old snapshots",
     },
 ];
+
+pub mod diagnostics;
+pub mod purge_expired_data;
+pub mod registry;
+pub mod runs;
+
+/// The queue most jobs run on.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Every job this build can run. Scheduled jobs without a handler here are not scheduled.
+pub fn builtin() -> registry::Registry {
+    let mut registry = registry::Registry::new();
+    let probe = registry.register(diagnostics::NAME, DEFAULT_QUEUE, diagnostics::run);
+    probe.max_attempts = 3;
+    probe.backoff_base = std::time::Duration::from_secs(1);
+    probe.backoff_max = std::time::Duration::from_secs(5);
+    registry.register(
+        purge_expired_data::NAME,
+        DEFAULT_QUEUE,
+        purge_expired_data::run,
+    );
+    registry
+}

@@ -18,6 +18,13 @@ fn run(env: &HashMap<String, String>, args: &[&str]) -> Output {
     command(env, args).output().expect("run campaign-sync")
 }
 
+fn migration_count() -> usize {
+    campaign_sync::store::MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .count()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -205,8 +212,10 @@ async fn doctor_reports_a_usable_deployment_against_local_services() {
     let output = run(&test_env(&url), &["doctor"]);
     let out = text(&output.stdout);
     assert!(output.status.success(), "{out}");
+    let n = migration_count();
+    let applied = format!("migrations: {n} of {n} applied");
     for expected in [
-        "migrations: 1 of 1 applied",
+        applied.as_str(),
         "maxmemory-policy is",
         "no TLS",
         "Result: usable",
@@ -220,9 +229,11 @@ async fn doctor_fails_when_migrations_are_pending_or_postgres_is_down() {
     let (url, _) = create_database().await;
     let output = run(&test_env(&url), &["doctor"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stdout).contains("migrations: 0 of 1 applied; run `campaign-sync migrate`")
+    let pending = format!(
+        "migrations: 0 of {} applied; run `campaign-sync migrate`",
+        migration_count()
     );
+    assert!(text(&output.stdout).contains(&pending));
 
     let down = format!("postgres://postgres@127.0.0.1:{}/none", closed_port());
     let output = run(&test_env(&down), &["doctor"]);

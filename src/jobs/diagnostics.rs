@@ -1,0 +1,58 @@
+//! `diagnostics_probe`: a job for checking a deployment end to end (and for the queue's own
+//! chaos tests). It counts its starts and finishes in Redis under
+//! `<prefix>:diagnostics:<tag>`, sleeps, and can fail its first attempts on purpose.
+//!
+//! `campaign-sync jobs run diagnostics_probe --args '{"tag":"check","sleep_ms":100}'`
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::registry::{JobContext, JobError};
+
+/// Stable name.
+pub const NAME: &str = "diagnostics_probe";
+
+/// Arguments of the probe.
+#[derive(Debug, Deserialize)]
+pub struct ProbeArgs {
+    /// Counter name.
+    pub tag: String,
+    /// How long to run.
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// Fail this many attempts before succeeding.
+    #[serde(default)]
+    pub fail_attempts: u32,
+}
+
+/// The Redis hash holding the probe's counters.
+pub fn counter_key(prefix: &str, tag: &str) -> String {
+    format!("{prefix}:diagnostics:{tag}")
+}
+
+/// Runs the probe.
+pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
+    let args: ProbeArgs = serde_json::from_value(args)
+        .map_err(|e| JobError::Permanent(format!("bad arguments: {e}")))?;
+    let key = counter_key(&ctx.deps.prefix, &args.tag);
+    let mut conn = ctx.deps.redis.clone();
+    let count = |field: &'static str| redis::cmd("HINCRBY").arg(&key).arg(field).arg(1).to_owned();
+    count("started")
+        .query_async::<i64>(&mut conn)
+        .await
+        .map_err(|e| JobError::Retry(e.to_string()))?;
+    tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
+    if ctx.task.attempts < args.fail_attempts {
+        return Err(JobError::Retry(format!(
+            "failing attempt {} on purpose",
+            ctx.task.attempts + 1
+        )));
+    }
+    count("finished")
+        .query_async::<i64>(&mut conn)
+        .await
+        .map_err(|e| JobError::Retry(e.to_string()))?;
+    Ok(())
+}

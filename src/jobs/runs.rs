@@ -1,0 +1,171 @@
+//! `sync_runs`: every run of a scheduled or manually triggered job is recorded, and a job
+//! never overlaps its own previous run: a tick that arrives while a run is live is recorded
+//! as skipped. A run renews `heartbeat_at`; a run whose worker died stops renewing it and is
+//! marked failed by the next one.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::registry::{JobContext, JobError};
+
+/// How often a live run renews its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A running row not renewed for this long belongs to a dead worker.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// What a run reports when it ends well.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Items written.
+    pub items_synced: i32,
+    /// Items that failed (recorded against themselves, not failing the run).
+    pub items_failed: i32,
+    /// Any other counts.
+    pub counts: Value,
+}
+
+/// The outcome of trying to start a run.
+#[derive(Debug)]
+pub enum Start {
+    /// The run is recorded as running.
+    Started(Uuid),
+    /// Another run of the job is live (recorded as skipped), or this tick was handled already.
+    Skipped(&'static str),
+}
+
+fn trigger_of(ctx: &JobContext) -> &str {
+    match ctx.task.trigger.as_deref() {
+        Some(t @ ("schedule" | "catch_up" | "manual" | "api" | "webhook")) => t,
+        _ => "manual",
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error, index: &str) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") && db.constraint() == Some(index))
+}
+
+/// Records the start of a run of `job`, unless one is live.
+pub async fn start(db: &PgPool, job: &str, ctx: &JobContext) -> Result<Start, JobError> {
+    let stale = format!("{} seconds", STALE_AFTER.as_secs());
+    sqlx::query(
+        "UPDATE sync_runs SET status = 'failed', finished_at = now(), error = 'the worker running it stopped (no heartbeat)'
+         WHERE job = $1 AND status = 'running' AND heartbeat_at < now() - $2::interval",
+    )
+    .bind(job)
+    .bind(&stale)
+    .execute(db)
+    .await
+    .map_err(retry)?;
+    let scheduled_for = ctx
+        .task
+        .scheduled_for
+        .and_then(chrono::DateTime::from_timestamp_millis);
+    let trigger = trigger_of(ctx);
+    let inserted = sqlx::query_scalar::<_, Uuid>(
+        "INSERT INTO sync_runs (job, trigger, scheduled_for) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(job)
+    .bind(trigger)
+    .bind(scheduled_for)
+    .fetch_one(db)
+    .await;
+    match inserted {
+        Ok(id) => Ok(Start::Started(id)),
+        Err(e) if is_unique_violation(&e, "sync_runs_tick_key") => {
+            Ok(Start::Skipped("this tick was already run"))
+        }
+        Err(e) if is_unique_violation(&e, "sync_runs_one_running_key") => {
+            let recorded = sqlx::query(
+                "INSERT INTO sync_runs (job, trigger, scheduled_for, status, finished_at, error)
+                 VALUES ($1, $2, $3, 'skipped', now(), 'the previous run is still running')",
+            )
+            .bind(job)
+            .bind(trigger)
+            .bind(scheduled_for)
+            .execute(db)
+            .await;
+            match recorded {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e, "sync_runs_tick_key") => {}
+                Err(e) => return Err(retry(e)),
+            }
+            metrics::counter!("sync_runs_skipped_total", "job" => job.to_owned()).increment(1);
+            Ok(Start::Skipped("the previous run is still running"))
+        }
+        Err(e) => Err(retry(e)),
+    }
+}
+
+fn retry(e: sqlx::Error) -> JobError {
+    JobError::Retry(format!(
+        "recording the run failed: {}",
+        crate::api::health::describe_sqlx(&e)
+    ))
+}
+
+/// Runs `body` as a recorded run of `job`: start (or skip), heartbeat while it runs, then
+/// record the outcome. A failure is recorded and returned, so the queue retries it.
+pub async fn recorded<F, Fut>(ctx: JobContext, job: &str, body: F) -> Result<(), JobError>
+where
+    F: FnOnce(JobContext, Uuid) -> Fut,
+    Fut: Future<Output = Result<RunSummary, JobError>>,
+{
+    let db = ctx.deps.db.clone();
+    let id = match start(&db, job, &ctx).await? {
+        Start::Started(id) => id,
+        Start::Skipped(why) => {
+            tracing::info!(job, why, "run skipped");
+            return Ok(());
+        }
+    };
+    let started = std::time::Instant::now();
+    let heartbeat_db = db.clone();
+    let heartbeat = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let _ = sqlx::query("UPDATE sync_runs SET heartbeat_at = now() WHERE id = $1")
+                .bind(id)
+                .execute(&heartbeat_db)
+                .await;
+        }
+    });
+    let result = body(ctx, id).await;
+    heartbeat.abort();
+    let (status, summary, error) = match &result {
+        Ok(summary) => ("succeeded", summary.clone(), None),
+        Err(e) => ("failed", RunSummary::default(), Some(e.to_string())),
+    };
+    let counts = if summary.counts.is_null() {
+        json!({})
+    } else {
+        summary.counts
+    };
+    sqlx::query(
+        "UPDATE sync_runs SET status = $2, finished_at = now(), items_synced = $3, items_failed = $4, counts = $5, error = $6
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(summary.items_synced)
+    .bind(summary.items_failed)
+    .bind(counts)
+    .bind(error)
+    .execute(&db)
+    .await
+    .map_err(retry)?;
+    let labels = [("job", job.to_owned()), ("outcome", status.to_owned())];
+    metrics::counter!("sync_runs_total", &labels).increment(1);
+    metrics::histogram!("sync_run_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        metrics::gauge!("sync_last_success_timestamp_seconds", "job" => job.to_owned())
+            .set(crate::queue::now_ms() as f64 / 1000.0);
+    }
+    result.map(|_| ())
+}

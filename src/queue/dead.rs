@@ -1,0 +1,206 @@
+//! Dead letters: tasks that ran out of attempts, failed permanently, or could not be decoded.
+//! They are kept with their reason until an operator re-drives or purges them (library API
+//! here; `campaign-sync jobs dead …` and the dashboard use it).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Queue, QueueError, TaskEnvelope, now_ms, scripts};
+
+/// A dead task as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadTask {
+    /// The task's id (for an undecodable payload, `entry-<stream entry id>`).
+    pub id: String,
+    /// The job type, when known.
+    pub job: Option<String>,
+    /// Why it died.
+    pub reason: String,
+    /// When it died, ms since the epoch.
+    pub died_at: i64,
+    /// Failed attempts.
+    pub attempts: u32,
+    /// The payload exactly as it was stored (re-driving sends it again).
+    pub payload: String,
+}
+
+impl DeadTask {
+    /// The task, when the payload decodes.
+    pub fn task(&self) -> Option<TaskEnvelope> {
+        serde_json::from_str(&self.payload).ok()
+    }
+}
+
+async fn store(queue: &Queue, entry_id: &str, record: &DeadTask) -> Result<bool, QueueError> {
+    let keys = queue.keys();
+    let mut conn = queue.connection();
+    let record_json = serde_json::to_string(record).unwrap_or_default();
+    let n: i64 = scripts::DEAD
+        .key(keys.stream())
+        .key(keys.dead())
+        .key(keys.dead_index())
+        .key(keys.stats())
+        .arg(entry_id)
+        .arg(&record.id)
+        .arg(record_json)
+        .arg(record.died_at)
+        .arg(record.job.as_deref().unwrap_or("unknown"))
+        .invoke_async(&mut conn)
+        .await?;
+    if n == 1 {
+        let job = record.job.clone().unwrap_or_else(|| "unknown".to_owned());
+        metrics::counter!("jobs_dead_total", "queue" => keys.name().to_owned(), "job" => job)
+            .increment(1);
+    }
+    Ok(n == 1)
+}
+
+/// Moves the in-flight entry `entry_id` (holding `task`) to the dead letters.
+pub async fn bury(
+    queue: &Queue,
+    entry_id: &str,
+    task: &TaskEnvelope,
+    reason: &str,
+) -> Result<bool, QueueError> {
+    let record = DeadTask {
+        id: task.id.clone(),
+        job: Some(task.job.clone()),
+        reason: reason.to_owned(),
+        died_at: now_ms(),
+        attempts: task.attempts,
+        payload: task.encode(),
+    };
+    store(queue, entry_id, &record).await
+}
+
+/// Moves an entry whose payload cannot be decoded to the dead letters.
+pub async fn bury_raw(
+    queue: &Queue,
+    entry_id: &str,
+    raw: &str,
+    reason: &str,
+) -> Result<bool, QueueError> {
+    let record = DeadTask {
+        id: format!("entry-{entry_id}"),
+        job: None,
+        reason: reason.to_owned(),
+        died_at: now_ms(),
+        attempts: 0,
+        payload: raw.to_owned(),
+    };
+    store(queue, entry_id, &record).await
+}
+
+/// Dead tasks, newest first.
+pub async fn list(queue: &Queue, offset: usize, limit: usize) -> Result<Vec<DeadTask>, QueueError> {
+    let keys = queue.keys();
+    let mut conn = queue.connection();
+    let stop = offset + limit.max(1) - 1;
+    let ids: Vec<String> = redis::cmd("ZREVRANGE")
+        .arg(keys.dead_index())
+        .arg(offset)
+        .arg(stop)
+        .query_async(&mut conn)
+        .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(keys.dead())
+        .arg(&ids)
+        .query_async(&mut conn)
+        .await?;
+    Ok(records
+        .into_iter()
+        .flatten()
+        .filter_map(|r| serde_json::from_str(&r).ok())
+        .collect())
+}
+
+/// One dead task.
+pub async fn get(queue: &Queue, id: &str) -> Result<Option<DeadTask>, QueueError> {
+    let mut conn = queue.connection();
+    let record: Option<String> = redis::cmd("HGET")
+        .arg(queue.keys().dead())
+        .arg(id)
+        .query_async(&mut conn)
+        .await?;
+    Ok(record.and_then(|r| serde_json::from_str(&r).ok()))
+}
+
+/// Sends a dead task back to the queue with its attempts reset. False when there is no such
+/// dead task (or another operator re-drove it first).
+pub async fn retry(queue: &Queue, id: &str) -> Result<bool, QueueError> {
+    let keys = queue.keys();
+    let mut conn = queue.connection();
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg(keys.dead())
+        .arg(id)
+        .query_async(&mut conn)
+        .await?;
+    let Some(stored) = stored else {
+        return Ok(false);
+    };
+    let record: DeadTask = serde_json::from_str(&stored)
+        .map_err(|e| QueueError::Invalid(format!("dead task {id} is unreadable: {e}")))?;
+    // A task that decodes starts afresh; an undecodable payload is sent as it was.
+    let payload = match record.task() {
+        Some(mut task) => {
+            task.attempts = 0;
+            task.last_error = None;
+            task.trigger = Some("redrive".to_owned());
+            task.encode()
+        }
+        None => record.payload.clone(),
+    };
+    let n: i64 = scripts::REDRIVE
+        .key(keys.dead())
+        .key(keys.dead_index())
+        .key(keys.stream())
+        .key(keys.stats())
+        .arg(id)
+        .arg(stored)
+        .arg(payload)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Re-drives every dead task, in batches; returns how many.
+pub async fn retry_all(queue: &Queue) -> Result<u64, QueueError> {
+    let mut total = 0;
+    loop {
+        let batch = list(queue, 0, 500).await?;
+        if batch.is_empty() {
+            return Ok(total);
+        }
+        let mut moved = 0;
+        for record in &batch {
+            if retry(queue, &record.id).await? {
+                moved += 1;
+            }
+        }
+        total += moved;
+        if moved == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes every dead task, in bounded batches; returns how many.
+pub async fn purge(queue: &Queue) -> Result<u64, QueueError> {
+    let keys = queue.keys();
+    let mut conn = queue.connection();
+    let mut total = 0;
+    loop {
+        let n: u64 = scripts::PURGE_DEAD
+            .key(keys.dead())
+            .key(keys.dead_index())
+            .arg(1000)
+            .invoke_async(&mut conn)
+            .await?;
+        total += n;
+        if n < 1000 {
+            return Ok(total);
+        }
+    }
+}
