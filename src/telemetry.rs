@@ -76,3 +76,67 @@ pub fn spawn_upkeep() {
         }
     });
 }
+
+/// Adds `label="value"` to every sample line of a Prometheus text exposition.
+pub fn with_label(text: &str, label: &str, value: &str) -> String {
+    let value = value.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            out.push_str(line);
+        } else if let Some(brace) = line.find('{') {
+            out.push_str(&line[..=brace]);
+            out.push_str(&format!("{label}=\"{value}\","));
+            out.push_str(&line[brace + 1..]);
+        } else if let Some(space) = line.find(' ') {
+            out.push_str(&line[..space]);
+            out.push_str(&format!("{{{label}=\"{value}\"}}"));
+            out.push_str(&line[space..]);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Joins expositions, keeping each `# TYPE`/`# HELP` line once.
+pub fn merge_expositions(parts: &[String]) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::new();
+    for part in parts {
+        for line in part.lines() {
+            if line.starts_with("# ") && !seen.insert(line.to_owned()) {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_is_added_to_every_sample() {
+        let text = "# TYPE a counter\na 1\nb{x=\"y\"} 2\n";
+        let labelled = with_label(text, "process", "worker.1");
+        assert_eq!(
+            labelled,
+            "# TYPE a counter\na{process=\"worker.1\"} 1\nb{process=\"worker.1\",x=\"y\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn merged_expositions_declare_each_type_once() {
+        let merged = merge_expositions(&[
+            "# TYPE a counter\na{p=\"1\"} 1\n".into(),
+            "# TYPE a counter\na{p=\"2\"} 2\n".into(),
+        ]);
+        assert_eq!(merged.matches("# TYPE a counter").count(), 1);
+        assert!(merged.contains("a{p=\"2\"} 2"));
+    }
+}

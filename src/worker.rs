@@ -81,8 +81,10 @@ pub async fn run(
     for consumer in &consumers {
         background.push(tokio::spawn(heartbeat(consumer.clone(), stop_rx.clone())));
     }
-    background.push(tokio::spawn(crate::queue::metrics::sample(
-        queues.values().cloned().collect(),
+    background.push(tokio::spawn(crate::queue::metrics::publish(
+        conn.clone(),
+        settings.redis.key_prefix.clone(),
+        name.clone(),
         stop_rx.clone(),
     )));
     let scheduler = Scheduler::new(&settings.schedules, &registry, &queues);

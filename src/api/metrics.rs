@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth::require_bearer;
 use super::error::ApiError;
+use crate::queue::{Queue, metrics as queue_metrics};
 
 /// The Prometheus exposition of every metric of this process.
 pub async fn render(
@@ -17,7 +18,18 @@ pub async fn render(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, state.settings.security.metrics_token.as_ref())?;
-    let body = state.prometheus.render();
+    let queues: Vec<Queue> = crate::jobs::builtin()
+        .queues()
+        .iter()
+        .map(|name| Queue::new(state.redis.clone(), state.keys.prefix(), name))
+        .collect();
+    let mut conn = state.redis.clone();
+    let mut parts = vec![
+        state.prometheus.render(),
+        queue_metrics::render_queues(&queues).await,
+    ];
+    parts.extend(queue_metrics::collect_published(&mut conn, state.keys.prefix()).await);
+    let body = crate::telemetry::merge_expositions(&parts);
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -1,33 +1,117 @@
-//! Queue gauges for `/metrics`: waiting, in flight, delayed and dead per queue, sampled every
-//! few seconds by each worker (and by the web process for its own `/metrics`).
+//! Queue metrics. Each worker publishes its own metrics (job durations, schedule lag, …) to
+//! Redis every few seconds; the web process's `/metrics` serves its own, every live worker's
+//! (labelled `process`), and the queues' sizes and counters read from Redis, so one scrape of
+//! the web dyno sees the whole deployment.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
+use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
 use super::Queue;
 
-/// Sets the gauges of `queues` every 5 s until `stop` turns true.
-pub async fn sample(queues: Vec<Queue>, mut stop: watch::Receiver<bool>) {
+const PUBLISH_EVERY: Duration = Duration::from_secs(5);
+const PUBLISH_TTL_SECS: u64 = 30;
+
+fn process_key(prefix: &str, process: &str) -> String {
+    format!("{prefix}:metrics:process:{process}")
+}
+
+/// Publishes this process's metrics to Redis every 5 s until `stop` turns true.
+pub async fn publish(
+    conn: ConnectionManager,
+    prefix: String,
+    process: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let key = process_key(&prefix, &process);
     loop {
-        for queue in &queues {
-            record(queue).await;
+        let text = crate::telemetry::prometheus().render();
+        let mut c = conn.clone();
+        let stored: Result<(), redis::RedisError> = redis::cmd("SET")
+            .arg(&key)
+            .arg(text)
+            .arg("EX")
+            .arg(PUBLISH_TTL_SECS)
+            .query_async(&mut c)
+            .await;
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "publishing metrics failed");
         }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        let stopped = tokio::select! {
+            _ = stop.wait_for(|s| *s) => true,
+            () = tokio::time::sleep(PUBLISH_EVERY) => false,
+        };
+        if stopped {
+            let _ = redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await;
+            return;
         }
     }
 }
 
-/// Sets the gauges of one queue once.
-pub async fn record(queue: &Queue) {
-    let Ok(counts) = queue.counts().await else {
-        return;
-    };
-    let name = queue.keys().name().to_owned();
-    metrics::gauge!("queue_waiting", "queue" => name.clone()).set(counts.waiting as f64);
-    metrics::gauge!("queue_in_flight", "queue" => name.clone()).set(counts.in_flight as f64);
-    metrics::gauge!("queue_delayed", "queue" => name.clone()).set(counts.delayed as f64);
-    metrics::gauge!("queue_dead", "queue" => name).set(counts.dead as f64);
+/// The metrics every live worker published, each labelled with its process name.
+pub async fn collect_published(conn: &mut ConnectionManager, prefix: &str) -> Vec<String> {
+    let pattern = process_key(prefix, "*");
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let reply: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(conn)
+            .await;
+        let Ok((next, batch)) = reply else { break };
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 || keys.len() > 1000 {
+            break;
+        }
+    }
+    let mut parts = Vec::new();
+    for key in keys {
+        let process = key.rsplit(':').next().unwrap_or("unknown").to_owned();
+        let text: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap_or(None);
+        if let Some(text) = text {
+            parts.push(crate::telemetry::with_label(&text, "process", &process));
+        }
+    }
+    parts
+}
+
+/// Sizes and counters of `queues` as Prometheus text: `queue_tasks{queue,state}` gauges and
+/// `queue_jobs_total{queue,job,outcome}` counters (totals across every worker, from Redis).
+pub async fn render_queues(queues: &[Queue]) -> String {
+    let mut out = String::from("# TYPE queue_tasks gauge\n# TYPE queue_jobs_total counter\n");
+    for queue in queues {
+        let name = queue.keys().name();
+        let Ok(counts) = queue.counts().await else {
+            let _ = writeln!(out, "queue_up{{queue=\"{name}\"}} 0");
+            continue;
+        };
+        for (state, n) in [
+            ("waiting", counts.waiting),
+            ("in_flight", counts.in_flight),
+            ("delayed", counts.delayed),
+            ("dead", counts.dead),
+        ] {
+            let _ = writeln!(out, "queue_tasks{{queue=\"{name}\",state=\"{state}\"}} {n}");
+        }
+        for (key, n) in &counts.counters {
+            if let Some((outcome, job)) = key.split_once(':') {
+                let _ = writeln!(
+                    out,
+                    "queue_jobs_total{{queue=\"{name}\",job=\"{job}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+    }
+    out
 }

@@ -180,3 +180,59 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
+
+/// Settings of a worker process for `env`.
+pub fn worker_settings(env: &HashMap<String, String>) -> Settings {
+    config::load_from(env, Process::Worker).expect("worker configuration is valid")
+}
+
+/// A worker running in this test's runtime with `registry`; stop it by sending `true`.
+pub struct TestWorker {
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestWorker {
+    pub fn start(settings: Settings, registry: campaign_sync::jobs::registry::Registry) -> Self {
+        let (stop, mut rx) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let handle = tokio::spawn(campaign_sync::worker::run(settings, registry, shutdown));
+        TestWorker { stop, handle }
+    }
+
+    /// Stops the worker and waits for it; fails the test if it failed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.handle
+            .await
+            .expect("worker task")
+            .expect("worker ended cleanly");
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true; fails after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// A Redis connection for assertions.
+pub async fn redis_conn() -> redis::aio::ConnectionManager {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    client
+        .get_connection_manager()
+        .await
+        .expect("connect to test redis")
+}

@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 1 failure at run time (or `doctor` found the deployment unusable),
 //! 2 bad configuration or usage.
 
+mod jobs;
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -42,6 +44,11 @@ pub enum Command {
     Worker,
     /// Check configuration, Postgres, Redis and credentials, and print a report.
     Doctor,
+    /// Schedules, queues, running a job now, dead letters.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
 }
 
 /// A process whose configuration `migrate --check` validates.
@@ -58,7 +65,7 @@ pub fn main() -> ExitCode {
         Command::Migrate { .. } => Process::Migrate,
         Command::Web => Process::Web,
         Command::Worker => Process::Worker,
-        Command::Doctor => Process::Tool,
+        Command::Doctor | Command::Jobs { .. } => Process::Tool,
     };
     let settings = match config::load(process) {
         Ok(settings) => settings,
@@ -105,6 +112,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             startup::run_worker(settings, startup::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Doctor => {
             let env: HashMap<String, String> = std::env::vars().collect();
             let report = doctor::run(&settings, &env).await;
