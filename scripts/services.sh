@@ -71,6 +71,8 @@ if ! redis_ready; then
   fi
 fi
 
-# The queue's tests start redis-server processes of their own on other ports.
+# The queue's tests start redis-server processes of their own on other ports, and make a
+# self-signed certificate with openssl for the TLS test.
 command -v redis-server >/dev/null || apt_install redis-server
+command -v openssl >/dev/null || apt_install openssl
 echo "services.sh: PostgreSQL and Redis are answering"

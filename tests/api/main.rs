@@ -2,8 +2,10 @@
 
 mod helpers;
 
+mod chaos;
 mod cli;
 mod health;
 mod http;
 mod queue;
+mod schedules;
 mod schema;
