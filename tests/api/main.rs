@@ -6,6 +6,7 @@ mod chaos;
 mod cli;
 mod health;
 mod http;
+mod jobs_cli;
 mod queue;
 mod schedules;
 mod schema;
