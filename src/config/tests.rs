@@ -401,3 +401,26 @@ fn every_setting_is_documented_in_the_readme() {
         );
     }
 }
+
+#[test]
+fn per_queue_concurrency_is_parsed_and_checked() {
+    let settings = load_from(
+        &env(&[
+            ("WORKER_QUEUES", "default=10, email=4"),
+            ("WORKER_CONCURRENCY", "3"),
+        ]),
+        Process::Tool,
+    )
+    .expect("valid");
+    assert_eq!(settings.worker.concurrency_of("email"), 4);
+    assert_eq!(settings.worker.concurrency_of("default"), 10);
+    assert_eq!(settings.worker.concurrency_of("webhooks"), 3);
+    for bad in ["email", "email=0", "email=x", "=4", "e mail=2"] {
+        assert_one_problem(
+            &env(&[("WORKER_QUEUES", bad)]),
+            Process::Tool,
+            "WORKER_QUEUES",
+            &["queue=number"],
+        );
+    }
+}
