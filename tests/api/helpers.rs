@@ -236,3 +236,13 @@ pub async fn redis_conn() -> redis::aio::ConnectionManager {
         .await
         .expect("connect to test redis")
 }
+
+/// Entries in a queue's stream (finished tasks are deleted, so 0 once drained).
+pub async fn stream_len(queue: &campaign_sync::queue::Queue) -> u64 {
+    let mut conn = redis_conn().await;
+    redis::cmd("XLEN")
+        .arg(queue.keys().stream())
+        .query_async(&mut conn)
+        .await
+        .expect("xlen")
+}

@@ -9,7 +9,7 @@ use campaign_sync::jobs::registry::{JobError, Registry};
 use campaign_sync::queue::{EnqueueOptions, Queue, dead};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestWorker, eventually, redis_conn, test_env, worker_settings};
+use crate::helpers::{TestWorker, eventually, redis_conn, stream_len, test_env, worker_settings};
 
 const SECS_10: Duration = Duration::from_secs(10);
 
@@ -20,6 +20,15 @@ fn env() -> HashMap<String, String> {
 
 async fn queue_for(env: &HashMap<String, String>) -> Queue {
     Queue::new(redis_conn().await, &env["REDIS_KEY_PREFIX"], "default")
+}
+
+/// Enqueues `job` now; returns the task id.
+async fn push(queue: &Queue, job: &str, args: Value) -> String {
+    queue
+        .enqueue(job, args, EnqueueOptions::default())
+        .await
+        .expect("enqueue")
+        .id
 }
 
 async fn counter(queue: &Queue, name: &str) -> u64 {
@@ -59,10 +68,7 @@ async fn a_task_runs_once_and_leaves_nothing_behind() {
         worker_settings(&env),
         counting_registry(runs.clone(), |_| Ok(())),
     );
-    queue
-        .enqueue("job", json!({"id": 1}), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    push(&queue, "job", json!({"id": 1})).await;
     eventually(SECS_10, "the task to succeed", || async {
         counter(&queue, "succeeded").await == 1
     })
@@ -79,12 +85,7 @@ async fn a_task_runs_once_and_leaves_nothing_behind() {
         ),
         (0, 0, 0, 0)
     );
-    let mut conn = redis_conn().await;
-    let len: u64 = redis::cmd("XLEN")
-        .arg(queue.keys().stream())
-        .query_async(&mut conn)
-        .await
-        .expect("xlen");
+    let len = stream_len(&queue).await;
     assert_eq!(len, 0, "a finished task's entry is deleted");
 }
 
@@ -140,10 +141,7 @@ async fn a_failing_task_is_retried_with_backoff_then_dead_lettered_with_its_reas
         Err(JobError::Retry(format!("boom {run}")))
     });
     let worker = TestWorker::start(worker_settings(&env), registry);
-    let task = queue
-        .enqueue("job", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    let task = push(&queue, "job", json!(null)).await;
     eventually(SECS_10, "the task to die", || async {
         counter(&queue, "dead").await == 1
     })
@@ -151,7 +149,7 @@ async fn a_failing_task_is_retried_with_backoff_then_dead_lettered_with_its_reas
     worker.stop().await;
     assert_eq!(runs.load(Ordering::SeqCst), 3, "max_attempts is 3");
     assert_eq!(counter(&queue, "retried").await, 2);
-    let record = dead::get(&queue, &task.id)
+    let record = dead::get(&queue, &task)
         .await
         .expect("get")
         .expect("dead task");
@@ -177,10 +175,7 @@ async fn a_rate_limited_task_waits_without_spending_attempts() {
         }
     });
     let worker = TestWorker::start(worker_settings(&env), registry);
-    queue
-        .enqueue("job", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    push(&queue, "job", json!(null)).await;
     eventually(SECS_10, "the task to succeed", || async {
         counter(&queue, "succeeded").await == 1
     })
@@ -200,20 +195,14 @@ async fn a_permanent_failure_goes_straight_to_the_dead_letters() {
         Err(JobError::Permanent("invalid address".into()))
     });
     let worker = TestWorker::start(worker_settings(&env), registry);
-    let task = queue
-        .enqueue("job", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    let task = push(&queue, "job", json!(null)).await;
     eventually(SECS_10, "the task to die", || async {
         counter(&queue, "dead").await == 1
     })
     .await;
     worker.stop().await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    let record = dead::get(&queue, &task.id)
-        .await
-        .expect("get")
-        .expect("dead");
+    let record = dead::get(&queue, &task).await.expect("get").expect("dead");
     assert_eq!(record.reason, "invalid address");
 }
 
@@ -234,30 +223,21 @@ async fn a_panicking_or_slow_job_fails_its_attempt_and_the_worker_carries_on() {
     slow.timeout = Duration::from_millis(200);
     registry.register("fine", "default", |_ctx, _args: Value| async { Ok(()) });
     let worker = TestWorker::start(worker_settings(&env), registry);
-    let panicked = queue
-        .enqueue("panics", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
-    let timed_out = queue
-        .enqueue("slow", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
-    queue
-        .enqueue("fine", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    let panicked = push(&queue, "panics", json!(null)).await;
+    let timed_out = push(&queue, "slow", json!(null)).await;
+    push(&queue, "fine", json!(null)).await;
     eventually(SECS_10, "all three to settle", || async {
         counter(&queue, "dead").await == 2 && counter(&queue, "succeeded").await == 1
     })
     .await;
     worker.stop().await;
-    let reason = dead::get(&queue, &panicked.id)
+    let reason = dead::get(&queue, &panicked)
         .await
         .expect("get")
         .expect("dead")
         .reason;
     assert!(reason.contains("panicked: bug in a handler"), "{reason}");
-    let reason = dead::get(&queue, &timed_out.id)
+    let reason = dead::get(&queue, &timed_out)
         .await
         .expect("get")
         .expect("dead")
@@ -287,19 +267,13 @@ async fn poison_payloads_go_to_the_dead_letters_and_the_worker_keeps_going() {
         .query_async(&mut conn)
         .await
         .expect("xadd");
-    let unknown = queue
-        .enqueue("no_such_job", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    let unknown = push(&queue, "no_such_job", json!(null)).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let worker = TestWorker::start(
         worker_settings(&env),
         counting_registry(runs.clone(), |_| Ok(())),
     );
-    queue
-        .enqueue("job", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    push(&queue, "job", json!(null)).await;
     eventually(SECS_10, "the good task to run", || async {
         counter(&queue, "succeeded").await == 1
     })
@@ -319,7 +293,7 @@ async fn poison_payloads_go_to_the_dead_letters_and_the_worker_keeps_going() {
     );
     let unknown = dead
         .iter()
-        .find(|d| d.id == unknown.id)
+        .find(|d| d.id == unknown)
         .expect("unknown job dead");
     assert_eq!(unknown.reason, "unknown job type \"no_such_job\"");
 }
@@ -342,13 +316,7 @@ async fn dead_letters_can_be_listed_shown_redriven_and_purged() {
     );
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(
-            queue
-                .enqueue("job", json!(i), EnqueueOptions::default())
-                .await
-                .expect("enqueue")
-                .id,
-        );
+        ids.push(push(&queue, "job", json!(i)).await);
     }
     eventually(SECS_10, "three dead", || async {
         counter(&queue, "dead").await == 3
@@ -427,10 +395,7 @@ async fn a_retry_waits_in_redis_and_survives_a_worker_restart() {
         spec.backoff_max = spec_backoff;
     }
     let worker = TestWorker::start(worker_settings(&env), registry.clone());
-    queue
-        .enqueue("job", json!(null), EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    push(&queue, "job", json!(null)).await;
     eventually(SECS_10, "the first failure", || async {
         counter(&queue, "retried").await == 1
     })

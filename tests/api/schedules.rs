@@ -13,7 +13,7 @@ use campaign_sync::scheduler::Scheduler;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestWorker, eventually, migrated_database, redis_conn, test_env, worker_settings,
+    TestWorker, eventually, migrated_database, redis_conn, stream_len, test_env, worker_settings,
 };
 
 fn schedule(expression: &str) -> Schedule {
@@ -226,11 +226,6 @@ async fn a_backlog_of_200000_due_tasks_drains_without_error() {
         ),
         (0, 0, 0, 0)
     );
-    let mut conn = redis_conn().await;
-    let len: u64 = redis::cmd("XLEN")
-        .arg(queue.keys().stream())
-        .query_async(&mut conn)
-        .await
-        .expect("xlen");
+    let len = stream_len(&queue).await;
     assert_eq!(len, 0);
 }
