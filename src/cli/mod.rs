@@ -4,6 +4,7 @@
 //! 2 bad configuration or usage.
 
 mod jobs;
+mod sandbox;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ pub enum Command {
     Worker,
     /// Check configuration, Postgres, Redis and credentials, and print a report.
     Doctor,
+    /// Run the upstream simulator (Mailjet agent and REST, Slack Web API) on a local port.
+    Sandbox(sandbox::SandboxArgs),
     /// Schedules, queues, running a job now, dead letters.
     Jobs {
         #[command(subcommand)]
@@ -61,11 +64,14 @@ pub enum CheckedProcess {
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Sandbox(args) = cli.command {
+        return sandbox::main(args);
+    }
     let process = match &cli.command {
         Command::Migrate { .. } => Process::Migrate,
         Command::Web => Process::Web,
         Command::Worker => Process::Worker,
-        Command::Doctor | Command::Jobs { .. } => Process::Tool,
+        Command::Doctor | Command::Jobs { .. } | Command::Sandbox(_) => Process::Tool,
     };
     let settings = match config::load(process) {
         Ok(settings) => settings,
@@ -113,6 +119,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
+        Command::Sandbox(_) => Ok(ExitCode::SUCCESS),
         Command::Doctor => {
             let env: HashMap<String, String> = std::env::vars().collect();
             let report = doctor::run(&settings, &env).await;

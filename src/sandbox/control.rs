@@ -1,0 +1,322 @@
+//! The control API under `/_sandbox/`: reset, faults, what was sent and requested, and Slack
+//! callbacks on command.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::data::World;
+use super::faults::{Fault, LimitState};
+use super::{Shared, callbacks, lock, slack};
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_sandbox/reset", post(reset))
+        .route(
+            "/_sandbox/faults",
+            post(add_faults).delete(clear_faults).get(list_faults),
+        )
+        .route("/_sandbox/sends", get(sends))
+        .route("/_sandbox/requests", get(requests))
+        .route("/_sandbox/slack/events", post(slack_event))
+        .route("/_sandbox/slack/interactions", post(slack_interaction))
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": message })),
+    )
+        .into_response()
+}
+
+async fn reset(State(shared): State<Arc<Shared>>) -> Response {
+    let seed = shared.config().seed;
+    *lock(&shared.world) = World::seeded(&seed);
+    lock(&shared.sends).clear();
+    lock(&shared.requests).clear();
+    lock(&shared.faults).clear();
+    *lock(&shared.limits) = LimitState::default();
+    *lock(&shared.tokens) = slack::Tokens::default();
+    axum::Json(json!({ "reset": true })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FaultRequest {
+    Expire { expire_tokens: bool },
+    Many(Vec<Fault>),
+    One(Fault),
+}
+
+async fn add_faults(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let request: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad_request(format!(
+                "expected a fault, a list of faults or {{\"expire_tokens\": true}}: {e}"
+            ));
+        }
+    };
+    let faults = match request {
+        FaultRequest::Expire { expire_tokens } => {
+            if expire_tokens {
+                slack::expire_all(&shared);
+            }
+            return axum::Json(json!({ "expired_tokens": expire_tokens })).into_response();
+        }
+        FaultRequest::Many(f) => f,
+        FaultRequest::One(f) => vec![f],
+    };
+    for fault in &faults {
+        if !(0.0..=1.0).contains(&fault.error_rate) || !(0.0..=1.0).contains(&fault.drop_rate) {
+            return bad_request("error_rate and drop_rate must be between 0 and 1".to_owned());
+        }
+    }
+    let mut stored = lock(&shared.faults);
+    for mut fault in faults {
+        fault.storm_until = fault
+            .rate_limit_for_secs
+            .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+        stored.push(fault);
+    }
+    axum::Json(json!({ "faults": stored.len() })).into_response()
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
+    lock(&shared.faults).clear();
+    axum::Json(json!({ "faults": 0 })).into_response()
+}
+
+async fn list_faults(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(json!({ "faults": *lock(&shared.faults) })).into_response()
+}
+
+async fn sends(State(shared): State<Arc<Shared>>) -> Response {
+    let sends: Vec<super::SendRecord> = lock(&shared.sends).values().cloned().collect();
+    let accepted: u64 = sends.iter().map(|s| u64::from(s.accepted)).sum();
+    let duplicates = sends.iter().filter(|s| s.accepted > 1).count();
+    axum::Json(json!({ "messages": sends.len(), "accepted": accepted, "duplicates": duplicates, "sends": sends })).into_response()
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(json!({ "endpoints": *lock(&shared.requests) })).into_response()
+}
+
+/// What to emit: `type` is user_change, team_join, channel_created, channel_rename or
+/// member_joined_channel; the other fields say which user or channel and what changed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    user: Option<String>,
+    channel: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+    real_name: Option<String>,
+    deleted: Option<bool>,
+    /// Deliver this exact envelope again (a replay), instead of a new event.
+    replay: Option<Value>,
+}
+
+async fn slack_event(
+    State(shared): State<Arc<Shared>>,
+    axum::Json(request): axum::Json<EventRequest>,
+) -> Response {
+    let Some(url) = shared.config().slack_events_url else {
+        return bad_request("no slack_events_url is configured".to_owned());
+    };
+    let envelope = match request.replay.clone() {
+        Some(envelope) => envelope,
+        None => match apply_event(&shared, &request) {
+            Ok(event) => callbacks::envelope(&shared, event),
+            Err(e) => return bad_request(e),
+        },
+    };
+    let event_id = envelope["event_id"].clone();
+    let delivery = callbacks::deliver_event(shared.clone(), url, envelope.clone()).await;
+    axum::Json(json!({ "event_id": event_id, "envelope": envelope, "first_delivery": delivery }))
+        .into_response()
+}
+
+/// Changes the workspace as the event says, and returns the inner event.
+fn apply_event(shared: &Shared, r: &EventRequest) -> Result<Value, String> {
+    let mut world = lock(&shared.world);
+    let ws = &mut world.workspace;
+    let team = ws.team_id.clone();
+    let now = super::data::now();
+    match r.kind.as_str() {
+        "user_change" | "team_join" => {
+            let user = if r.kind == "team_join" {
+                let id = r.user.clone().unwrap_or_else(|| {
+                    format!("U{:08X}", 0x4000_0000u32 as usize + ws.users.len())
+                });
+                let email = r
+                    .email
+                    .clone()
+                    .unwrap_or_else(|| format!("{}@example.com", id.to_lowercase()));
+                ws.users.push(super::data::SlackUser {
+                    id: id.clone(),
+                    name: id.to_lowercase(),
+                    real_name: r.real_name.clone().unwrap_or_default(),
+                    display_name: id.to_lowercase(),
+                    email,
+                    deleted: false,
+                    is_bot: false,
+                    presence: "active",
+                    updated: now,
+                });
+                ws.users.last_mut().ok_or("no user")?
+            } else {
+                let id = r.user.as_deref().ok_or("user_change needs \"user\"")?;
+                ws.users
+                    .iter_mut()
+                    .find(|u| u.id == id)
+                    .ok_or_else(|| format!("no user {id}"))?
+            };
+            if let Some(email) = &r.email {
+                user.email = email.clone();
+            }
+            if let Some(real_name) = &r.real_name {
+                user.real_name = real_name.clone();
+            }
+            if let Some(deleted) = r.deleted {
+                user.deleted = deleted;
+            }
+            user.updated = now;
+            Ok(
+                json!({ "type": r.kind, "user": user.to_json(&team), "cache_ts": now, "event_ts": format!("{now}.000100") }),
+            )
+        }
+        "channel_created" => {
+            let name = r.name.clone().ok_or("channel_created needs \"name\"")?;
+            let id = format!("C{:08X}", 0x5000_0000u32 as usize + ws.channels.len());
+            let creator = ws.bot_user_id.clone();
+            ws.channels.push(super::data::SlackChannel {
+                id: id.clone(),
+                name: name.clone(),
+                purpose: String::new(),
+                topic: String::new(),
+                is_private: false,
+                is_archived: false,
+                created: now,
+                creator: creator.clone(),
+                members: vec![creator.clone()],
+                previous_names: Vec::new(),
+                last_ts: (0, 0),
+            });
+            Ok(
+                json!({ "type": "channel_created", "channel": { "id": id, "name": name, "name_normalized": name, "created": now, "creator": creator, "is_channel": true, "is_private": false }, "event_ts": format!("{now}.000200") }),
+            )
+        }
+        "channel_rename" => {
+            let id = r
+                .channel
+                .as_deref()
+                .ok_or("channel_rename needs \"channel\"")?;
+            let name = r.name.clone().ok_or("channel_rename needs \"name\"")?;
+            let channel = ws
+                .channels
+                .iter_mut()
+                .find(|c| c.id == id)
+                .ok_or_else(|| format!("no channel {id}"))?;
+            let old = std::mem::replace(&mut channel.name, name.clone());
+            channel.previous_names.push(old);
+            Ok(
+                json!({ "type": "channel_rename", "channel": { "id": id, "name": name, "name_normalized": name, "created": channel.created, "is_channel": true, "is_mpim": false }, "event_ts": format!("{now}.000300") }),
+            )
+        }
+        "member_joined_channel" => {
+            let user = r
+                .user
+                .clone()
+                .ok_or("member_joined_channel needs \"user\"")?;
+            let id = r
+                .channel
+                .as_deref()
+                .ok_or("member_joined_channel needs \"channel\"")?;
+            let channel = ws
+                .channels
+                .iter_mut()
+                .find(|c| c.id == id)
+                .ok_or_else(|| format!("no channel {id}"))?;
+            if !channel.members.contains(&user) {
+                channel.members.push(user.clone());
+            }
+            Ok(
+                json!({ "type": "member_joined_channel", "user": user, "channel": id, "channel_type": "C", "team": team, "event_ts": format!("{now}.000400") }),
+            )
+        }
+        other => Err(format!(
+            "unsupported event type {other:?}; expected user_change, team_join, channel_created, channel_rename or member_joined_channel"
+        )),
+    }
+}
+
+/// An approver's click on a button of a message the service posted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InteractionRequest {
+    action_id: String,
+    value: String,
+    channel: String,
+    message_ts: String,
+    user: String,
+    #[serde(default)]
+    block_id: Option<String>,
+}
+
+async fn slack_interaction(
+    State(shared): State<Arc<Shared>>,
+    axum::Json(r): axum::Json<InteractionRequest>,
+) -> Response {
+    let Some(url) = shared.config().slack_interactions_url else {
+        return bad_request("no slack_interactions_url is configured".to_owned());
+    };
+    let (team, channel_name, message) = {
+        let world = lock(&shared.world);
+        let ws = &world.workspace;
+        let channel_name = ws
+            .channels
+            .iter()
+            .find(|c| c.id == r.channel)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        let message = ws.messages.get(&(r.channel.clone(), r.message_ts.clone())).map(|m| json!({ "type": "message", "ts": m.ts, "text": m.text, "bot_id": "B0SANDBOT1", "blocks": m.blocks })).unwrap_or(json!({ "type": "message", "ts": r.message_ts, "text": "", "blocks": [] }));
+        (ws.team_id.clone(), channel_name, message)
+    };
+    let now = chrono::Utc::now();
+    let payload = json!({
+        "type": "block_actions",
+        "user": { "id": r.user, "username": r.user.to_lowercase(), "name": r.user.to_lowercase(), "team_id": team },
+        "api_app_id": "A0SANDBOX1", "token": "sandbox-verification-token",
+        "container": { "type": "message", "message_ts": r.message_ts, "channel_id": r.channel, "is_ephemeral": false },
+        "trigger_id": format!("{}.{}.sandbox", now.timestamp(), now.timestamp_subsec_micros()),
+        "team": { "id": team, "domain": "sandbox" }, "enterprise": null, "is_enterprise_install": false,
+        "channel": { "id": r.channel, "name": channel_name }, "message": message, "state": { "values": {} },
+        "response_url": "https://hooks.slack.com/actions/T0SANDBOX1/1/sandbox",
+        "actions": [{ "type": "button", "action_id": r.action_id, "block_id": r.block_id.clone().unwrap_or_else(|| "approval_actions".to_owned()),
+            "text": { "type": "plain_text", "text": r.action_id, "emoji": true }, "value": r.value,
+            "action_ts": format!("{}.{:06}", now.timestamp(), now.timestamp_subsec_micros()) }],
+    });
+    let body = format!(
+        "payload={}",
+        url::form_urlencoded::byte_serialize(payload.to_string().as_bytes()).collect::<String>()
+    );
+    let delivery = callbacks::deliver_signed(
+        &shared,
+        &url,
+        body.into_bytes(),
+        "application/x-www-form-urlencoded",
+        None,
+    )
+    .await;
+    axum::Json(json!({ "payload": payload, "delivery": delivery })).into_response()
+}

@@ -1,0 +1,594 @@
+//! The Slack Web API: `/api/<method>`, GET query, form or JSON bodies, bearer header or
+//! `token` parameter, `{ok:false,error}` at HTTP 200, cursor pagination, tier rate limits with
+//! 429 + `Retry-After`, about one message per second per channel, and OAuth v2 with token
+//! rotation (single-use refresh tokens, `token_expired` for expired access tokens).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::data::SlackChannel;
+use super::{Shared, faults, lock};
+
+/// Rotated tokens issued through `oauth.v2.access`.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    access: HashMap<String, Instant>,
+    refresh: HashMap<String, bool>,
+    used_codes: std::collections::HashSet<String>,
+    /// Agent JWTs issued (iat) before this unix time are rejected.
+    pub(crate) jwt_not_before: Option<i64>,
+}
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new().route("/api/{method}", any(call))
+}
+
+fn ok(mut v: Value) -> Value {
+    v["ok"] = Value::Bool(true);
+    v
+}
+
+fn err(code: &str) -> Value {
+    json!({ "ok": false, "error": code })
+}
+
+/// Arguments from the query string, a form body or a JSON body.
+fn params(headers: &HeaderMap, query: Option<&str>, body: &Bytes) -> HashMap<String, Value> {
+    let mut params: HashMap<String, Value> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        params.insert(k.into_owned(), Value::String(v.into_owned()));
+    }
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/json") {
+        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
+            params.extend(map);
+        }
+    } else if !body.is_empty() {
+        for (k, v) in url::form_urlencoded::parse(body) {
+            params.insert(k.into_owned(), Value::String(v.into_owned()));
+        }
+    }
+    params
+}
+
+fn arg<'a>(params: &'a HashMap<String, Value>, name: &str) -> Option<&'a str> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn flag(params: &HashMap<String, Value>, name: &str) -> bool {
+    match params.get(name) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true" || s == "1",
+        _ => false,
+    }
+}
+
+fn number(params: &HashMap<String, Value>, name: &str) -> Option<i64> {
+    match params.get(name) {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Tier of each method (per method, per workspace, per app).
+fn tier(method: &str) -> Option<usize> {
+    match method {
+        "users.list"
+        | "usergroups.list"
+        | "conversations.list"
+        | "conversations.create"
+        | "conversations.archive" => Some(1),
+        "users.getPresence" | "conversations.info" | "chat.update" | "reactions.add" => Some(2),
+        "conversations.members" | "auth.test" => Some(3),
+        _ => None,
+    }
+}
+
+async fn call(
+    State(shared): State<Arc<Shared>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let params = params(&headers, query.as_deref(), &body);
+    if method == "oauth.v2.access" {
+        return axum::Json(oauth_access(&shared, &headers, &params)).into_response();
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or_else(|| arg(&params, "token").map(str::to_owned));
+    let Some(token) = token else {
+        return axum::Json(err("not_authed")).into_response();
+    };
+    if let Some(error) = check_token(&shared, &token) {
+        return axum::Json(err(error)).into_response();
+    }
+    if let Some(tier) = tier(&method)
+        && let Some(wait) = over_tier(&shared, &method, &token, tier)
+    {
+        return faults::rate_limited(&shared, &format!("slack.{method}"), Some(wait));
+    }
+    let answer = match method.as_str() {
+        "auth.test" => auth_test(&shared),
+        "users.list" => users_list(&shared, &params),
+        "users.getPresence" => presence(&shared, &params),
+        "usergroups.list" => usergroups(&shared, &params),
+        "conversations.list" => conversations_list(&shared, &params),
+        "conversations.info" => conversations_info(&shared, &params),
+        "conversations.members" => conversations_members(&shared, &params),
+        "conversations.create" => conversations_create(&shared, &params),
+        "conversations.archive" => conversations_archive(&shared, &params),
+        "chat.postMessage" => match post_message(&shared, &params) {
+            Err(wait) => {
+                return faults::rate_limited(&shared, "slack.chat.postMessage", Some(wait));
+            }
+            Ok(v) => v,
+        },
+        "chat.update" => chat_update(&shared, &params),
+        "reactions.add" => reactions_add(&shared, &params),
+        _ => err("unknown_method"),
+    };
+    axum::Json(answer).into_response()
+}
+
+fn check_token(shared: &Shared, token: &str) -> Option<&'static str> {
+    let config = shared.config();
+    if token == config.slack_bot_token {
+        return None;
+    }
+    let tokens = lock(&shared.tokens);
+    match tokens.access.get(token) {
+        None => Some("invalid_auth"),
+        Some(expires) if Instant::now() >= *expires => Some("token_expired"),
+        Some(_) => None,
+    }
+}
+
+/// Seconds to wait when `token` has used up `method`'s tier in the last minute.
+fn over_tier(shared: &Shared, method: &str, token: &str, tier: usize) -> Option<u64> {
+    let per_minute = shared.config().slack_tiers_per_minute[tier] as usize;
+    let mut limits = lock(&shared.limits);
+    let window = limits
+        .slack
+        .entry((method.to_owned(), token.to_owned()))
+        .or_default();
+    let now = Instant::now();
+    window.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+    if window.len() >= per_minute {
+        let oldest = window.first().copied().unwrap_or(now);
+        let wait = Duration::from_secs(60).saturating_sub(now.duration_since(oldest));
+        return Some(wait.as_secs().max(1));
+    }
+    window.push(now);
+    None
+}
+
+fn auth_test(shared: &Shared) -> Value {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    ok(
+        json!({ "url": "https://sandbox.slack.example/", "team": ws.team_name, "user": "campaign-sync", "team_id": ws.team_id, "user_id": ws.bot_user_id, "bot_id": "B0SANDBOT1", "is_enterprise_install": false }),
+    )
+}
+
+fn encode_cursor(kind: &str, index: usize) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{kind}:{index}"))
+}
+
+fn decode_cursor(kind: &str, cursor: Option<&str>) -> Result<usize, Value> {
+    let Some(cursor) = cursor else { return Ok(0) };
+    base64::engine::general_purpose::STANDARD
+        .decode(cursor)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| {
+            s.strip_prefix(&format!("{kind}:"))
+                .and_then(|i| i.parse().ok())
+        })
+        .ok_or_else(|| err("invalid_cursor"))
+}
+
+/// One page of `items` from the cursor, with `response_metadata.next_cursor` ("" at the end).
+fn paginate(
+    kind: &str,
+    items: Vec<Value>,
+    params: &HashMap<String, Value>,
+    default_limit: usize,
+    key: &str,
+) -> Value {
+    let start = match decode_cursor(kind, arg(params, "cursor")) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let limit = number(params, "limit")
+        .map(|l| l.clamp(1, 1000) as usize)
+        .unwrap_or(default_limit);
+    let end = (start + limit).min(items.len());
+    let page: Vec<Value> = items
+        .get(start..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    let next = if end < items.len() {
+        encode_cursor(kind, end)
+    } else {
+        String::new()
+    };
+    let mut out = json!({ "response_metadata": { "next_cursor": next } });
+    out[key] = Value::Array(page);
+    ok(out)
+}
+
+fn users_list(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    let members: Vec<Value> = ws.users.iter().map(|u| u.to_json(&ws.team_id)).collect();
+    drop(world);
+    let mut page = paginate("user", members, params, 1000, "members");
+    if page["ok"] == true {
+        page["cache_ts"] = json!(super::data::now());
+    }
+    page
+}
+
+fn presence(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let world = lock(&shared.world);
+    match arg(params, "user").and_then(|id| world.workspace.users.iter().find(|u| u.id == id)) {
+        Some(user) => ok(json!({ "presence": user.presence })),
+        None => err("user_not_found"),
+    }
+}
+
+fn usergroups(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    let groups: Vec<Value> = ["marketing", "design", "approvers"]
+        .iter()
+        .enumerate()
+        .map(|(i, handle)| {
+            let users: Vec<&str> = ws.users.iter().filter(|u| !u.deleted && !u.is_bot).skip(i * 3).step_by(5).take(10).map(|u| u.id.as_str()).collect();
+            let mut group = json!({
+                "id": format!("S0SANDBX{i}"), "team_id": ws.team_id, "is_usergroup": true, "is_subteam": true,
+                "name": handle, "description": format!("The {handle} team"), "handle": handle, "is_external": false,
+                "date_create": 1_767_225_600, "date_update": 1_767_225_600, "date_delete": 0, "auto_type": null,
+                "created_by": ws.bot_user_id, "updated_by": ws.bot_user_id, "deleted_by": null,
+                "prefs": { "channels": [], "groups": [] }, "channel_count": 0,
+            });
+            if flag(params, "include_users") {
+                group["users"] = json!(users);
+            }
+            if flag(params, "include_count") {
+                group["user_count"] = json!(users.len());
+            }
+            group
+        })
+        .collect();
+    ok(json!({ "usergroups": groups }))
+}
+
+fn find_channel<'a>(channels: &'a mut [SlackChannel], key: &str) -> Option<&'a mut SlackChannel> {
+    let name = key.trim_start_matches('#');
+    channels.iter_mut().find(|c| c.id == key || c.name == name)
+}
+
+fn conversations_list(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    if number(params, "limit").is_some_and(|l| !(1..1000).contains(&l)) {
+        return err("invalid_limit");
+    }
+    let types = arg(params, "types").unwrap_or("public_channel");
+    let (public, private) = (
+        types.contains("public_channel"),
+        types.contains("private_channel"),
+    );
+    let exclude_archived = flag(params, "exclude_archived");
+    let world = lock(&shared.world);
+    let channels: Vec<Value> = world
+        .workspace
+        .channels
+        .iter()
+        .filter(|c| (c.is_private && private) || (!c.is_private && public))
+        .filter(|c| !(exclude_archived && c.is_archived))
+        .map(|c| c.to_json(true))
+        .collect();
+    drop(world);
+    paginate("channel", channels, params, 100, "channels")
+}
+
+fn conversations_info(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let mut world = lock(&shared.world);
+    let include = flag(params, "include_num_members");
+    match arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c)) {
+        Some(channel) => ok(json!({ "channel": channel.to_json(include) })),
+        None => err("channel_not_found"),
+    }
+}
+
+fn conversations_members(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    if number(params, "limit").is_some_and(|l| !(1..=1000).contains(&l)) {
+        return err("invalid_limit");
+    }
+    let mut world = lock(&shared.world);
+    let Some(channel) =
+        arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c))
+    else {
+        return err("channel_not_found");
+    };
+    let members = channel
+        .members
+        .iter()
+        .map(|m| Value::String(m.clone()))
+        .collect();
+    drop(world);
+    paginate("member", members, params, 100, "members")
+}
+
+fn conversations_create(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let Some(name) = arg(params, "name") else {
+        return err("invalid_name_required");
+    };
+    if name.chars().count() > 80 {
+        return err("invalid_name_maxlength");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return err("invalid_name_specials");
+    }
+    let mut world = lock(&shared.world);
+    let ws = &mut world.workspace;
+    if ws.channels.iter().any(|c| c.name == name) {
+        return err("name_taken");
+    }
+    let channel = SlackChannel {
+        id: format!("C{:08X}", 0x3000_0000u32 as usize + ws.channels.len()),
+        name: name.to_owned(),
+        purpose: String::new(),
+        topic: String::new(),
+        is_private: flag(params, "is_private"),
+        is_archived: false,
+        created: super::data::now(),
+        creator: ws.bot_user_id.clone(),
+        members: vec![ws.bot_user_id.clone()],
+        previous_names: Vec::new(),
+        last_ts: (0, 0),
+    };
+    let out = channel.to_json(false);
+    ws.channels.push(channel);
+    ok(json!({ "channel": out }))
+}
+
+fn conversations_archive(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let mut world = lock(&shared.world);
+    match arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c)) {
+        None => err("channel_not_found"),
+        Some(c) if c.is_archived => err("already_archived"),
+        Some(c) => {
+            c.is_archived = true;
+            ok(json!({}))
+        }
+    }
+}
+
+/// About one message per second per channel, with a burst of three.
+fn channel_allows(shared: &Shared, channel: &str) -> Result<(), u64> {
+    let rate = shared.config().slack_post_per_channel_per_sec.max(1) as f64;
+    let burst = 3.0_f64.max(rate);
+    let mut limits = lock(&shared.limits);
+    let now = Instant::now();
+    let (tokens, last) = limits
+        .channels
+        .entry(channel.to_owned())
+        .or_insert((burst, now));
+    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+    *last = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        Ok(())
+    } else {
+        Err(1)
+    }
+}
+
+fn post_message(shared: &Shared, params: &HashMap<String, Value>) -> Result<Value, u64> {
+    let text = arg(params, "text").unwrap_or("").to_owned();
+    let blocks = match params.get("blocks") {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    };
+    if text.is_empty() && !blocks.is_array() {
+        return Ok(err("no_text"));
+    }
+    if blocks.as_array().is_some_and(|b| b.len() > 50) {
+        return Ok(err("invalid_blocks"));
+    }
+    let channel_id = {
+        let mut world = lock(&shared.world);
+        match arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c)) {
+            None => return Ok(err("channel_not_found")),
+            Some(c) if c.is_archived => return Ok(err("is_archived")),
+            Some(c) => c.id.clone(),
+        }
+    };
+    channel_allows(shared, &channel_id)?;
+    let mut world = lock(&shared.world);
+    let ws = &mut world.workspace;
+    let Some(channel) = ws.channels.iter_mut().find(|c| c.id == channel_id) else {
+        return Ok(err("channel_not_found"));
+    };
+    let now = chrono::Utc::now();
+    let (mut secs, mut micros) = (now.timestamp(), i64::from(now.timestamp_subsec_micros()));
+    if (secs, micros) <= channel.last_ts {
+        (secs, micros) = channel.last_ts;
+        micros += 1;
+        if micros >= 1_000_000 {
+            secs += 1;
+            micros = 0;
+        }
+    }
+    channel.last_ts = (secs, micros);
+    let ts = format!("{secs}.{micros:06}");
+    let message = json!({ "type": "message", "subtype": "bot_message", "bot_id": "B0SANDBOT1", "text": text, "ts": ts, "username": "campaign-sync", "blocks": blocks });
+    ws.messages.insert(
+        (channel_id.clone(), ts.clone()),
+        super::data::SlackMessage {
+            channel: channel_id.clone(),
+            ts: ts.clone(),
+            text,
+            blocks,
+            reactions: Vec::new(),
+        },
+    );
+    Ok(ok(
+        json!({ "channel": channel_id, "ts": ts, "message": message }),
+    ))
+}
+
+fn chat_update(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let (Some(channel), Some(ts)) = (arg(params, "channel"), arg(params, "ts")) else {
+        return err("message_not_found");
+    };
+    let mut world = lock(&shared.world);
+    let Some(message) = world
+        .workspace
+        .messages
+        .get_mut(&(channel.to_owned(), ts.to_owned()))
+    else {
+        return err("message_not_found");
+    };
+    if let Some(text) = arg(params, "text") {
+        message.text = text.to_owned();
+    }
+    match params.get("blocks") {
+        Some(Value::String(s)) => message.blocks = serde_json::from_str(s).unwrap_or(Value::Null),
+        Some(v) => message.blocks = v.clone(),
+        None => {}
+    }
+    ok(
+        json!({ "channel": channel, "ts": ts, "text": message.text, "message": { "text": message.text, "blocks": message.blocks } }),
+    )
+}
+
+fn reactions_add(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let (Some(channel), Some(ts)) = (arg(params, "channel"), arg(params, "timestamp")) else {
+        return err("no_item_specified");
+    };
+    let Some(name) = arg(params, "name") else {
+        return err("invalid_name");
+    };
+    let mut world = lock(&shared.world);
+    let Some(message) = world
+        .workspace
+        .messages
+        .get_mut(&(channel.to_owned(), ts.to_owned()))
+    else {
+        return err("message_not_found");
+    };
+    if message.reactions.iter().any(|r| r == name) {
+        return err("already_reacted");
+    }
+    message.reactions.push(name.to_owned());
+    ok(json!({}))
+}
+
+fn client_credentials(
+    headers: &HeaderMap,
+    params: &HashMap<String, Value>,
+) -> (Option<String>, Option<String>) {
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())));
+    match basic {
+        Some((id, secret)) => (Some(id), Some(secret)),
+        None => (
+            arg(params, "client_id").map(str::to_owned),
+            arg(params, "client_secret").map(str::to_owned),
+        ),
+    }
+}
+
+/// `oauth.v2.access`: code exchange and refresh-token rotation.
+fn oauth_access(shared: &Shared, headers: &HeaderMap, params: &HashMap<String, Value>) -> Value {
+    let config = shared.config();
+    let (client_id, client_secret) = client_credentials(headers, params);
+    if client_id.as_deref() != Some(config.slack_client_id.as_str()) {
+        return err("invalid_client_id");
+    }
+    if client_secret.as_deref() != Some(config.slack_client_secret.as_str()) {
+        return err("bad_client_secret");
+    }
+    let mut tokens = lock(&shared.tokens);
+    match arg(params, "grant_type").unwrap_or("authorization_code") {
+        "authorization_code" => {
+            let Some(code) = arg(params, "code") else {
+                return err("invalid_code");
+            };
+            if !code.starts_with("sandbox-code-") || !tokens.used_codes.insert(code.to_owned()) {
+                return err("invalid_code");
+            }
+        }
+        "refresh_token" => {
+            let Some(refresh) = arg(params, "refresh_token") else {
+                return err("invalid_refresh_token");
+            };
+            match tokens.refresh.get_mut(refresh) {
+                Some(valid) if *valid => *valid = false,
+                _ => return err("invalid_refresh_token"),
+            }
+        }
+        _ => return err("invalid_grant_type"),
+    }
+    let access = format!("xoxe.xoxb-1-{}", uuid::Uuid::new_v4().simple());
+    let refresh = format!("xoxe-1-{}", uuid::Uuid::new_v4().simple());
+    tokens
+        .access
+        .insert(access.clone(), Instant::now() + config.slack_token_ttl);
+    tokens.refresh.insert(refresh.clone(), true);
+    drop(tokens);
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    ok(json!({
+        "app_id": "A0SANDBOX1", "access_token": access, "expires_in": config.slack_token_ttl.as_secs(), "refresh_token": refresh,
+        "token_type": "bot", "scope": "chat:write,users:read,users:read.email,channels:read,channels:manage,reactions:write,usergroups:read",
+        "bot_user_id": ws.bot_user_id, "team": { "id": ws.team_id, "name": ws.team_name }, "enterprise": null, "is_enterprise_install": false,
+    }))
+}
+
+/// Expires every rotated access token now (and agent JWTs issued before now).
+pub(crate) fn expire_all(shared: &Shared) {
+    let mut tokens = lock(&shared.tokens);
+    let now = Instant::now();
+    for expires in tokens.access.values_mut() {
+        *expires = now;
+    }
+    tokens.jwt_not_before = Some(super::data::now() + 1);
+}

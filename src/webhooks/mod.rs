@@ -1,0 +1,4 @@
+//! Webhooks in: one module per sender. Each verifies over the raw bytes, in constant time,
+//! before anything is parsed or stored.
+
+pub mod slack_signature;
