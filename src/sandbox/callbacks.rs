@@ -108,6 +108,7 @@ pub async fn run_mailjet_emitter(
 ) {
     let mut waiting: Vec<MailjetEvent> = Vec::new();
     let mut retries: Vec<Pending> = Vec::new();
+    let mut consecutive_failures = 0u32;
     loop {
         let window = shared
             .config()
@@ -127,8 +128,16 @@ pub async fn run_mailjet_emitter(
         let (due, later): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|e| e.due <= now);
         waiting = later;
         let config = shared.config();
-        let Some(url) = config.mailjet_webhook_url.clone() else {
+        let Some(primary) = config.mailjet_webhook_url.clone() else {
             continue;
+        };
+        // A primary that keeps failing is suspended; the backup URL (if any) takes over.
+        let url = match (
+            &config.mailjet_webhook_backup_url,
+            consecutive_failures >= config.mailjet_suspend_after,
+        ) {
+            (Some(backup), true) => backup.clone(),
+            _ => primary,
         };
         let mut batches: Vec<Pending> = Vec::new();
         let bodies: Vec<Value> = due.into_iter().map(|e| e.body).collect();
@@ -152,9 +161,19 @@ pub async fn run_mailjet_emitter(
         retries = not_yet;
         batches.extend(ready);
         for mut batch in batches {
-            if deliver_mailjet(&shared, &url, &batch.events, config.mailjet_webhook_grouped).await {
+            if deliver_mailjet(
+                &shared,
+                &url,
+                &batch.events,
+                config.mailjet_webhook_grouped,
+                config.mailjet_webhook_timeout,
+            )
+            .await
+            {
+                consecutive_failures = 0;
                 continue;
             }
+            consecutive_failures = consecutive_failures.saturating_add(1);
             let first = *batch.first_failure.get_or_insert(now);
             if now.duration_since(first) < config.mailjet_retry_for {
                 batch.next_attempt = now + config.mailjet_retry_interval;
@@ -164,7 +183,13 @@ pub async fn run_mailjet_emitter(
     }
 }
 
-async fn deliver_mailjet(shared: &Shared, url: &str, events: &[Value], grouped: bool) -> bool {
+async fn deliver_mailjet(
+    shared: &Shared,
+    url: &str,
+    events: &[Value],
+    grouped: bool,
+    timeout: Duration,
+) -> bool {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return false;
     };
@@ -177,7 +202,7 @@ async fn deliver_mailjet(shared: &Shared, url: &str, events: &[Value], grouped: 
     } else {
         events.first().cloned().unwrap_or(Value::Null)
     };
-    let mut request = shared.http.post(parsed).json(&body);
+    let mut request = shared.http.post(parsed).timeout(timeout).json(&body);
     if !user.is_empty() {
         request = request.basic_auth(
             percent_decode(&user),

@@ -26,6 +26,53 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/requests", get(requests))
         .route("/_sandbox/slack/events", post(slack_event))
         .route("/_sandbox/slack/interactions", post(slack_interaction))
+        .route("/_sandbox/slack/response/{id}", post(response_url))
+}
+
+/// A `response_url` handed out with an interaction.
+#[derive(Debug, Clone)]
+pub struct ResponseUrl {
+    channel: String,
+    message_ts: String,
+    uses: u32,
+    expires: std::time::Instant,
+}
+
+/// `response_url`: up to N uses within the TTL; `replace_original` changes the message,
+/// `delete_original` removes it. 404 once used up or expired.
+async fn response_url(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let config = shared.config();
+    let target = {
+        let mut urls = lock(&shared.response_urls);
+        match urls.get_mut(&id) {
+            Some(u)
+                if u.uses < config.slack_response_url_uses
+                    && std::time::Instant::now() < u.expires =>
+            {
+                u.uses += 1;
+                Some((u.channel.clone(), u.message_ts.clone()))
+            }
+            _ => None,
+        }
+    };
+    let Some((channel, ts)) = target else {
+        return (StatusCode::NOT_FOUND, "expired_url").into_response();
+    };
+    let mut world = lock(&shared.world);
+    let key = (channel, ts);
+    if body["delete_original"].as_bool() == Some(true) {
+        world.workspace.messages.remove(&key);
+    } else if body["replace_original"].as_bool() == Some(true)
+        && let Some(message) = world.workspace.messages.get_mut(&key)
+    {
+        message.text = body["text"].as_str().unwrap_or("").to_owned();
+        message.blocks = body.get("blocks").cloned().unwrap_or(Value::Null);
+    }
+    (StatusCode::OK, "ok").into_response()
 }
 
 fn bad_request(message: String) -> Response {
@@ -44,6 +91,7 @@ async fn reset(State(shared): State<Arc<Shared>>) -> Response {
     lock(&shared.faults).clear();
     *lock(&shared.limits) = LimitState::default();
     *lock(&shared.tokens) = slack::Tokens::default();
+    lock(&shared.response_urls).clear();
     axum::Json(json!({ "reset": true })).into_response()
 }
 
@@ -293,6 +341,21 @@ async fn slack_interaction(
         (ws.team_id.clone(), channel_name, message)
     };
     let now = chrono::Utc::now();
+    let response_id = uuid::Uuid::new_v4().simple().to_string();
+    let config = shared.config();
+    lock(&shared.response_urls).insert(
+        response_id.clone(),
+        ResponseUrl {
+            channel: r.channel.clone(),
+            message_ts: r.message_ts.clone(),
+            uses: 0,
+            expires: std::time::Instant::now() + config.slack_response_url_ttl,
+        },
+    );
+    let response_url = format!(
+        "http://{}/_sandbox/slack/response/{response_id}",
+        config_host(&shared)
+    );
     let payload = json!({
         "type": "block_actions",
         "user": { "id": r.user, "username": r.user.to_lowercase(), "name": r.user.to_lowercase(), "team_id": team },
@@ -301,7 +364,7 @@ async fn slack_interaction(
         "trigger_id": format!("{}.{}.sandbox", now.timestamp(), now.timestamp_subsec_micros()),
         "team": { "id": team, "domain": "sandbox" }, "enterprise": null, "is_enterprise_install": false,
         "channel": { "id": r.channel, "name": channel_name }, "message": message, "state": { "values": {} },
-        "response_url": "https://hooks.slack.com/actions/T0SANDBOX1/1/sandbox",
+        "response_url": response_url,
         "actions": [{ "type": "button", "action_id": r.action_id, "block_id": r.block_id.clone().unwrap_or_else(|| "approval_actions".to_owned()),
             "text": { "type": "plain_text", "text": r.action_id, "emoji": true }, "value": r.value,
             "action_ts": format!("{}.{:06}", now.timestamp(), now.timestamp_subsec_micros()) }],
@@ -319,4 +382,10 @@ async fn slack_interaction(
     )
     .await;
     axum::Json(json!({ "payload": payload, "delivery": delivery })).into_response()
+}
+
+fn config_host(shared: &Shared) -> String {
+    lock(&shared.own_addr)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_owned())
 }

@@ -53,6 +53,12 @@ pub struct SandboxConfig {
     pub mailjet_retry_after: bool,
     /// Receiver of Mailjet events, with Basic-auth credentials in the URL's userinfo.
     pub mailjet_webhook_url: Option<String>,
+    /// Mailjet's `IsBackup` URL, used while the primary is suspended.
+    pub mailjet_webhook_backup_url: Option<String>,
+    /// Consecutive failed deliveries after which the primary URL is suspended.
+    pub mailjet_suspend_after: u32,
+    /// How long Mailjet waits for the receiver (unpublished upstream).
+    pub mailjet_webhook_timeout: Duration,
     /// Grouped (v2: arrays of the events of the last window) or one event per POST (v1).
     pub mailjet_webhook_grouped: bool,
     /// Grouping window of v2 deliveries.
@@ -86,6 +92,13 @@ pub struct SandboxConfig {
     pub slack_retry_delays: Vec<Duration>,
     /// Slack waits this long for an acknowledgement (3 s).
     pub slack_ack_timeout: Duration,
+    /// Longest channel name (unverified upstream; 80 is commonly cited).
+    pub slack_channel_name_max: usize,
+    /// Sometimes return fewer items than `limit` while more pages exist (Slack may).
+    pub slack_short_pages: bool,
+    /// Uses allowed per `response_url` and for how long (Slack: 5 within 30 min).
+    pub slack_response_url_uses: u32,
+    pub slack_response_url_ttl: Duration,
 }
 
 /// Probabilities of follow-up events per delivered message.
@@ -123,6 +136,9 @@ impl Default for SandboxConfig {
             mailjet_rate_per_sec: None,
             mailjet_retry_after: true,
             mailjet_webhook_url: None,
+            mailjet_webhook_backup_url: None,
+            mailjet_suspend_after: 100,
+            mailjet_webhook_timeout: Duration::from_secs(10),
             mailjet_webhook_grouped: true,
             mailjet_group_window: Duration::from_secs(1),
             mailjet_retry_interval: Duration::from_secs(30),
@@ -144,6 +160,10 @@ impl Default for SandboxConfig {
                 Duration::from_secs(300),
             ],
             slack_ack_timeout: Duration::from_secs(3),
+            slack_channel_name_max: 80,
+            slack_short_pages: false,
+            slack_response_url_uses: 5,
+            slack_response_url_ttl: Duration::from_secs(1800),
         }
     }
 }
@@ -170,6 +190,8 @@ pub(crate) struct Shared {
     faults: Mutex<Vec<faults::Fault>>,
     limits: Mutex<faults::LimitState>,
     tokens: Mutex<slack::Tokens>,
+    response_urls: Mutex<HashMap<String, control::ResponseUrl>>,
+    own_addr: Mutex<Option<SocketAddr>>,
     events: mpsc::UnboundedSender<callbacks::MailjetEvent>,
     http: reqwest::Client,
 }
@@ -210,6 +232,8 @@ impl Sandbox {
             faults: Mutex::new(Vec::new()),
             limits: Mutex::new(faults::LimitState::default()),
             tokens: Mutex::new(slack::Tokens::default()),
+            response_urls: Mutex::new(HashMap::new()),
+            own_addr: Mutex::new(Some(addr)),
             events: events_tx,
             http,
         });

@@ -211,6 +211,7 @@ fn decode_cursor(kind: &str, cursor: Option<&str>) -> Result<usize, Value> {
 
 /// One page of `items` from the cursor, with `response_metadata.next_cursor` ("" at the end).
 fn paginate(
+    shared: &Shared,
     kind: &str,
     items: Vec<Value>,
     params: &HashMap<String, Value>,
@@ -221,9 +222,12 @@ fn paginate(
         Ok(s) => s,
         Err(e) => return e,
     };
-    let limit = number(params, "limit")
+    let mut limit = number(params, "limit")
         .map(|l| l.clamp(1, 1000) as usize)
         .unwrap_or(default_limit);
+    if shared.config().slack_short_pages && limit > 1 && fastrand::bool() {
+        limit = fastrand::usize(1..limit);
+    }
     let end = (start + limit).min(items.len());
     let page: Vec<Value> = items
         .get(start..end)
@@ -244,7 +248,7 @@ fn users_list(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     let ws = &world.workspace;
     let members: Vec<Value> = ws.users.iter().map(|u| u.to_json(&ws.team_id)).collect();
     drop(world);
-    let mut page = paginate("user", members, params, 1000, "members");
+    let mut page = paginate(shared, "user", members, params, 1000, "members");
     if page["ok"] == true {
         page["cache_ts"] = json!(super::data::now());
     }
@@ -311,7 +315,7 @@ fn conversations_list(shared: &Shared, params: &HashMap<String, Value>) -> Value
         .map(|c| c.to_json(true))
         .collect();
     drop(world);
-    paginate("channel", channels, params, 100, "channels")
+    paginate(shared, "channel", channels, params, 100, "channels")
 }
 
 fn conversations_info(shared: &Shared, params: &HashMap<String, Value>) -> Value {
@@ -339,14 +343,14 @@ fn conversations_members(shared: &Shared, params: &HashMap<String, Value>) -> Va
         .map(|m| Value::String(m.clone()))
         .collect();
     drop(world);
-    paginate("member", members, params, 100, "members")
+    paginate(shared, "member", members, params, 100, "members")
 }
 
 fn conversations_create(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     let Some(name) = arg(params, "name") else {
         return err("invalid_name_required");
     };
-    if name.chars().count() > 80 {
+    if name.chars().count() > shared.config().slack_channel_name_max {
         return err("invalid_name_maxlength");
     }
     if !name

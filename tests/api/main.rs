@@ -8,5 +8,6 @@ mod health;
 mod http;
 mod jobs_cli;
 mod queue;
+mod sandbox;
 mod schedules;
 mod schema;

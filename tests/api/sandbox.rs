@@ -1,0 +1,1174 @@
+//! Contract tests of the sandbox: each surface behaves as the reference says the real one does.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use campaign_sync::sandbox::{EventRates, Sandbox, SandboxConfig, SeedSpec};
+use campaign_sync::webhooks::slack_signature;
+use serde_json::{Value, json};
+
+use crate::helpers::eventually;
+
+async fn start(change: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+    let mut config = SandboxConfig {
+        seed: SeedSpec {
+            seed: 7,
+            campaigns: 25,
+            templates: 3,
+            users: 250,
+            channels: 12,
+        },
+        ..SandboxConfig::default()
+    };
+    change(&mut config);
+    Sandbox::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("sandbox starts")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn mj_get(sandbox: &Sandbox, path: &str) -> (u16, Value) {
+    let r = client()
+        .get(format!("{}{path}", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .send()
+        .await
+        .expect("request");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn slack(
+    sandbox: &Sandbox,
+    method: &str,
+    token: &str,
+    form: &[(&str, &str)],
+) -> (u16, HeaderMap, Value) {
+    let r = client()
+        .post(format!("{}/{method}", sandbox.slack_api_url()))
+        .bearer_auth(token)
+        .form(form)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn send(sandbox: &Sandbox, body: Value) -> (u16, Value) {
+    let r = client()
+        .post(format!("{}/v3.1/send", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn message(email: &str, custom_id: &str) -> Value {
+    json!({ "From": { "Email": "news@example.com" }, "To": [{ "Email": email }], "TemplateID": 4_000_000, "TemplateLanguage": true, "CustomID": custom_id })
+}
+
+#[tokio::test]
+async fn mailjet_rest_refuses_bad_credentials_with_its_error_body() {
+    let sandbox = start(|_| {}).await;
+    let r = client()
+        .get(format!("{}/v3/REST/campaign", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("wrong"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["StatusCode"], 401);
+    assert!(
+        body["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("API key authentication"))
+    );
+    let (status, body) = mj_get(&sandbox, "/v3/REST/contacts").await;
+    assert_eq!(
+        (status, body["ErrorMessage"].as_str()),
+        (400, Some("Unknown resource: \"contacts\""))
+    );
+}
+
+#[tokio::test]
+async fn mailjet_rest_pages_with_limit_and_offset_to_an_empty_page() {
+    let sandbox = start(|_| {}).await;
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (status, page) = mj_get(
+            &sandbox,
+            &format!("/v3/REST/campaign?Limit=10&Offset={offset}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let data = page["Data"].as_array().expect("Data").clone();
+        assert_eq!(page["Count"], data.len());
+        assert_eq!(
+            page["Total"],
+            data.len(),
+            "without countOnly, Total is the page's size"
+        );
+        if data.is_empty() {
+            break;
+        }
+        seen.extend(data.iter().map(|c| c["ID"].as_i64().expect("ID")));
+        offset += 10;
+    }
+    assert_eq!(seen.len(), 25);
+    let (_, count) = mj_get(&sandbox, "/v3/REST/campaign?countOnly=1").await;
+    assert_eq!(count, json!({ "Count": 25, "Data": [], "Total": 25 }));
+    let (_, default) = mj_get(&sandbox, "/v3/REST/campaign").await;
+    assert_eq!(default["Count"], 10, "Limit defaults to 10");
+    let (_, all) = mj_get(&sandbox, "/v3/REST/campaign?Limit=0").await;
+    assert_eq!(all["Count"], 25, "Limit=0 means the maximum");
+    let (_, first_wins) = mj_get(&sandbox, "/v3/REST/campaign?Limit=2&Limit=5").await;
+    assert_eq!(
+        first_wins["Count"], 2,
+        "the first of a repeated filter wins"
+    );
+    let (_, sorted) = mj_get(&sandbox, "/v3/REST/campaign?Limit=1&Sort=ID+DESC").await;
+    assert_eq!(
+        sorted["Data"][0]["ID"],
+        seen.iter().max().copied().expect("ids")
+    );
+}
+
+#[tokio::test]
+async fn mailjet_statcounters_use_mailjets_field_names() {
+    let sandbox = start(|_| {}).await;
+    let (status, body) = mj_get(&sandbox, "/v3/REST/statcounters?SourceId=7000003&CounterSource=Campaign&CounterTiming=Message&CounterResolution=Lifetime").await;
+    assert_eq!(status, 200);
+    let row = &body["Data"][0];
+    assert_eq!(row["SourceID"], 7000003);
+    for field in [
+        "MessageSentCount",
+        "MessageOpenedCount",
+        "MessageClickedCount",
+        "MessageHardBouncedCount",
+        "MessageSpamCount",
+        "MessageUnsubscribedCount",
+        "MessageBlockedCount",
+        "Total",
+    ] {
+        assert!(row[field].is_i64(), "{field} in {row}");
+    }
+    assert!(
+        row.get("MessageDeliveredCount").is_none(),
+        "Mailjet has no such field"
+    );
+}
+
+#[tokio::test]
+async fn send_answers_400_on_mixed_results_and_applies_the_good_messages() {
+    let sandbox = start(|_| {}).await;
+    let body = json!({ "Messages": [message("ok@example.com", "s-1"), message("not-an-address", "s-2"), { "From": { "Email": "x@unverified.example" }, "To": [{ "Email": "b@example.com" }], "TextPart": "hi", "CustomID": "s-3" }] });
+    let (status, answer) = send(&sandbox, body).await;
+    assert_eq!(status, 400);
+    let results = answer["Messages"].as_array().expect("results");
+    assert_eq!(results[0]["Status"], "success");
+    let id = results[0]["To"][0]["MessageID"]
+        .as_i64()
+        .expect("int64 MessageID");
+    assert!(id > 1 << 53, "ids exceed 2^53 like Mailjet's: {id}");
+    assert_eq!(results[0]["CustomID"], "s-1");
+    assert_eq!(results[1]["Errors"][0]["ErrorCode"], "mj-0013");
+    assert_eq!(results[2]["Errors"][0]["ErrorCode"], "send-0008");
+    assert_eq!(results[2]["Errors"][0]["StatusCode"], 403);
+    let sends = sandbox.sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!((sends[0].custom_id.as_str(), sends[0].accepted), ("s-1", 1));
+    let (_, found) = mj_get(&sandbox, "/v3/REST/message?CustomID=s-1").await;
+    assert_eq!(found["Data"][0]["ID"], id);
+}
+
+#[tokio::test]
+async fn send_rejects_whole_calls_with_global_errors_and_honours_sandbox_mode() {
+    let sandbox = start(|_| {}).await;
+    let r = client()
+        .post(format!("{}/v3.1/send", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["ErrorCode"],
+        "mj-0002"
+    );
+    let fifty_one: Vec<Value> = (0..51)
+        .map(|i| message(&format!("r{i}@example.com"), &format!("c{i}")))
+        .collect();
+    let (status, body) = send(&sandbox, json!({ "Messages": fifty_one })).await;
+    assert_eq!((status, body["ErrorCode"].as_str()), (400, Some("mj-0008")));
+    let (status, body) = send(
+        &sandbox,
+        json!({ "SandboxMode": true, "Messages": [message("t@example.com", "t-1")] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["Messages"][0]["To"][0]["MessageID"], 0);
+    assert_eq!(body["Messages"][0]["To"][0]["MessageUUID"], "");
+    assert!(sandbox.sends()[0].sandbox_mode);
+    let r = client()
+        .post(format!("{}/v3.1/send", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("nope"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["ErrorCode"],
+        "mj-0015"
+    );
+}
+
+#[tokio::test]
+async fn mailjet_answers_429_with_retry_after_over_its_per_key_rate() {
+    let sandbox = start(|c| c.mailjet_rate_per_sec = Some(3)).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..6 {
+        let r = client()
+            .get(format!("{}/v3/REST/campaign?Limit=1", sandbox.base_url()))
+            .basic_auth("sandbox-key", Some("sandbox-secret"))
+            .send()
+            .await
+            .expect("request");
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let requests: Value = client()
+        .get(format!("{}/_sandbox/requests", sandbox.base_url()))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    let stats = &requests["endpoints"]["mailjet.rest.campaign"];
+    assert_eq!(stats["count"], 6);
+    assert!(stats["rate_limited"].as_u64().unwrap_or(0) >= 1);
+}
+
+fn jwt(secret: &str, sub: &str, iat: i64, exp: i64) -> String {
+    let claims = json!({ "sub": sub, "iat": iat, "exp": exp });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("jwt")
+}
+
+#[tokio::test]
+async fn the_agent_checks_its_jwt_and_proxies_mailjet_data() {
+    let sandbox = start(|_| {}).await;
+    let now = chrono::Utc::now().timestamp();
+    let call = |token: Option<String>, path: &'static str, body: Value| {
+        let url = format!("{}{path}", sandbox.base_url());
+        async move {
+            let mut request = client().post(url).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let r = request.send().await.expect("request");
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let good = jwt(
+        "sandbox-mcp-signing-secret",
+        "campaign-manager-client",
+        now,
+        now + 86_400,
+    );
+    assert_eq!(
+        call(None, "/mailjet/campaigns/list", json!({})).await.0,
+        401
+    );
+    assert_eq!(
+        call(
+            Some(jwt(
+                "wrong-secret",
+                "campaign-manager-client",
+                now,
+                now + 60
+            )),
+            "/mailjet/campaigns/list",
+            json!({})
+        )
+        .await
+        .0,
+        401
+    );
+    let (status, body) = call(
+        Some(jwt(
+            "sandbox-mcp-signing-secret",
+            "campaign-manager-client",
+            now - 100,
+            now - 10,
+        )),
+        "/mailjet/campaigns/list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("token expired"))
+    );
+    let (status, list) = call(
+        Some(good.clone()),
+        "/mailjet/campaigns/list",
+        json!({ "limit": 10, "offset": 20 }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (list["Count"].as_u64(), list["Total"].as_u64()),
+        (Some(5), Some(25))
+    );
+    let subject = list["Data"][0]["Subject"]
+        .as_str()
+        .expect("subject")
+        .to_uppercase();
+    let (_, found) = call(
+        Some(good.clone()),
+        "/mailjet/campaigns/find_by_subject",
+        json!({ "subject": subject }),
+    )
+    .await;
+    assert_eq!(found["Count"], 1, "subject match ignores case");
+    let id = found["Data"][0]["ID"].clone();
+    let (_, stats) = call(
+        Some(good.clone()),
+        "/mailjet/campaigns/statistics",
+        json!({ "campaign_id": id }),
+    )
+    .await;
+    assert_eq!(stats["Data"][0]["SourceID"], id);
+    let (status, _) = call(
+        Some(good.clone()),
+        "/mailjet/campaigns/statistics",
+        json!({ "campaign_id": 1 }),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, template) = call(
+        Some(good.clone()),
+        "/mailjet/templates/get",
+        json!({ "id": 4_000_001 }),
+    )
+    .await;
+    assert!(
+        template["Data"][0]["DetailContent"]["Html-part"]
+            .as_str()
+            .is_some_and(|h| h.contains("{{var:first_name}}"))
+    );
+    let (status, sent) = call(
+        Some(good.clone()),
+        "/mailjet/send_bulk",
+        json!({ "Messages": [message("a@example.com", "b-1"), message("b@example.com", "b-2")] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sent["Messages"].as_array().map(Vec::len), Some(2));
+    let (status, _) = call(
+        Some(good),
+        "/mailjet/send",
+        json!({ "Messages": [message("a@example.com", "x-1"), message("b@example.com", "x-2")] }),
+    )
+    .await;
+    assert_eq!(status, 400, "send takes one message");
+}
+
+#[tokio::test]
+async fn slack_refuses_missing_and_unknown_tokens_at_http_200() {
+    let sandbox = start(|_| {}).await;
+    let r = client()
+        .get(format!("{}/auth.test", sandbox.slack_api_url()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({ "ok": false, "error": "not_authed" })
+    );
+    let (status, _, body) = slack(&sandbox, "auth.test", "not-a-token", &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (200, Some("invalid_auth"))
+    );
+    // The token may also come as a parameter, and GET works.
+    let r = client()
+        .get(format!(
+            "{}/auth.test?token=sandbox-bot-token",
+            sandbox.slack_api_url()
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.json::<Value>().await.expect("json")["ok"], true);
+}
+
+#[tokio::test]
+async fn slack_users_list_pages_by_cursor_to_an_empty_cursor() {
+    let sandbox = start(|c| c.slack_tiers_per_minute = [100, 100, 100, 100]).await;
+    let mut cursor = String::new();
+    let mut ids = Vec::new();
+    loop {
+        let (_, _, page) = slack(
+            &sandbox,
+            "users.list",
+            "sandbox-bot-token",
+            &[("limit", "100"), ("cursor", &cursor)],
+        )
+        .await;
+        assert_eq!(page["ok"], true, "{page}");
+        ids.extend(
+            page["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .map(|m| m["id"].as_str().unwrap_or("").to_owned()),
+        );
+        cursor = page["response_metadata"]["next_cursor"]
+            .as_str()
+            .expect("next_cursor")
+            .to_owned();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(ids.len(), 250);
+    let (_, _, bad) = slack(
+        &sandbox,
+        "users.list",
+        "sandbox-bot-token",
+        &[("cursor", "garbage")],
+    )
+    .await;
+    assert_eq!(bad["error"], "invalid_cursor");
+    let (_, _, bad) = slack(
+        &sandbox,
+        "conversations.list",
+        "sandbox-bot-token",
+        &[("limit", "1000")],
+    )
+    .await;
+    assert_eq!(bad["error"], "invalid_limit");
+}
+
+#[tokio::test]
+async fn slack_tiers_answer_429_with_retry_after_and_post_message_is_paced_per_channel() {
+    let sandbox = start(|c| c.slack_tiers_per_minute = [1, 3, 50, 100]).await;
+    let mut last = (0, HeaderMap::new(), Value::Null);
+    for _ in 0..4 {
+        last = slack(
+            &sandbox,
+            "users.list",
+            "sandbox-bot-token",
+            &[("limit", "10")],
+        )
+        .await;
+    }
+    assert_eq!(last.0, 429);
+    assert_eq!(last.2["error"], "ratelimited");
+    let wait: u64 = last
+        .1
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&wait));
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let text = format!("hello {i}");
+        statuses.push(
+            slack(
+                &sandbox,
+                "chat.postMessage",
+                "sandbox-bot-token",
+                &[("channel", "campaign-1"), ("text", &text)],
+            )
+            .await
+            .0,
+        );
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "a short burst is allowed");
+    assert!(
+        statuses.contains(&429),
+        "then about one per second: {statuses:?}"
+    );
+    let (_, _, other) = slack(
+        &sandbox,
+        "chat.postMessage",
+        "sandbox-bot-token",
+        &[("channel", "campaign-2"), ("text", "hi")],
+    )
+    .await;
+    assert_eq!(other["ok"], true, "another channel has its own pace");
+}
+
+#[tokio::test]
+async fn slack_messages_can_be_updated_and_reacted_to() {
+    let sandbox = start(|_| {}).await;
+    let (_, _, posted) = slack(
+        &sandbox,
+        "chat.postMessage",
+        "sandbox-bot-token",
+        &[("channel", "#campaign-1"), ("text", "Approve?")],
+    )
+    .await;
+    let ts = posted["ts"].as_str().expect("ts").to_owned();
+    assert!(
+        ts.len() == 17 && ts.as_bytes()[10] == b'.',
+        "ts looks like 1234567890.123456: {ts}"
+    );
+    let channel = posted["channel"].as_str().expect("channel").to_owned();
+    let (_, _, updated) = slack(
+        &sandbox,
+        "chat.update",
+        "sandbox-bot-token",
+        &[("channel", &channel), ("ts", &ts), ("text", "Approved")],
+    )
+    .await;
+    assert_eq!(updated["text"], "Approved");
+    let (_, _, reacted) = slack(
+        &sandbox,
+        "reactions.add",
+        "sandbox-bot-token",
+        &[
+            ("channel", &channel),
+            ("timestamp", &ts),
+            ("name", "white_check_mark"),
+        ],
+    )
+    .await;
+    assert_eq!(reacted["ok"], true);
+    let (_, _, again) = slack(
+        &sandbox,
+        "reactions.add",
+        "sandbox-bot-token",
+        &[
+            ("channel", &channel),
+            ("timestamp", &ts),
+            ("name", "white_check_mark"),
+        ],
+    )
+    .await;
+    assert_eq!(again["error"], "already_reacted");
+    let (_, _, missing) = slack(
+        &sandbox,
+        "chat.update",
+        "sandbox-bot-token",
+        &[("channel", &channel), ("ts", "1.000001"), ("text", "x")],
+    )
+    .await;
+    assert_eq!(missing["error"], "message_not_found");
+    let (_, _, created) = slack(
+        &sandbox,
+        "conversations.create",
+        "sandbox-bot-token",
+        &[("name", "Campaign X")],
+    )
+    .await;
+    assert_eq!(created["error"], "invalid_name_specials");
+    let (_, _, taken) = slack(
+        &sandbox,
+        "conversations.create",
+        "sandbox-bot-token",
+        &[("name", "campaign-1")],
+    )
+    .await;
+    assert_eq!(taken["error"], "name_taken");
+}
+
+#[tokio::test]
+async fn oauth_rotation_issues_single_use_refresh_tokens_and_expired_tokens_say_so() {
+    let sandbox = start(|c| c.slack_token_ttl = Duration::from_secs(3600)).await;
+    let oauth = |form: Vec<(&'static str, String)>| {
+        let url = format!("{}/oauth.v2.access", sandbox.slack_api_url());
+        async move {
+            client()
+                .post(url)
+                .basic_auth("1111.2222", Some("sandbox-client-secret"))
+                .form(&form)
+                .send()
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let installed = oauth(vec![("code", "sandbox-code-1".into())]).await;
+    assert_eq!(installed["expires_in"], 3600);
+    let access = installed["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    let refresh = installed["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_eq!(
+        slack(&sandbox, "auth.test", &access, &[]).await.2["ok"],
+        true
+    );
+    assert_eq!(
+        oauth(vec![("code", "sandbox-code-1".into())]).await["error"],
+        "invalid_code",
+        "a code is single use"
+    );
+    let rotated = oauth(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh.clone()),
+    ])
+    .await;
+    let new_access = rotated["access_token"]
+        .as_str()
+        .expect("new access")
+        .to_owned();
+    assert_ne!(new_access, access);
+    let reused = oauth(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh),
+    ])
+    .await;
+    assert_eq!(
+        reused["error"], "invalid_refresh_token",
+        "the old refresh token is revoked"
+    );
+    let r = client()
+        .post(format!("{}/_sandbox/faults", sandbox.base_url()))
+        .json(&json!({ "expire_tokens": true }))
+        .send()
+        .await
+        .expect("expire");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        slack(&sandbox, "auth.test", &new_access, &[]).await.2["error"],
+        "token_expired"
+    );
+    let bad_client = client()
+        .post(format!("{}/oauth.v2.access", sandbox.slack_api_url()))
+        .basic_auth("1111.2222", Some("nope"))
+        .form(&[("code", "sandbox-code-2")])
+        .send()
+        .await
+        .expect("r")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(bad_client["error"], "bad_client_secret");
+}
+
+/// A receiver that records every request and fails the first `fail_first` with 500.
+#[derive(Clone, Default)]
+struct Receiver {
+    requests: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    fail_first: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    async fn start(fail_first: usize) -> (Receiver, String) {
+        let receiver = Receiver {
+            fail_first: Arc::new(Mutex::new(fail_first)),
+            ..Default::default()
+        };
+        let state = receiver.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move {
+                state.requests.lock().expect("lock").push((headers, body));
+                let mut fail = state.fail_first.lock().expect("lock");
+                if *fail > 0 {
+                    *fail -= 1;
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                StatusCode::OK
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, format!("127.0.0.1:{port}"))
+    }
+
+    fn requests(&self) -> Vec<(HeaderMap, Bytes)> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+#[tokio::test]
+async fn mailjet_events_are_posted_grouped_with_basic_auth_and_retried_until_200() {
+    let (receiver, host) = Receiver::start(1).await;
+    let sandbox = start(|c| {
+        c.mailjet_webhook_url = Some(format!("http://mailjet:hook%20pw@{host}/webhooks/mailjet"));
+        c.event_delay = Duration::from_millis(10);
+        c.mailjet_group_window = Duration::from_millis(50);
+        c.mailjet_retry_interval = Duration::from_millis(100);
+        c.event_rates = EventRates {
+            open: 1.0,
+            click: 0.0,
+            bounce: 0.0,
+            spam: 0.0,
+            blocked: 0.0,
+            unsub: 0.0,
+        };
+    })
+    .await;
+    let (status, _) = send(
+        &sandbox,
+        json!({ "Messages": [message("a@example.com", "e-1"), message("b@example.com", "e-2")] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually(
+        Duration::from_secs(10),
+        "four events delivered after a failure",
+        || async {
+            let delivered: usize = receiver
+                .requests()
+                .iter()
+                .skip(1)
+                .map(|(_, b)| {
+                    serde_json::from_slice::<Value>(b)
+                        .ok()
+                        .and_then(|v| v.as_array().map(Vec::len))
+                        .unwrap_or(0)
+                })
+                .sum();
+            delivered >= 4
+        },
+    )
+    .await;
+    let requests = receiver.requests();
+    let (headers, body) = &requests[1];
+    let expected = format!("Basic {}", base64_encode("mailjet:hook pw"));
+    assert_eq!(headers["authorization"], expected.as_str());
+    let first: Value = serde_json::from_slice(&requests[0].1).expect("json");
+    let retried: Value = serde_json::from_slice(body).expect("json");
+    assert_eq!(
+        first, retried,
+        "the failed delivery was sent again as it was"
+    );
+    let events: Vec<Value> = requests
+        .iter()
+        .skip(1)
+        .flat_map(|(_, b)| {
+            serde_json::from_slice::<Value>(b)
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let sent = events
+        .iter()
+        .find(|e| e["event"] == "sent" && e["CustomID"] == "e-1")
+        .expect("sent event");
+    for field in [
+        "time",
+        "email",
+        "mj_campaign_id",
+        "mj_contact_id",
+        "customcampaign",
+        "MessageID",
+        "Message_GUID",
+        "Payload",
+        "smtp_reply",
+    ] {
+        assert!(sent.get(field).is_some(), "{field} missing in {sent}");
+    }
+    assert!(sent["MessageID"].as_i64().is_some_and(|id| id > 1 << 53));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "open" && e["ip"].is_string())
+    );
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn slack_events_are_signed_so_our_verifier_accepts_them_and_retried_with_their_number() {
+    let (receiver, host) = Receiver::start(1).await;
+    let sandbox = start(|c| {
+        c.slack_events_url = Some(format!("http://{host}/webhooks/slack/events"));
+        c.slack_retry_delays = vec![Duration::from_millis(50), Duration::from_millis(50)];
+    })
+    .await;
+    let r: Value = client()
+        .post(format!("{}/_sandbox/slack/events", sandbox.base_url()))
+        .json(&json!({ "type": "channel_rename", "channel": "C20000000", "name": "campaign-renamed" }))
+        .send()
+        .await
+        .expect("emit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["first_delivery"]["status"], 500);
+    eventually(Duration::from_secs(5), "the retry", || async {
+        receiver.requests().len() >= 2
+    })
+    .await;
+    let requests = receiver.requests();
+    let now = chrono::Utc::now().timestamp();
+    for (headers, body) in &requests {
+        let ts = headers
+            .get("x-slack-request-timestamp")
+            .and_then(|v| v.to_str().ok());
+        let sig = headers
+            .get("x-slack-signature")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            slack_signature::verify(b"sandbox-signing-secret", ts, sig, body, now),
+            Ok(())
+        );
+        let mut tampered = body.to_vec();
+        tampered[10] ^= 1;
+        assert_eq!(
+            slack_signature::verify(b"sandbox-signing-secret", ts, sig, &tampered, now),
+            Err(slack_signature::SignatureError::Mismatch)
+        );
+    }
+    assert!(requests[0].0.get("x-slack-retry-num").is_none());
+    assert_eq!(requests[1].0["x-slack-retry-num"], "1");
+    assert_eq!(requests[1].0["x-slack-retry-reason"], "http_error");
+    let first: Value = serde_json::from_slice(&requests[0].1).expect("json");
+    let second: Value = serde_json::from_slice(&requests[1].1).expect("json");
+    assert_eq!(
+        first["event_id"], second["event_id"],
+        "a retry carries the same event_id"
+    );
+    assert_eq!(first["event"]["channel"]["name"], "campaign-renamed");
+    let (_, _, info) = slack(
+        &sandbox,
+        "conversations.info",
+        "sandbox-bot-token",
+        &[("channel", "C20000000")],
+    )
+    .await;
+    assert_eq!(
+        info["channel"]["name"], "campaign-renamed",
+        "the sandbox's own workspace changed too"
+    );
+}
+
+#[tokio::test]
+async fn block_actions_arrive_form_encoded_and_signed() {
+    let (receiver, host) = Receiver::start(0).await;
+    let sandbox = start(|c| {
+        c.slack_interactions_url = Some(format!("http://{host}/webhooks/slack/interactions"))
+    })
+    .await;
+    let (_, _, posted) = slack(
+        &sandbox,
+        "chat.postMessage",
+        "sandbox-bot-token",
+        &[("channel", "campaign-1"), ("text", "Approval requested")],
+    )
+    .await;
+    let r: Value = client()
+        .post(format!("{}/_sandbox/slack/interactions", sandbox.base_url()))
+        .json(&json!({ "action_id": "approve", "value": "req-42", "channel": posted["channel"], "message_ts": posted["ts"], "user": "U10000001" }))
+        .send()
+        .await
+        .expect("click")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["delivery"]["acknowledged"], true);
+    let (headers, body) = receiver.requests().pop().expect("delivered");
+    assert_eq!(headers["content-type"], "application/x-www-form-urlencoded");
+    let now = chrono::Utc::now().timestamp();
+    let ok = slack_signature::verify(
+        b"sandbox-signing-secret",
+        headers["x-slack-request-timestamp"].to_str().ok(),
+        headers["x-slack-signature"].to_str().ok(),
+        &body,
+        now,
+    );
+    assert_eq!(ok, Ok(()));
+    let payload = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned())
+        .expect("payload=");
+    let payload: Value = serde_json::from_str(&payload).expect("json payload");
+    assert_eq!(payload["type"], "block_actions");
+    assert_eq!(payload["actions"][0]["action_id"], "approve");
+    assert_eq!(payload["container"]["message_ts"], posted["ts"]);
+    assert_eq!(payload["message"]["text"], "Approval requested");
+}
+
+#[tokio::test]
+async fn faults_add_latency_errors_storms_and_dropped_connections() {
+    let sandbox = start(|_| {}).await;
+    let fault = |body: Value| {
+        let url = format!("{}/_sandbox/faults", sandbox.base_url());
+        async move {
+            client()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("fault")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        fault(json!({ "endpoint": "mailjet.rest.campaign", "latency_ms": 300 })).await,
+        200
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(mj_get(&sandbox, "/v3/REST/campaign").await.0, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        fault(json!({ "endpoint": "slack", "error_rate": 1.0, "error_status": 503 })).await,
+        200
+    );
+    assert_eq!(
+        slack(&sandbox, "auth.test", "sandbox-bot-token", &[])
+            .await
+            .0,
+        503
+    );
+    assert_eq!(
+        fault(
+            json!({ "endpoint": "mailjet.send", "rate_limit_for_secs": 30, "retry_after_secs": 7 })
+        )
+        .await,
+        200
+    );
+    let r = client()
+        .post(format!("{}/v3.1/send", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["retry-after"].to_str().ok()
+        ),
+        (429, Some("7"))
+    );
+    assert_eq!(
+        fault(json!({ "endpoint": "mailjet.rest.template", "drop_rate": 1.0 })).await,
+        200
+    );
+    let dropped = client()
+        .get(format!("{}/v3/REST/template", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .send()
+        .await;
+    let failed = match dropped {
+        Err(_) => true,
+        Ok(r) => r.bytes().await.is_err(),
+    };
+    assert!(failed, "the connection was cut");
+    assert_eq!(
+        fault(json!({ "endpoint": "x", "error_rate": 2.0 })).await,
+        400
+    );
+    assert_eq!(fault(json!({ "no_such_field": 1 })).await, 400);
+    client()
+        .delete(format!("{}/_sandbox/faults", sandbox.base_url()))
+        .send()
+        .await
+        .expect("clear");
+    assert_eq!(
+        slack(&sandbox, "auth.test", "sandbox-bot-token", &[])
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_data_and_reset_restores_it() {
+    let a = start(|_| {}).await;
+    let b = start(|_| {}).await;
+    assert_eq!(
+        mj_get(&a, "/v3/REST/campaign?Limit=0").await.1,
+        mj_get(&b, "/v3/REST/campaign?Limit=0").await.1
+    );
+    let users = |s: &Sandbox| {
+        let url = format!("{}/users.list", s.slack_api_url());
+        async move {
+            client()
+                .get(url)
+                .bearer_auth("sandbox-bot-token")
+                .send()
+                .await
+                .expect("r")
+                .json::<Value>()
+                .await
+                .expect("json")["members"]
+                .clone()
+        }
+    };
+    assert_eq!(users(&a).await, users(&b).await);
+    slack(
+        &a,
+        "conversations.create",
+        "sandbox-bot-token",
+        &[("name", "brand-new")],
+    )
+    .await;
+    send(&a, json!({ "Messages": [message("z@example.com", "z-1")] })).await;
+    client()
+        .post(format!("{}/_sandbox/reset", a.base_url()))
+        .send()
+        .await
+        .expect("reset");
+    assert!(a.sends().is_empty());
+    let (_, _, info) = slack(
+        &a,
+        "conversations.info",
+        "sandbox-bot-token",
+        &[("channel", "brand-new")],
+    )
+    .await;
+    assert_eq!(info["error"], "channel_not_found");
+}
+
+#[tokio::test]
+async fn seeded_data_scales_to_the_largest_sizes() {
+    let sandbox = start(|c| {
+        c.seed = SeedSpec {
+            seed: 1,
+            campaigns: 10_000,
+            templates: 50,
+            users: 50_000,
+            channels: 2_000,
+        };
+    })
+    .await;
+    let (_, count) = mj_get(&sandbox, "/v3/REST/campaign?countOnly=1").await;
+    assert_eq!(count["Total"], 10_000);
+    let (_, _, channels) = slack(
+        &sandbox,
+        "conversations.list",
+        "sandbox-bot-token",
+        &[
+            ("limit", "999"),
+            ("types", "public_channel,private_channel"),
+        ],
+    )
+    .await;
+    assert_eq!(channels["channels"].as_array().map(Vec::len), Some(999));
+}
+
+#[tokio::test]
+async fn a_response_url_replaces_the_message_up_to_five_times() {
+    let (receiver, host) = Receiver::start(0).await;
+    let sandbox = start(|c| c.slack_interactions_url = Some(format!("http://{host}/i"))).await;
+    let (_, _, posted) = slack(
+        &sandbox,
+        "chat.postMessage",
+        "sandbox-bot-token",
+        &[("channel", "campaign-1"), ("text", "Approve?")],
+    )
+    .await;
+    let click: Value = client()
+        .post(format!("{}/_sandbox/slack/interactions", sandbox.base_url()))
+        .json(&json!({ "action_id": "approve", "value": "req-1", "channel": posted["channel"], "message_ts": posted["ts"], "user": "U10000001" }))
+        .send()
+        .await
+        .expect("click")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(receiver.requests().len(), 1);
+    let url = click["payload"]["response_url"]
+        .as_str()
+        .expect("response_url")
+        .to_owned();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let text = format!("Approved ({i})");
+        statuses.push(
+            client()
+                .post(&url)
+                .json(&json!({ "replace_original": true, "text": text }))
+                .send()
+                .await
+                .expect("respond")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 404]);
+    let (_, _, update) = slack(
+        &sandbox,
+        "chat.update",
+        "sandbox-bot-token",
+        &[
+            ("channel", posted["channel"].as_str().unwrap_or("")),
+            ("ts", posted["ts"].as_str().unwrap_or("")),
+        ],
+    )
+    .await;
+    assert_eq!(update["text"], "Approved (4)");
+}
+
+#[tokio::test]
+async fn a_failing_primary_webhook_is_suspended_and_the_backup_url_takes_over() {
+    let (primary, primary_host) = Receiver::start(usize::MAX).await;
+    let (backup, backup_host) = Receiver::start(0).await;
+    let sandbox = start(|c| {
+        c.mailjet_webhook_url = Some(format!("http://u:p@{primary_host}/a"));
+        c.mailjet_webhook_backup_url = Some(format!("http://u:p@{backup_host}/b"));
+        c.mailjet_suspend_after = 2;
+        c.event_delay = Duration::from_millis(10);
+        c.mailjet_group_window = Duration::from_millis(50);
+        c.mailjet_retry_interval = Duration::from_millis(50);
+    })
+    .await;
+    send(
+        &sandbox,
+        json!({ "Messages": [message("a@example.com", "f-1")] }),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the backup to receive the events",
+        || async { !backup.requests().is_empty() },
+    )
+    .await;
+    assert!(primary.requests().len() >= 2);
+}
