@@ -303,7 +303,7 @@ pub async fn deliver_event(shared: Arc<Shared>, url: String, envelope: Value) ->
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
     let first = deliver_signed(&shared, &url, body.clone(), "application/json", None).await;
     if !first.acknowledged && !first.no_retry {
-        let delays = shared.config().slack_retry_delays;
+        let delays = shared.config().slack_retry_delays.clone();
         let reason = if first.status.is_none() {
             "http_timeout"
         } else {

@@ -84,7 +84,7 @@ fn bad_request(message: String) -> Response {
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response {
-    let seed = shared.config().seed;
+    let seed = shared.config().seed.clone();
     *lock(&shared.world) = World::seeded(&seed);
     lock(&shared.sends).clear();
     lock(&shared.requests).clear();
@@ -178,7 +178,7 @@ async fn slack_event(
     State(shared): State<Arc<Shared>>,
     axum::Json(request): axum::Json<EventRequest>,
 ) -> Response {
-    let Some(url) = shared.config().slack_events_url else {
+    let Some(url) = shared.config().slack_events_url.clone() else {
         return bad_request("no slack_events_url is configured".to_owned());
     };
     let envelope = match request.replay.clone() {
@@ -325,7 +325,7 @@ async fn slack_interaction(
     State(shared): State<Arc<Shared>>,
     axum::Json(r): axum::Json<InteractionRequest>,
 ) -> Response {
-    let Some(url) = shared.config().slack_interactions_url else {
+    let Some(url) = shared.config().slack_interactions_url.clone() else {
         return bad_request("no slack_interactions_url is configured".to_owned());
     };
     let (team, channel_name, message) = {

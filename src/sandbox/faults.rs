@@ -80,7 +80,7 @@ pub struct LimitState {
     /// Mailjet: (key, second) → requests.
     mailjet: HashMap<String, (i64, u32)>,
     /// Slack tiers: (method, token) → request times within the last minute.
-    pub(crate) slack: HashMap<(String, String), Vec<Instant>>,
+    pub(crate) slack: HashMap<(String, String), std::collections::VecDeque<Instant>>,
     /// chat.postMessage per channel: channel → (tokens, last refill).
     pub(crate) channels: HashMap<String, (f64, Instant)>,
 }

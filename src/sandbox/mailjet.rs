@@ -75,9 +75,22 @@ pub fn first_wins(raw: Option<&str>) -> HashMap<String, String> {
 
 /// The `{Count, Data, Total}` envelope with Mailjet's paging: Limit (default 10, 0 = max
 /// 1000), Offset, Sort (`ID` or `ID DESC`), countOnly.
-pub fn envelope(
-    mut items: Vec<Value>,
+pub fn envelope(items: Vec<Value>, params: &HashMap<String, String>) -> Result<Value, Response> {
+    envelope_of(
+        items,
+        params,
+        |v| v["ID"].as_i64().unwrap_or(0),
+        Value::clone,
+    )
+}
+
+/// [`envelope`] over any items: only the returned page is turned into JSON. `Sort` sorts by
+/// `ID` (ascending, or `ID DESC`).
+pub fn envelope_of<T>(
+    mut items: Vec<T>,
     params: &HashMap<String, String>,
+    id: impl Fn(&T) -> i64,
+    to_json: impl Fn(&T) -> Value,
 ) -> Result<Value, Response> {
     if params
         .get("countOnly")
@@ -87,15 +100,18 @@ pub fn envelope(
     }
     if let Some(sort) = params.get("Sort") {
         let mut parts = sort.split_whitespace();
-        let prop = parts.next().unwrap_or("ID").to_owned();
+        if parts.next() != Some("ID") {
+            return Err(rest_error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "The sandbox sorts by ID only",
+            ));
+        }
         let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("DESC"));
-        items.sort_by(|a, b| {
-            let ord = a[&prop]
-                .as_i64()
-                .cmp(&b[&prop].as_i64())
-                .then_with(|| a[&prop].as_str().cmp(&b[&prop].as_str()));
-            if desc { ord.reverse() } else { ord }
-        });
+        items.sort_by_key(|item| id(item));
+        if desc {
+            items.reverse();
+        }
     }
     let number = |name: &str, default: usize| -> Result<usize, Response> {
         match params.get(name) {
@@ -114,12 +130,26 @@ pub fn envelope(
         n => n.min(1000),
     };
     let offset = number("Offset", 0)?;
-    let data: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    let data: Vec<Value> = items.iter().skip(offset).take(limit).map(to_json).collect();
     Ok(json!({ "Count": data.len(), "Data": data, "Total": data.len() }))
 }
 
 fn ok_json(status: StatusCode, v: Value) -> Response {
     (status, axum::Json(v)).into_response()
+}
+
+/// The integer filter named by the first of `names` present.
+fn id_filter(params: &HashMap<String, String>, names: &[&str]) -> Result<Option<i64>, Response> {
+    match names.iter().find_map(|n| params.get(*n)) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            rest_error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                &format!("Invalid value for \"{}\"", names[0]),
+            )
+        }),
+    }
 }
 
 fn ok200(v: Value) -> Response {
@@ -291,24 +321,16 @@ pub(crate) fn list_campaigns(
     shared: &Shared,
     params: &HashMap<String, String>,
 ) -> Result<Value, Response> {
+    let id = id_filter(params, &["CampaignID"])?;
+    let subject = params.get("Subject");
     let world = lock(&shared.world);
-    let items = world
+    let items: Vec<&super::data::Campaign> = world
         .campaigns
         .iter()
-        .filter(|c| {
-            params
-                .get("CampaignID")
-                .is_none_or(|id| id == &c.id.to_string())
-        })
-        .filter(|c| {
-            params
-                .get("Subject")
-                .is_none_or(|s| c.subject.eq_ignore_ascii_case(s))
-        })
-        .map(|c| c.to_json())
+        .filter(|c| id.is_none_or(|id| id == c.id))
+        .filter(|c| subject.is_none_or(|s| c.subject.eq_ignore_ascii_case(s)))
         .collect();
-    drop(world);
-    envelope(items, params)
+    envelope_of(items, params, |c| c.id, |c| c.to_json())
 }
 
 pub(crate) fn statcounters(
@@ -326,20 +348,14 @@ pub(crate) fn statcounters(
             "The sandbox supports CounterSource=Campaign",
         ));
     }
+    let id = id_filter(params, &["SourceId", "SourceID"])?;
     let world = lock(&shared.world);
     let items = world
         .campaigns
         .iter()
-        .filter(|c| {
-            params
-                .get("SourceId")
-                .or_else(|| params.get("SourceID"))
-                .is_none_or(|id| id == &c.id.to_string())
-        })
-        .map(|c| c.statcounters(1))
-        .collect();
-    drop(world);
-    envelope(items, params)
+        .filter(|c| id.is_none_or(|id| id == c.id))
+        .collect::<Vec<_>>();
+    envelope_of(items, params, |c| c.id, |c| c.statcounters(1))
 }
 
 fn list_templates(shared: &Shared, params: &HashMap<String, String>) -> Result<Value, Response> {

@@ -183,7 +183,7 @@ pub struct SendRecord {
 
 /// Shared state of a running sandbox.
 pub(crate) struct Shared {
-    config: Mutex<SandboxConfig>,
+    config: Mutex<Arc<SandboxConfig>>,
     world: Mutex<World>,
     sends: Mutex<BTreeMap<(String, String), SendRecord>>,
     requests: Mutex<HashMap<String, faults::EndpointStats>>,
@@ -202,7 +202,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn config(&self) -> SandboxConfig {
+    /// The current configuration (cheap: shared, replaced on change).
+    pub(crate) fn config(&self) -> Arc<SandboxConfig> {
         lock(&self.config).clone()
     }
 }
@@ -226,7 +227,7 @@ impl Sandbox {
             .build()?;
         let shared = Arc::new(Shared {
             world: Mutex::new(World::seeded(&config.seed)),
-            config: Mutex::new(config),
+            config: Mutex::new(Arc::new(config)),
             sends: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(HashMap::new()),
             faults: Mutex::new(Vec::new()),
@@ -277,7 +278,8 @@ impl Sandbox {
 
     /// Changes the configuration of the running sandbox (e.g. where callbacks go).
     pub fn configure(&self, change: impl FnOnce(&mut SandboxConfig)) {
-        change(&mut lock(&self.shared.config));
+        let mut config = lock(&self.shared.config);
+        change(Arc::make_mut(&mut config));
     }
 
     /// Every message Send accepted.

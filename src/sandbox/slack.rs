@@ -174,13 +174,19 @@ fn over_tier(shared: &Shared, method: &str, token: &str, tier: usize) -> Option<
         .entry((method.to_owned(), token.to_owned()))
         .or_default();
     let now = Instant::now();
-    window.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+    // Times are in order: dropping expired ones from the front is amortised O(1).
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        window.pop_front();
+    }
     if window.len() >= per_minute {
-        let oldest = window.first().copied().unwrap_or(now);
+        let oldest = window.front().copied().unwrap_or(now);
         let wait = Duration::from_secs(60).saturating_sub(now.duration_since(oldest));
         return Some(wait.as_secs().max(1));
     }
-    window.push(now);
+    window.push_back(now);
     None
 }
 
@@ -209,14 +215,16 @@ fn decode_cursor(kind: &str, cursor: Option<&str>) -> Result<usize, Value> {
         .ok_or_else(|| err("invalid_cursor"))
 }
 
-/// One page of `items` from the cursor, with `response_metadata.next_cursor` ("" at the end).
-fn paginate(
+/// One page of `items` from the cursor, with `response_metadata.next_cursor` ("" at the end);
+/// only the page is turned into JSON.
+fn paginate<T>(
     shared: &Shared,
     kind: &str,
-    items: Vec<Value>,
+    items: &[T],
     params: &HashMap<String, Value>,
     default_limit: usize,
     key: &str,
+    to_json: impl Fn(&T) -> Value,
 ) -> Value {
     let start = match decode_cursor(kind, arg(params, "cursor")) {
         Ok(s) => s,
@@ -231,8 +239,10 @@ fn paginate(
     let end = (start + limit).min(items.len());
     let page: Vec<Value> = items
         .get(start..end)
-        .map(<[Value]>::to_vec)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .iter()
+        .map(to_json)
+        .collect();
     let next = if end < items.len() {
         encode_cursor(kind, end)
     } else {
@@ -246,9 +256,9 @@ fn paginate(
 fn users_list(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     let world = lock(&shared.world);
     let ws = &world.workspace;
-    let members: Vec<Value> = ws.users.iter().map(|u| u.to_json(&ws.team_id)).collect();
-    drop(world);
-    let mut page = paginate(shared, "user", members, params, 1000, "members");
+    let mut page = paginate(shared, "user", &ws.users, params, 1000, "members", |u| {
+        u.to_json(&ws.team_id)
+    });
     if page["ok"] == true {
         page["cache_ts"] = json!(super::data::now());
     }
@@ -306,16 +316,16 @@ fn conversations_list(shared: &Shared, params: &HashMap<String, Value>) -> Value
     );
     let exclude_archived = flag(params, "exclude_archived");
     let world = lock(&shared.world);
-    let channels: Vec<Value> = world
+    let channels: Vec<&SlackChannel> = world
         .workspace
         .channels
         .iter()
         .filter(|c| (c.is_private && private) || (!c.is_private && public))
         .filter(|c| !(exclude_archived && c.is_archived))
-        .map(|c| c.to_json(true))
         .collect();
-    drop(world);
-    paginate(shared, "channel", channels, params, 100, "channels")
+    paginate(shared, "channel", &channels, params, 100, "channels", |c| {
+        c.to_json(true)
+    })
 }
 
 fn conversations_info(shared: &Shared, params: &HashMap<String, Value>) -> Value {
@@ -337,13 +347,15 @@ fn conversations_members(shared: &Shared, params: &HashMap<String, Value>) -> Va
     else {
         return err("channel_not_found");
     };
-    let members = channel
-        .members
-        .iter()
-        .map(|m| Value::String(m.clone()))
-        .collect();
-    drop(world);
-    paginate(shared, "member", members, params, 100, "members")
+    paginate(
+        shared,
+        "member",
+        &channel.members,
+        params,
+        100,
+        "members",
+        |m| Value::String(m.clone()),
+    )
 }
 
 fn conversations_create(shared: &Shared, params: &HashMap<String, Value>) -> Value {
