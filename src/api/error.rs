@@ -13,6 +13,12 @@ pub enum ApiError {
     /// The client sent something wrong (400).
     #[error("{0}")]
     BadRequest(String),
+    /// Fields that are wrong, each named (400).
+    #[error("{0}")]
+    Invalid(String, Vec<crate::store::validate::FieldError>),
+    /// Batch items that are wrong, by index (400).
+    #[error("{0}")]
+    InvalidItems(String, Vec<crate::store::batch::ItemErrors>),
     /// Missing or wrong credentials (401).
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -33,7 +39,9 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid(..) | ApiError::InvalidItems(..) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -53,7 +61,21 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = json_error(status, &message);
+        let mut response = match &self {
+            ApiError::Invalid(_, details) => json_error_with(
+                status,
+                &message,
+                "details",
+                serde_json::to_value(details).unwrap_or_default(),
+            ),
+            ApiError::InvalidItems(_, items) => json_error_with(
+                status,
+                &message,
+                "items",
+                serde_json::to_value(items).unwrap_or_default(),
+            ),
+            _ => json_error(status, &message),
+        };
         if matches!(self, ApiError::Unauthorized(_)) {
             response
                 .headers_mut()
@@ -63,15 +85,50 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An error answer with one more member in `error` (field details, item errors).
+pub fn json_error_with(
+    status: StatusCode,
+    message: &str,
+    key: &str,
+    extra: serde_json::Value,
+) -> Response {
+    let mut body = error_body(status, message);
+    body["error"][key] = extra;
+    (status, axum::Json(body)).into_response()
+}
+
 /// The JSON body of an error answer.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(error_body(status, message))).into_response()
+}
+
+/// `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The error: a code, a message, and for 400s the fields or items at fault.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`, …
+    pub code: String,
+    pub message: String,
+    /// For 400: each field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<crate::store::validate::FieldError>>,
+    /// For a batch's 400: the items at fault, by index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<crate::store::batch::ItemErrors>>,
+}
+
+fn error_body(status: StatusCode, message: &str) -> serde_json::Value {
     let code = status
         .canonical_reason()
         .unwrap_or("error")
         .to_ascii_lowercase()
         .replace([' ', '-'], "_");
-    let body = json!({ "error": { "code": code, "message": message } });
-    (status, axum::Json(body)).into_response()
+    json!({ "error": { "code": code, "message": message } })
 }
 
 /// Answer for routes that do not exist.

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod internal;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -48,8 +49,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
+    let (api, openapi) = internal::routes(state.clone());
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi);
     // Router::layer wraps every route (and the fallback); the last layer added is the outermost.
     Router::new()
+        .merge(api)
+        .merge(docs)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure at run time (or `doctor` found the deployment unusable),
 //! 2 bad configuration or usage.
 
+mod import;
 mod jobs;
 mod sandbox;
 
@@ -45,6 +46,16 @@ pub enum Command {
     Worker,
     /// Check configuration, Postgres, Redis and credentials, and print a report.
     Doctor,
+    /// Campaigns from the Campaign Manager: `campaigns import FILE.csv|json`.
+    Campaigns {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
+    /// Team members from the Campaign Manager: `team import FILE.csv|json`.
+    Team {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// Run the upstream simulator (Mailjet agent and REST, Slack Web API) on a local port.
     Sandbox(sandbox::SandboxArgs),
     /// Schedules, queues, running a job now, dead letters.
@@ -72,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Web => Process::Web,
         Command::Worker => Process::Worker,
         Command::Doctor | Command::Jobs { .. } | Command::Sandbox(_) => Process::Tool,
+        Command::Campaigns { .. } | Command::Team { .. } => Process::Migrate,
     };
     let settings = match config::load(process) {
         Ok(settings) => settings,
@@ -120,6 +132,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Sandbox(_) => Ok(ExitCode::SUCCESS),
+        Command::Campaigns { command } => {
+            import::run(settings, import::Kind::Campaigns, command).await
+        }
+        Command::Team { command } => {
+            import::run(settings, import::Kind::TeamMembers, command).await
+        }
         Command::Doctor => {
             let env: HashMap<String, String> = std::env::vars().collect();
             let report = doctor::run(&settings, &env).await;

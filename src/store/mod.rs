@@ -1,6 +1,12 @@
 //! Postgres access: the pool, the embedded migrations, and (as they are built) one module per
 //! aggregate.
 
+pub mod audit;
+pub mod batch;
+pub mod campaigns;
+pub mod team_members;
+pub mod validate;
+
 use std::str::FromStr;
 
 use secrecy::ExposeSecret;
@@ -11,6 +17,44 @@ use crate::config::{DatabaseSettings, SslMode};
 
 /// Every migration in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The record is new.
+    Created,
+    /// Something changed.
+    Updated,
+    /// It was already so: nothing was written.
+    Unchanged,
+}
+
+/// Errors of a write.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The write conflicts with stored data (an id already mapped elsewhere, a taken email).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl WriteError {
+    /// A unique violation raced past the checks: also a conflict.
+    pub fn from_db(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+                WriteError::Conflict(format!(
+                    "conflicts with stored data ({})",
+                    db.constraint().unwrap_or("unique")
+                ))
+            }
+            _ => WriteError::Db(e),
+        }
+    }
+}
 
 /// Errors opening the database.
 #[derive(Debug, thiserror::Error)]

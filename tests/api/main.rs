@@ -6,6 +6,7 @@ mod chaos;
 mod cli;
 mod health;
 mod http;
+mod internal_api;
 mod jobs_cli;
 mod queue;
 mod sandbox;

@@ -1,0 +1,402 @@
+//! The internal API for the Campaign Manager under `/api/` (bearer `API_TOKEN`): campaigns and
+//! team members in, documented by the OpenAPI document at `/api/openapi.json` (Swagger UI at
+//! `/api/docs`). Every route is registered through the OpenAPI router, so a route cannot exist
+//! without being documented.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::require_bearer;
+use super::error::{ApiError, ErrorBody};
+use crate::store::audit::Actor;
+use crate::store::batch::{self, BatchReport, MAX_ITEMS, Upsert};
+use crate::store::campaigns::{self, CampaignInput, CampaignView};
+use crate::store::team_members::{self, TeamMemberInput, TeamMemberView};
+use crate::store::validate::{FieldError, from_serde};
+use crate::store::{Outcome, WriteError};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "campaign-sync internal API", description = "Campaigns and team members in from the Campaign Manager. Bearer API_TOKEN on every route."),
+    modifiers(&BearerAuth),
+    tags((name = "campaigns"), (name = "team-members")),
+    components(schemas(ErrorBody, Outcome))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The `/api` routes (behind the token) and their OpenAPI document.
+pub fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(put_campaign, get_campaign, delete_campaign))
+        .routes(routes!(list_campaigns))
+        .routes(routes!(batch_campaigns))
+        .routes(routes!(put_team_member, get_team_member))
+        .routes(routes!(batch_team_members))
+        .split_for_parts();
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        state,
+        require_api_token,
+    ));
+    (router, openapi)
+}
+
+async fn require_api_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match require_bearer(
+        request.headers(),
+        state.settings.security.api_token.as_ref(),
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn actor(headers: &HeaderMap) -> Actor {
+    Actor {
+        name: "api".to_owned(),
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let detail = from_serde(&e);
+        ApiError::Invalid(
+            format!("invalid JSON body: {}", detail.problem),
+            vec![detail],
+        )
+    })
+}
+
+fn check_path_id(id: &str) -> Result<(), ApiError> {
+    let errors = campaigns::validate_id(id);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(
+            format!("invalid id: {}", errors[0]),
+            errors,
+        ))
+    }
+}
+
+fn check_fields(errors: Vec<FieldError>) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let summary = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(ApiError::Invalid(summary, errors))
+}
+
+fn write_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Conflict(message) => ApiError::Conflict(message),
+        WriteError::Db(e) => match WriteError::from_db(e) {
+            WriteError::Conflict(message) => ApiError::Conflict(message),
+            WriteError::Db(e) => db_error(e),
+        },
+    }
+}
+
+fn db_error(e: sqlx::Error) -> ApiError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
+            ApiError::Unavailable("the database is unavailable; retry later".to_owned())
+        }
+        other => ApiError::Internal(anyhow::Error::new(other)),
+    }
+}
+
+/// One upsert in its own transaction.
+async fn upsert_one<T: Upsert>(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    input: &T,
+) -> Result<Outcome, ApiError> {
+    let mut tx = state.db.begin().await.map_err(db_error)?;
+    let outcome = input
+        .upsert(&mut tx, &actor(headers), id)
+        .await
+        .map_err(write_error)?;
+    tx.commit()
+        .await
+        .map_err(|e| write_error(WriteError::from_db(e)))?;
+    Ok(outcome)
+}
+
+fn status_of(outcome: Outcome) -> StatusCode {
+    if outcome == Outcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// Create or update a campaign.
+#[utoipa::path(put, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The Campaign Manager's id: 1–128 of letters, digits, _ . : -")),
+    request_body = CampaignInput,
+    responses(
+        (status = 201, description = "Created", body = CampaignView), (status = 200, description = "Updated or unchanged", body = CampaignView),
+        (status = 400, description = "Invalid fields", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, description = "A Mailjet campaign, Slack channel or slug already mapped elsewhere", body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn put_campaign(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_path_id(&id)?;
+    let input: CampaignInput = parse(&body)?;
+    check_fields(input.validate())?;
+    let outcome = upsert_one(&state, &headers, &id, &input).await?;
+    let view = campaigns::get(&state.db, &id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id:?}")))?;
+    Ok((status_of(outcome), axum::Json(view)).into_response())
+}
+
+/// A campaign with its mappings, latest statistics and last sync.
+#[utoipa::path(get, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_campaign(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CampaignView>, ApiError> {
+    check_path_id(&id)?;
+    let view = campaigns::get(&state.db, &id).await.map_err(db_error)?;
+    view.map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id:?}")))
+}
+
+/// Deactivate a campaign (its history is kept).
+#[utoipa::path(delete, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Deactivated (or already inactive)", body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_campaign(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<CampaignView>, ApiError> {
+    check_path_id(&id)?;
+    let mut tx = state.db.begin().await.map_err(db_error)?;
+    let outcome = campaigns::deactivate(&mut tx, &actor(&headers), &id)
+        .await
+        .map_err(write_error)?;
+    tx.commit().await.map_err(db_error)?;
+    if outcome.is_none() {
+        return Err(ApiError::NotFound(format!("no campaign {id:?}")));
+    }
+    let view = campaigns::get(&state.db, &id).await.map_err(db_error)?;
+    view.map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id:?}")))
+}
+
+/// Paging of campaign lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    /// Only active (true) or inactive (false) campaigns.
+    active: Option<bool>,
+    /// Page number, from 1.
+    page: Option<i64>,
+    /// Items per page, 1–500 (default 50).
+    per_page: Option<i64>,
+}
+
+/// A page of campaigns.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CampaignPage {
+    items: Vec<CampaignView>,
+    page: i64,
+    per_page: i64,
+    total: i64,
+}
+
+/// Campaigns, by id, a page at a time.
+#[utoipa::path(get, path = "/api/campaigns", tag = "campaigns", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, body = CampaignPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_campaigns(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<CampaignPage>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::Invalid(
+            format!("invalid query: {}", e.body_text()),
+            vec![FieldError::new(
+                "query",
+                e.body_text(),
+                "active=true|false, page ≥ 1, perPage 1–500",
+            )],
+        )
+    })?;
+    let page = query.page.unwrap_or(1);
+    let per_page = query.per_page.unwrap_or(50);
+    let mut errors = Vec::new();
+    if page < 1 {
+        errors.push(FieldError::new(
+            "page",
+            format!("{page} is out of range"),
+            "1 or more",
+        ));
+    }
+    if !(1..=500).contains(&per_page) {
+        errors.push(FieldError::new(
+            "perPage",
+            format!("{per_page} is out of range"),
+            "1 to 500",
+        ));
+    }
+    check_fields(errors)?;
+    let (items, total) = campaigns::list(&state.db, query.active, page, per_page)
+        .await
+        .map_err(db_error)?;
+    Ok(axum::Json(CampaignPage {
+        items,
+        page,
+        per_page,
+        total,
+    }))
+}
+
+/// A batch: `{"items": [{"id": …, …fields}, …]}`, at most 1,000.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    /// Records, each with its `id` and the same fields as the single upsert.
+    items: Vec<Value>,
+}
+
+async fn batch<T: Upsert>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<axum::Json<BatchReport>, ApiError> {
+    let request: BatchRequest = parse(body)?;
+    if request.items.is_empty() || request.items.len() > MAX_ITEMS {
+        let detail = FieldError::new(
+            "items",
+            format!("has {} items", request.items.len()),
+            format!("1 to {MAX_ITEMS} items"),
+        );
+        return Err(ApiError::Invalid(detail.to_string(), vec![detail]));
+    }
+    let total = request.items.len();
+    let items = batch::check::<T>(request.items).map_err(|problems| {
+        ApiError::InvalidItems(
+            format!(
+                "{} of {total} items are invalid; nothing was stored",
+                problems.len()
+            ),
+            problems,
+        )
+    })?;
+    let report = batch::apply(&state.db, &actor(headers), &items)
+        .await
+        .map_err(|e| match e.error {
+            WriteError::Conflict(message) => ApiError::Conflict(format!(
+                "item {} ({}): {message}; nothing was stored",
+                e.index, e.id
+            )),
+            WriteError::Db(db) => write_error(WriteError::Db(db)),
+        })?;
+    Ok(axum::Json(report))
+}
+
+/// Upsert up to 1,000 campaigns in one transaction.
+#[utoipa::path(post, path = "/api/campaigns:batch", tag = "campaigns", security(("bearer" = [])),
+    request_body = BatchRequest,
+    responses((status = 200, body = BatchReport), (status = 400, description = "Problems by item index; nothing stored", body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn batch_campaigns(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<BatchReport>, ApiError> {
+    batch::<CampaignInput>(&state, &headers, &body).await
+}
+
+/// Create or update a team member.
+#[utoipa::path(put, path = "/api/team-members/{id}", tag = "team-members", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The Campaign Manager's id")),
+    request_body = TeamMemberInput,
+    responses((status = 201, body = TeamMemberView), (status = 200, body = TeamMemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, description = "Email taken by another member", body = ErrorBody)))]
+async fn put_team_member(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_path_id(&id)?;
+    let input: TeamMemberInput = parse(&body)?;
+    check_fields(input.validate())?;
+    let outcome = upsert_one(&state, &headers, &id, &input).await?;
+    let view = team_members::get(&state.db, &id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no team member {id:?}")))?;
+    Ok((status_of(outcome), axum::Json(view)).into_response())
+}
+
+/// A team member with the Slack identity the user sync matched.
+#[utoipa::path(get, path = "/api/team-members/{id}", tag = "team-members", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = TeamMemberView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_team_member(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TeamMemberView>, ApiError> {
+    check_path_id(&id)?;
+    let view = team_members::get(&state.db, &id).await.map_err(db_error)?;
+    view.map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no team member {id:?}")))
+}
+
+/// Upsert up to 1,000 team members in one transaction.
+#[utoipa::path(post, path = "/api/team-members:batch", tag = "team-members", security(("bearer" = [])),
+    request_body = BatchRequest,
+    responses((status = 200, body = BatchReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn batch_team_members(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<BatchReport>, ApiError> {
+    batch::<TeamMemberInput>(&state, &headers, &body).await
+}

@@ -1,0 +1,171 @@
+//! Team members, owned by the Campaign Manager; the Slack user sync matches them by email.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool, Row};
+use utoipa::ToSchema;
+
+use super::audit::{self, Actor};
+use super::validate::{FieldError, check_email, check_len};
+use super::{Outcome, WriteError};
+
+/// A team member as the Campaign Manager sends it (`PUT /api/team-members/{id}`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TeamMemberInput {
+    /// Work email; unique (ignoring case); Slack users are matched by it.
+    pub email: String,
+    /// Display name, up to 500 characters.
+    #[serde(default)]
+    pub name: String,
+    /// Whether the member is active (default true).
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TeamMemberInput {
+    /// Every problem with this input, each naming the field.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        check_email(&mut errors, "email", &self.email);
+        check_len(&mut errors, "name", &self.name, 0, 500);
+        errors
+    }
+}
+
+/// The Slack identity the user sync matched.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackIdentity {
+    pub slack_user_id: String,
+    pub workspace_id: String,
+    pub username: String,
+    pub is_active: bool,
+    pub availability: Option<String>,
+    pub last_synced: DateTime<Utc>,
+}
+
+/// A team member as the API answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamMemberView {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub active: bool,
+    pub slack: Option<SlackIdentity>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One team member, with the Slack identity the sync matched.
+pub async fn get(pool: &PgPool, id: &str) -> Result<Option<TeamMemberView>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT t.id, t.email, t.name, t.active, t.created_at, t.updated_at,
+                s.slack_user_id, s.workspace_id, s.slack_username, s.is_active, s.availability, s.last_synced
+           FROM team_members t
+           LEFT JOIN LATERAL (SELECT * FROM slack_integrations si WHERE si.team_member_id = t.id ORDER BY si.is_active DESC, si.last_synced DESC LIMIT 1) s ON true
+          WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let slack_user_id: Option<String> = row.try_get("slack_user_id")?;
+    let slack = match slack_user_id {
+        Some(slack_user_id) => Some(SlackIdentity {
+            slack_user_id,
+            workspace_id: row.try_get("workspace_id")?,
+            username: row.try_get("slack_username")?,
+            is_active: row.try_get("is_active")?,
+            availability: row.try_get("availability")?,
+            last_synced: row.try_get("last_synced")?,
+        }),
+        None => None,
+    };
+    Ok(Some(TeamMemberView {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        active: row.try_get("active")?,
+        slack,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    }))
+}
+
+/// Creates or updates team member `id` inside `conn`'s transaction, recording what changed.
+pub async fn upsert(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: &str,
+    input: &TeamMemberInput,
+) -> Result<Outcome, WriteError> {
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM team_members WHERE lower(email) = lower($1) AND id <> $2",
+    )
+    .bind(&input.email)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(owner) = owner {
+        return Err(WriteError::Conflict(format!(
+            "email {:?} already belongs to team member {owner:?}",
+            input.email
+        )));
+    }
+    let current =
+        sqlx::query("SELECT email, name, active FROM team_members WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let after = json!({ "email": input.email, "name": input.name, "active": input.active });
+    let Some(row) = current else {
+        sqlx::query("INSERT INTO team_members (id, email, name, active) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(&input.email)
+            .bind(&input.name)
+            .bind(input.active)
+            .execute(&mut *conn)
+            .await?;
+        audit::record(
+            conn,
+            actor,
+            "team_member.created",
+            "team_member",
+            id,
+            json!({ "created": after }),
+        )
+        .await?;
+        return Ok(Outcome::Created);
+    };
+    let before = json!({ "email": row.try_get::<String, _>("email")?, "name": row.try_get::<String, _>("name")?, "active": row.try_get::<bool, _>("active")? });
+    let mut changes = serde_json::Map::new();
+    for (field, new) in after.as_object().into_iter().flatten() {
+        let old = before.get(field).cloned().unwrap_or(Value::Null);
+        if &old != new {
+            changes.insert(field.clone(), json!({ "from": old, "to": new }));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(Outcome::Unchanged);
+    }
+    sqlx::query("UPDATE team_members SET email = $2, name = $3, active = $4, updated_at = now() WHERE id = $1")
+        .bind(id).bind(&input.email).bind(&input.name).bind(input.active)
+        .execute(&mut *conn).await?;
+    audit::record(
+        conn,
+        actor,
+        "team_member.updated",
+        "team_member",
+        id,
+        Value::Object(changes),
+    )
+    .await?;
+    Ok(Outcome::Updated)
+}
