@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod doctor;
 pub mod jobs;
 pub mod queue;

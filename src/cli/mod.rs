@@ -56,6 +56,9 @@ pub enum Command {
         #[command(subcommand)]
         command: import::ImportCommand,
     },
+    /// Everything in one process on this machine: migrations, the sandbox with seeded data, web
+    /// and worker with schedules sped up. Ctrl-C stops it.
+    Demo,
     /// Run the upstream simulator (Mailjet agent and REST, Slack Web API) on a local port.
     Sandbox(sandbox::SandboxArgs),
     /// Schedules, queues, running a job now, dead letters.
@@ -78,11 +81,16 @@ pub fn main() -> ExitCode {
     if let Command::Sandbox(args) = cli.command {
         return sandbox::main(args);
     }
+    if let Command::Demo = cli.command {
+        return run_demo();
+    }
     let process = match &cli.command {
         Command::Migrate { .. } => Process::Migrate,
         Command::Web => Process::Web,
         Command::Worker => Process::Worker,
-        Command::Doctor | Command::Jobs { .. } | Command::Sandbox(_) => Process::Tool,
+        Command::Doctor | Command::Jobs { .. } | Command::Sandbox(_) | Command::Demo => {
+            Process::Tool
+        }
         Command::Campaigns { .. } | Command::Team { .. } => Process::Migrate,
     };
     let settings = match config::load(process) {
@@ -131,7 +139,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
-        Command::Sandbox(_) => Ok(ExitCode::SUCCESS),
+        Command::Sandbox(_) | Command::Demo => Ok(ExitCode::SUCCESS),
         Command::Campaigns { command } => {
             import::run(settings, import::Kind::Campaigns, command).await
         }
@@ -215,4 +223,28 @@ async fn migrate(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn run_demo() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::demo::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.to_string().starts_with("invalid configuration") {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }

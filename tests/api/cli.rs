@@ -242,3 +242,61 @@ async fn doctor_fails_when_migrations_are_pending_or_postgres_is_down() {
     assert!(out.contains("Postgres\n  FAIL  cannot connect"), "{out}");
     assert!(out.contains("Result: NOT usable"), "{out}");
 }
+
+#[tokio::test]
+async fn demo_migrates_seeds_through_the_api_path_serves_and_stops_on_sigterm() {
+    let (url, _) = create_database().await;
+    let mut env = test_env(&url);
+    let port = closed_port();
+    env.insert("PORT".into(), port.to_string());
+    env.insert("SANDBOX_PORT".into(), closed_port().to_string());
+    env.remove("MAILJET_MCP_URL");
+    // Every secret is given, so the demo writes no demo.env into the working directory.
+    env.insert(
+        "MAILJET_API_SECRET".into(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let mut child = command(&env, &["demo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    wait_healthy(port).await;
+    let client = reqwest::Client::new();
+    let campaigns: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/api/campaigns?perPage=1"))
+        .bearer_auth(&env["API_TOKEN"])
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(campaigns["total"], 20);
+    let pool = sqlx::PgPool::connect(&url).await.expect("db");
+    let seeded: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor = 'demo'")
+        .fetch_one(&pool)
+        .await
+        .expect("audit");
+    assert_eq!(seeded, 50, "20 campaigns and 30 team members, each audited");
+    terminate(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(status.success(), "{status:?}\n{out}");
+    assert!(
+        out.contains("seeded through the internal API's batch path") && out.contains("stopped"),
+        "{out}"
+    );
+    assert!(!out.contains(&env["API_TOKEN"]), "tokens are never printed");
+    assert!(
+        out.contains("API_TOKEN and METRICS_TOKEN from your environment"),
+        "{out}"
+    );
+}

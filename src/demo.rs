@@ -1,0 +1,302 @@
+//! `campaign-sync demo`: the whole service on one machine in one process — migrations, the
+//! sandbox upstreams with seeded data, the web server and the worker with schedules sped up —
+//! seeded through the same batch path as the internal API. Ctrl-C stops it cleanly.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::config::{self, Process, Schedule, Settings};
+use crate::sandbox::{Sandbox, SandboxConfig, SeedSpec, data::World};
+use crate::store::audit::Actor;
+use crate::store::batch::{self, Item};
+use crate::store::campaigns::CampaignInput;
+use crate::store::team_members::TeamMemberInput;
+use crate::{jobs, startup, store, worker};
+
+/// Campaigns and team members the demo seeds through the internal API's batch path.
+const DEMO_CAMPAIGNS: usize = 20;
+const DEMO_TEAM_MEMBERS: usize = 30;
+
+fn random_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// The environment of the demo: the caller's, with throw-away secrets where none are set and
+/// the upstream URLs pointed at the sandbox.
+fn demo_env(sandbox_port: u16) -> (HashMap<String, String>, Vec<&'static str>) {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    let mut generated = Vec::new();
+    for name in [
+        "API_TOKEN",
+        "METRICS_TOKEN",
+        "MAILJET_WEBHOOK_PASSWORD",
+        "SLACK_SIGNING_SECRET",
+        "MAILJET_MCP_TOKEN",
+        "MAILJET_API_SECRET",
+    ] {
+        if env.get(name).is_none_or(|v| v.is_empty()) {
+            env.insert(name.to_owned(), random_token());
+            generated.push(name);
+        }
+    }
+    env.entry("MAILJET_WEBHOOK_USER".into())
+        .or_insert_with(|| "mailjet".into());
+    env.entry("MAILJET_API_KEY".into())
+        .or_insert_with(|| "demo-key".into());
+    env.entry("SLACK_BOT_TOKEN".into())
+        .or_insert_with(|| format!("demo-bot-{}", random_token()));
+    let base = format!("http://127.0.0.1:{sandbox_port}");
+    env.insert("MAILJET_MCP_URL".into(), base.clone());
+    env.insert("MAILJET_API_URL".into(), base.clone());
+    env.insert("SLACK_API_URL".into(), format!("{base}/api"));
+    (env, generated)
+}
+
+/// Writes the secrets generated for this run to `demo.env` (owner-only), so the person
+/// running the demo can call the API; they are never printed.
+fn save_generated(
+    env: &HashMap<String, String>,
+    generated: &[&str],
+) -> anyhow::Result<Option<String>> {
+    if generated.is_empty() {
+        return Ok(None);
+    }
+    let path = "demo.env";
+    let text: String = generated
+        .iter()
+        .map(|name| format!("{name}={}\n", env[*name]))
+        .collect();
+    std::fs::write(path, text).with_context(|| format!("cannot write {path}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(Some(path.to_owned()))
+}
+
+/// Every schedule at a demo pace (10–60 s) unless the environment set it.
+fn speed_up(settings: &mut Settings, env: &HashMap<String, String>) {
+    let fast = [
+        ("process_email_queue", "*/10 * * * * *"),
+        ("sync_mailjet_stats", "*/30 * * * * *"),
+        ("sync_slack_users", "*/45 * * * * *"),
+        ("update_slack_channels", "0 * * * * *"),
+        ("sync_mailjet_templates", "*/40 * * * * *"),
+        ("send_approval_reminders", "*/20 * * * * *"),
+        ("rollup_metrics", "*/60 * * * * *"),
+        ("purge_expired_data", "*/30 * * * * *"),
+    ];
+    for (job, expression) in fast {
+        if env.contains_key(&format!("SCHEDULE_{}", job.to_uppercase())) {
+            continue;
+        }
+        if let Ok(cron) = cron::Schedule::from_str(expression) {
+            settings.schedules.insert(
+                job.to_owned(),
+                Schedule {
+                    expression: expression.to_owned(),
+                    cron: Some(cron),
+                },
+            );
+        }
+    }
+}
+
+fn sandbox_config(env: &HashMap<String, String>, seed: SeedSpec) -> SandboxConfig {
+    let get = |name: &str| env.get(name).cloned().unwrap_or_default();
+    let defaults = SandboxConfig::default();
+    SandboxConfig {
+        seed,
+        slack_client_id: env
+            .get("SLACK_CLIENT_ID")
+            .cloned()
+            .unwrap_or(defaults.slack_client_id.clone()),
+        slack_client_secret: env
+            .get("SLACK_CLIENT_SECRET")
+            .cloned()
+            .unwrap_or(defaults.slack_client_secret.clone()),
+        mailjet_api_key: get("MAILJET_API_KEY"),
+        mailjet_api_secret: get("MAILJET_API_SECRET"),
+        mcp_token: get("MAILJET_MCP_TOKEN"),
+        agent_id: env
+            .get("MAILJET_AGENT_ID")
+            .cloned()
+            .unwrap_or_else(|| "campaign-manager-client".into()),
+        slack_bot_token: get("SLACK_BOT_TOKEN"),
+        slack_signing_secret: get("SLACK_SIGNING_SECRET"),
+        // Slack's real limits, ten times over, so the demo's fast schedules are not starved.
+        slack_tiers_per_minute: [10, 200, 500, 1000],
+        ..defaults
+    }
+}
+
+/// The demo's seed: campaigns and team members, checked.
+type SeedItems = (Vec<Item<CampaignInput>>, Vec<Item<TeamMemberInput>>);
+
+/// Campaigns (subjects of the sandbox's Mailjet campaigns, so the stats sync can match them)
+/// and team members (emails of the sandbox's Slack users) as batch items.
+fn seed_items(world: &World) -> anyhow::Result<SeedItems> {
+    // The sandbox names every other Slack channel `campaign-<n>`: the first campaigns get the
+    // slugs "1", "2", … so the channel sync can map them by its naming rule.
+    let campaigns: Vec<Value> = world
+        .campaigns
+        .iter()
+        .take(DEMO_CAMPAIGNS)
+        .enumerate()
+        .map(|(i, c)| json!({ "id": format!("demo-campaign-{}", i + 1), "name": format!("Demo: {}", c.subject), "subject": c.subject, "status": "active", "slug": (i + 1).to_string() }))
+        .collect();
+    let members: Vec<Value> = world
+        .workspace
+        .users
+        .iter()
+        .filter(|u| !u.is_bot && !u.deleted && !u.email.is_empty())
+        .take(DEMO_TEAM_MEMBERS)
+        .enumerate()
+        .map(|(i, u)| json!({ "id": format!("demo-member-{}", i + 1), "email": u.email.to_lowercase(), "name": u.real_name }))
+        .collect();
+    let describe = |problems: Vec<batch::ItemErrors>| {
+        anyhow::anyhow!(
+            "demo seed data is invalid: {:?}",
+            problems.first().map(|p| &p.errors)
+        )
+    };
+    Ok((
+        batch::check(campaigns).map_err(describe)?,
+        batch::check(members).map_err(describe)?,
+    ))
+}
+
+/// Runs the demo until Ctrl-C or SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    let sandbox_port: u16 = std::env::var("SANDBOX_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(4010);
+    let (env, generated) = demo_env(sandbox_port);
+    let mut settings = config::load_from(&env, Process::Web).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config::load_from(&env, Process::Worker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    speed_up(&mut settings, &env);
+    crate::telemetry::init_logging(&settings.log);
+
+    println!("campaign-sync demo");
+    create_database_if_missing(&settings).await?;
+    let pool = store::pool(&settings.database, "demo")?;
+    println!("  migrating the database …");
+    store::MIGRATOR
+        .run(&pool)
+        .await
+        .context("migrating the database failed (is PostgreSQL running and DATABASE_URL right?)")?;
+
+    let seed = SeedSpec {
+        seed: 42,
+        campaigns: 200,
+        templates: 12,
+        users: 300,
+        channels: 30,
+    };
+    let sandbox = Sandbox::start(
+        sandbox_config(&env, seed.clone()),
+        SocketAddr::from(([127, 0, 0, 1], sandbox_port)),
+    )
+    .await
+    .with_context(|| {
+        format!("cannot start the sandbox on port {sandbox_port} (set SANDBOX_PORT)")
+    })?;
+    println!(
+        "  sandbox (Mailjet and Slack, offline) on {}",
+        sandbox.base_url()
+    );
+
+    let (campaigns, members) = seed_items(&World::seeded(&seed))?;
+    let actor = Actor::new("demo");
+    let c = batch::apply(&pool, &actor, &campaigns)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding campaigns failed: {e}"))?;
+    let m = batch::apply(&pool, &actor, &members)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding team members failed: {e}"))?;
+    println!(
+        "  seeded through the internal API's batch path: campaigns {} new / {} unchanged, team members {} new / {} unchanged",
+        c.created,
+        c.unchanged + c.updated,
+        m.created,
+        m.unchanged + m.updated
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let app = startup::Application::build(settings.clone()).await?;
+    let port = app.port();
+    let web = tokio::spawn(app.run_until_stopped(stopped(stop_rx.clone())));
+    let worker = tokio::spawn(worker::run(
+        settings.clone(),
+        jobs::builtin(),
+        stopped(stop_rx.clone()),
+    ));
+
+    let base = format!("http://127.0.0.1:{port}");
+    println!();
+    println!("  health     {base}/healthz   readiness {base}/readyz");
+    match save_generated(&env, &generated)? {
+        Some(file) => println!(
+            "  tokens     generated for this run in {file} ({}): `set -a; . ./{file}; set +a`",
+            generated.join(", ")
+        ),
+        None => println!("  tokens     API_TOKEN and METRICS_TOKEN from your environment"),
+    }
+    println!("  API docs   {base}/api/docs");
+    println!("  API        curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/campaigns");
+    println!("  metrics    curl -H \"Authorization: Bearer $METRICS_TOKEN\" {base}/metrics");
+    println!(
+        "  schedules  every 10–60 s; `campaign-sync jobs list` shows them (same DATABASE_URL and REDIS_URL)"
+    );
+    println!("  Ctrl-C stops everything.");
+    println!();
+
+    startup::shutdown_signal().await;
+    println!("stopping …");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(30);
+    let (web, worker) = tokio::join!(
+        tokio::time::timeout(grace, web),
+        tokio::time::timeout(grace, worker)
+    );
+    sandbox.stop();
+    web.context("the web server did not stop in time")?
+        .context("web task")??;
+    worker
+        .context("the worker did not stop in time")?
+        .context("worker task")??;
+    pool.close().await;
+    println!("stopped");
+    Ok(())
+}
+
+async fn create_database_if_missing(settings: &Settings) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    use sqlx::migrate::MigrateDatabase;
+    let Some(url) = settings.database.url.as_ref() else {
+        return Ok(());
+    };
+    let url = url.expose_secret();
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .context("cannot reach PostgreSQL (is it running, and DATABASE_URL right?)")?
+    {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("cannot create the demo database")?;
+        println!("  created the database");
+    }
+    Ok(())
+}
