@@ -87,6 +87,13 @@ pub async fn run(
         name.clone(),
         stop_rx.clone(),
     )));
+    if let Some(queue) = queues.get(crate::jobs::webhook_events::QUEUE) {
+        background.push(tokio::spawn(sweep_webhooks(
+            deps.db.clone(),
+            queue.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let scheduler = Scheduler::new(&settings.schedules, &registry, &queues);
     tracing::info!(jobs = ?scheduler.jobs(), "scheduling");
     background.push(tokio::spawn(scheduler.run(stop_rx.clone())));
@@ -157,6 +164,28 @@ async fn heartbeat(consumer: Consumer, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = consumer.heartbeat().await {
             tracing::warn!(queue = consumer.queue().keys().name(), error = %e, "renewing task leases failed");
+        }
+    }
+}
+
+/// Every 10 s, enqueues webhook events stored but never processed (their enqueue was lost,
+/// e.g. while Redis was down).
+async fn sweep_webhooks(db: sqlx::PgPool, queue: Queue, mut stop: watch::Receiver<bool>) {
+    loop {
+        let stopped = tokio::select! {
+            _ = stop.wait_for(|s| *s) => true,
+            () = tokio::time::sleep(Duration::from_secs(10)) => false,
+        };
+        if stopped {
+            return;
+        }
+        match crate::jobs::webhook_events::sweep(&db, &queue, Duration::from_secs(10)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "swept unprocessed webhook events into the queue"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweeping webhook events failed"),
         }
     }
 }

@@ -55,6 +55,18 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(docs)
+        .route(
+            "/webhooks/mailjet",
+            axum::routing::post(crate::webhooks::receive::mailjet),
+        )
+        .route(
+            "/webhooks/slack/events",
+            axum::routing::post(crate::webhooks::receive::slack_events),
+        )
+        .route(
+            "/webhooks/slack/interactions",
+            axum::routing::post(crate::webhooks::receive::slack_interactions),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

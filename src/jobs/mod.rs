@@ -50,6 +50,7 @@ pub mod diagnostics;
 pub mod purge_expired_data;
 pub mod registry;
 pub mod runs;
+pub mod webhook_events;
 
 /// The queue most jobs run on.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -66,5 +67,13 @@ pub fn builtin() -> registry::Registry {
         DEFAULT_QUEUE,
         purge_expired_data::run,
     );
+    let webhooks = registry.register(
+        webhook_events::NAME,
+        webhook_events::QUEUE,
+        webhook_events::run,
+    );
+    webhooks.max_attempts = 8;
+    webhooks.backoff_base = std::time::Duration::from_secs(2);
+    webhooks.backoff_max = std::time::Duration::from_secs(120);
     registry
 }

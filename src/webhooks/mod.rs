@@ -1,4 +1,5 @@
 //! Webhooks in: one module per sender. Each verifies over the raw bytes, in constant time,
 //! before anything is parsed or stored.
 
+pub mod receive;
 pub mod slack_signature;

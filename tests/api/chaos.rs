@@ -191,14 +191,14 @@ async fn sigterm_lets_running_jobs_finish_and_hands_back_the_rest_within_the_gra
 }
 
 /// A redis-server of the test's own, with AOF (fsync always), that can be restarted.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = closed_port();
         let dir = std::env::temp_dir().join(format!("cs-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis dir");
@@ -234,6 +234,21 @@ impl OwnRedis {
         wait_port(self.port);
     }
 
+    /// Stops the server (SIGTERM: it flushes its AOF).
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory.
+    pub(crate) fn start_again(&mut self) {
+        self.spawn();
+    }
+
     fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM: Redis flushes its AOF and exits.
@@ -246,7 +261,7 @@ impl OwnRedis {
         self.spawn();
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

@@ -40,7 +40,7 @@ async fn jobs_run_enqueues_a_known_job_and_refuses_an_unknown_one_listing_the_va
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         stderr(&unknown).contains(
-            "unknown job \"sync_everything\"; valid names: diagnostics_probe, purge_expired_data"
+            "unknown job \"sync_everything\"; valid names: diagnostics_probe, process_webhook_events, purge_expired_data"
         ),
         "{}",
         stderr(&unknown)

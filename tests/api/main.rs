@@ -12,3 +12,4 @@ mod queue;
 mod sandbox;
 mod schedules;
 mod schema;
+mod webhooks;
