@@ -641,3 +641,67 @@ async fn an_approvers_click_is_acknowledged_and_decides_the_approval() {
         1
     );
 }
+
+#[tokio::test]
+async fn bad_interactions_are_refused_and_store_nothing() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let post = |body: &'static [u8], timestamp: i64, secret: &str| {
+        let signature = slack_signature(secret, timestamp, body);
+        app.client
+            .post(app.url("/webhooks/slack/interactions"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+    };
+    let secret = app.env["SLACK_SIGNING_SECRET"].clone();
+    assert_eq!(
+        post(b"nothing=here", now, &secret)
+            .await
+            .expect("post")
+            .status(),
+        400,
+        "no payload field"
+    );
+    assert_eq!(
+        post(b"payload=%7Bnot-json", now, &secret)
+            .await
+            .expect("post")
+            .status(),
+        400
+    );
+    let ok_body = b"payload=%7B%22type%22%3A%22block_actions%22%2C%22actions%22%3A%5B%5D%7D";
+    assert_eq!(
+        post(ok_body, now, "another-secret-entirely")
+            .await
+            .expect("post")
+            .status(),
+        401
+    );
+    assert_eq!(
+        post(ok_body, now - 600, &secret)
+            .await
+            .expect("post")
+            .status(),
+        401,
+        "stale"
+    );
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM webhook_events").await,
+        0
+    );
+    assert_eq!(
+        post(ok_body, now, &secret).await.expect("post").status(),
+        200
+    );
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT count(*) FROM webhook_events WHERE source = 'slack_interactions'"
+        )
+        .await,
+        1
+    );
+}
