@@ -275,6 +275,12 @@ async fn main() -> anyhow::Result<()> {
             "POST /webhooks/slack/interactions at {rate:.0} clicks/s: p50 {p50:.2} ms, p99 {p99:.2} ms ({failures} failed)"
         );
     }
+    for rate in [100.0, 300.0, 600.0] {
+        let (p50, p99, failures) = at_rate(&target, false, rate).await;
+        println!(
+            "POST /webhooks/slack/events at {rate:.0} requests/s: p50 {p50:.2} ms, p99 {p99:.2} ms ({failures} failed)"
+        );
+    }
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
         .fetch_one(&pool)
         .await?;
