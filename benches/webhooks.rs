@@ -286,6 +286,19 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!("stored events: {stored}");
     pool.close().await;
+    // The bench's queue keys (nothing consumed them) go away with its database.
+    let client = redis::Client::open(env["REDIS_URL"].as_str())?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{}*", env["REDIS_KEY_PREFIX"]))
+        .query_async(&mut redis)
+        .await?;
+    for key in keys {
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut redis)
+            .await?;
+    }
     conn.execute(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE \"{name}\" WITH (FORCE)"
     )))
