@@ -139,18 +139,31 @@ async fn saturate(target: &Target, mailjet: bool) -> (f64, u64) {
 }
 
 async fn at_rate(target: &Target, mailjet: bool, per_second: f64) -> (f64, f64, usize) {
-    let interval = Duration::from_secs_f64(1.0 / per_second.max(1.0));
-    let mut tick = tokio::time::interval(interval);
+    open_loop(
+        target,
+        per_second,
+        move |t| async move { t.hit(mailjet).await },
+    )
+    .await
+}
+
+/// Sends `call` at a fixed rate (open loop: a late tick fires at once, so a stall shows as
+/// latency) for the phase's duration; returns p50, p99 (ms) and failures.
+async fn open_loop<F, Fut>(target: &Target, per_second: f64, call: F) -> (f64, f64, usize)
+where
+    F: Fn(Target) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second.max(1.0)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let mut handles = Vec::new();
     while started.elapsed() < SATURATION {
         tick.tick().await;
-        let target = target.clone();
+        let request = call(target.clone());
         handles.push(tokio::spawn(async move {
             let t = Instant::now();
-            let ok = target.hit(mailjet).await;
-            (ok, t.elapsed())
+            (request.await, t.elapsed())
         }));
     }
     let mut latencies = Vec::new();
@@ -172,33 +185,7 @@ async fn at_rate(target: &Target, mailjet: bool, per_second: f64) -> (f64, f64, 
 }
 
 async fn interactions_at(target: &Target, per_second: f64) -> (f64, f64, usize) {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    while started.elapsed() < SATURATION {
-        tick.tick().await;
-        let target = target.clone();
-        handles.push(tokio::spawn(async move {
-            let t = Instant::now();
-            (target.interaction().await, t.elapsed())
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut failures = 0;
-    for h in handles {
-        match h.await {
-            Ok((true, d)) => latencies.push(d),
-            _ => failures += 1,
-        }
-    }
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
-    (pct(0.5), pct(0.99), failures)
+    open_loop(target, per_second, |t| async move { t.interaction().await }).await
 }
 
 #[tokio::main]

@@ -37,3 +37,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // ct_eq returns false at once for different lengths; the length of a secret is not secret.
     a.ct_eq(b).into()
 }
+
+/// The decoded `user:password` of an `Authorization: Basic …` header, if there is one.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
+    use base64::Engine;
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+}

@@ -101,15 +101,8 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(run(cli.command, settings)) {
         Ok(code) => code,
@@ -226,15 +219,8 @@ async fn migrate(
 }
 
 fn run_demo() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::demo::run()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,6 +231,21 @@ fn run_demo() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// The multi-threaded runtime every command runs on (None, with the reason printed, if it
+/// cannot start).
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            None
         }
     }
 }

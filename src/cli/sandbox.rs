@@ -101,15 +101,8 @@ pub fn main(args: SandboxArgs) -> ExitCode {
         format: crate::config::LogFormat::Pretty,
         level: "info".to_owned(),
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = super::runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let addr = SocketAddr::new(args.host, args.port);

@@ -10,7 +10,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use base64::Engine;
 use serde_json::{Value, json};
 
 use super::data::{Template, now};
@@ -41,16 +40,8 @@ pub fn rest_error(status: StatusCode, info: &str, message: &str) -> Response {
 
 fn check_basic(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let config = shared.config();
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok());
+    let presented =
+        crate::api::auth::basic_credentials(headers).and_then(|raw| String::from_utf8(raw).ok());
     let expected = format!("{}:{}", config.mailjet_api_key, config.mailjet_api_secret);
     match presented {
         Some(p) if crate::api::auth::constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),

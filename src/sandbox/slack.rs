@@ -532,15 +532,7 @@ fn client_credentials(
     headers: &HeaderMap,
     params: &HashMap<String, Value>,
 ) -> (Option<String>, Option<String>) {
-    let basic = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
+    let basic = crate::api::auth::basic_credentials(headers)
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())));
     match basic {

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -128,16 +127,7 @@ pub async fn mailjet(
         ));
     };
     let expected = format!("{}:{}", user.expose_secret(), password.expose_secret());
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .unwrap_or_default();
+    let presented = crate::api::auth::basic_credentials(&headers).unwrap_or_default();
     if !constant_time_eq(&presented, expected.as_bytes()) {
         return Err(refuse(
             S,
