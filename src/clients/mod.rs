@@ -1,4 +1,9 @@
-//! Upstream clients. So far: the Redis cache of Slack look-ups, whose keys the webhook
-//! processing invalidates.
+//! Upstream clients and the one retry layer they all use. So far: the retry layer and error
+//! classification, the Mailjet agent's credentials and client, and the Redis cache of Slack
+//! look-ups (whose keys the webhook processing invalidates). Issue 5 continues here.
 
+pub mod auth;
+pub mod error;
+pub mod mailjet_agent;
+pub mod retry;
 pub mod slack_cache;

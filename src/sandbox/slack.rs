@@ -598,5 +598,6 @@ pub(crate) fn expire_all(shared: &Shared) {
     for expires in tokens.access.values_mut() {
         *expires = now;
     }
-    tokens.jwt_not_before = Some(super::data::now() + 1);
+    // Tokens issued before this second are refused; one minted now is accepted.
+    tokens.jwt_not_before = Some(super::data::now());
 }

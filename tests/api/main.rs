@@ -4,6 +4,7 @@ mod helpers;
 
 mod chaos;
 mod cli;
+mod clients;
 mod health;
 mod http;
 mod internal_api;

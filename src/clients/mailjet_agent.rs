@@ -1,0 +1,135 @@
+//! The Mailjet MCP agent client (`docs/mailjet-agent.md`): JWT auth, every call through the
+//! retry layer, the agent's own error messages carried in the error.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::auth::AgentTokens;
+use super::error::{FailureKind, UpstreamError};
+use super::retry::{self, RetryPolicy};
+
+/// The agent client.
+#[derive(Debug)]
+pub struct MailjetAgentClient {
+    http: reqwest::Client,
+    base: url::Url,
+    tokens: AgentTokens,
+    policy: RetryPolicy,
+}
+
+const SERVICE: &str = "mailjet";
+
+impl MailjetAgentClient {
+    /// A client of the agent at `base`, with `timeout` per request.
+    pub fn new(
+        base: url::Url,
+        tokens: AgentTokens,
+        timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(MailjetAgentClient {
+            http,
+            base,
+            tokens,
+            policy,
+        })
+    }
+
+    /// Calls tool `path` (e.g. `campaigns/statistics`) with `body`.
+    pub async fn call(&self, path: &str, body: &Value) -> Result<Value, UpstreamError> {
+        let endpoint = path.to_owned();
+        retry::call(
+            &self.policy,
+            SERVICE,
+            &endpoint,
+            || self.attempt(path, body),
+            || async {
+                self.tokens.invalidate();
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    async fn attempt(&self, path: &str, body: &Value) -> Result<Value, UpstreamError> {
+        let failed = |kind, status, code, message: String| UpstreamError {
+            service: SERVICE,
+            endpoint: path.to_owned(),
+            kind,
+            status,
+            code,
+            message,
+        };
+        let token = self.tokens.current().map_err(|e| {
+            failed(
+                FailureKind::Permanent,
+                None,
+                None,
+                format!("cannot mint the agent token: {e}"),
+            )
+        })?;
+        let url = self.base.join(&format!("mailjet/{path}")).map_err(|e| {
+            failed(
+                FailureKind::Permanent,
+                None,
+                None,
+                format!("bad agent URL: {e}"),
+            )
+        })?;
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
+        let status = response.status();
+        let retry_after = retry::retry_after(response.headers());
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
+        if status.is_success() {
+            return Ok(answer);
+        }
+        let code = answer["error"]
+            .as_str()
+            .or_else(|| answer["ErrorCode"].as_str())
+            .map(str::to_owned);
+        let message = answer["message"]
+            .as_str()
+            .or_else(|| answer["ErrorMessage"].as_str())
+            .unwrap_or("no message")
+            .to_owned();
+        let kind = match status.as_u16() {
+            429 => FailureKind::RateLimited { retry_after },
+            401 => FailureKind::AuthExpired,
+            500..=599 => FailureKind::Transient,
+            // Send answers 400 with per-message results: that is an answer, not a failure.
+            400 if answer.get("Messages").is_some() => return Ok(answer),
+            _ => FailureKind::Permanent,
+        };
+        Err(failed(kind, Some(status.as_u16()), code, message))
+    }
+
+    /// Lifetime statistics (`/statcounters` rows) of one Mailjet campaign.
+    pub async fn campaign_statistics(&self, campaign_id: i64) -> Result<Value, UpstreamError> {
+        self.call(
+            "campaigns/statistics",
+            &json!({ "campaign_id": campaign_id }),
+        )
+        .await
+    }
+
+    /// Campaigns whose subject equals `subject`, ignoring case.
+    pub async fn find_by_subject(&self, subject: &str) -> Result<Value, UpstreamError> {
+        self.call("campaigns/find_by_subject", &json!({ "subject": subject }))
+            .await
+    }
+}

@@ -1,0 +1,165 @@
+//! The one retry layer every upstream call goes through.
+//!
+//! - rate limited → wait `Retry-After` (or a default) without spending an attempt; a wait
+//!   longer than `max_inline_wait` is handed back to the caller (inside a job it becomes the
+//!   queue's "retry after N s" instead of holding a worker slot);
+//! - auth expired → refresh the credential once, then retry;
+//! - transient → exponential backoff with jitter (`backon`), bounded in attempts and total time;
+//! - permanent → fail at once with the upstream's message.
+//!
+//! Every attempt is traced and counted: `upstream_requests_total{service,endpoint,outcome}`,
+//! `upstream_request_duration_seconds`, `upstream_rate_limited_seconds_total`.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use super::error::{FailureKind, UpstreamError};
+
+/// Bounds of the retry layer.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Transient failures retried at most this many times.
+    pub max_retries: usize,
+    /// First backoff delay.
+    pub min_delay: Duration,
+    /// Longest backoff delay.
+    pub max_delay: Duration,
+    /// Give up retrying once this much time has passed since the first attempt.
+    pub max_elapsed: Duration,
+    /// Longest rate-limit wait done in place; longer waits are returned to the caller.
+    pub max_inline_wait: Duration,
+    /// Wait when a 429 carries no `Retry-After`.
+    pub default_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 4,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_elapsed: Duration::from_secs(60),
+            max_inline_wait: Duration::from_secs(5),
+            default_retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+fn outcome_label(result: &Result<(), &UpstreamError>) -> &'static str {
+    match result {
+        Ok(()) => "ok",
+        Err(e) => match e.kind {
+            FailureKind::RateLimited { .. } => "rate_limited",
+            FailureKind::AuthExpired => "auth_expired",
+            FailureKind::Transient => "transient",
+            FailureKind::Permanent => "permanent",
+        },
+    }
+}
+
+/// Runs `attempt` under `policy`. `refresh` is called (once) when the credential expired.
+pub async fn call<T, A, AFut, R, RFut>(
+    policy: &RetryPolicy,
+    service: &'static str,
+    endpoint: &str,
+    mut attempt: A,
+    mut refresh: R,
+) -> Result<T, UpstreamError>
+where
+    A: FnMut() -> AFut,
+    AFut: Future<Output = Result<T, UpstreamError>>,
+    R: FnMut() -> RFut,
+    RFut: Future<Output = Result<(), UpstreamError>>,
+{
+    let started = Instant::now();
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(policy.min_delay)
+        .with_max_delay(policy.max_delay)
+        .with_max_times(policy.max_retries)
+        .with_jitter()
+        .build();
+    let mut refreshed = false;
+    let mut number = 0u32;
+    loop {
+        number += 1;
+        let sent = Instant::now();
+        let result = attempt().await;
+        let labels = [
+            ("service", service.to_owned()),
+            ("endpoint", endpoint.to_owned()),
+            (
+                "outcome",
+                outcome_label(&result.as_ref().map(|_| ())).to_owned(),
+            ),
+        ];
+        metrics::counter!("upstream_requests_total", &labels).increment(1);
+        metrics::histogram!("upstream_request_duration_seconds", &labels[..2])
+            .record(sent.elapsed().as_secs_f64());
+        let error = match result {
+            Ok(value) => {
+                tracing::debug!(
+                    service,
+                    endpoint,
+                    attempt = number,
+                    "upstream call succeeded"
+                );
+                return Ok(value);
+            }
+            Err(e) => e,
+        };
+        tracing::info!(service, endpoint, attempt = number, kind = ?error.kind, status = error.status, message = %error.message, "upstream call failed");
+        match &error.kind {
+            FailureKind::RateLimited { retry_after } => {
+                let wait = retry_after.unwrap_or(policy.default_retry_after);
+                if wait > policy.max_inline_wait || started.elapsed() + wait > policy.max_elapsed {
+                    return Err(error);
+                }
+                metrics::counter!("upstream_rate_limited_seconds_total", "service" => service, "endpoint" => endpoint.to_owned()).increment(wait.as_secs().max(1));
+                tokio::time::sleep(wait).await;
+            }
+            FailureKind::AuthExpired if !refreshed => {
+                refreshed = true;
+                refresh().await?;
+            }
+            FailureKind::Transient => match backoff.next() {
+                Some(delay) if started.elapsed() + delay <= policy.max_elapsed => {
+                    tokio::time::sleep(delay).await
+                }
+                _ => return Err(error),
+            },
+            FailureKind::AuthExpired | FailureKind::Permanent => return Err(error),
+        }
+    }
+}
+
+/// Classifies a transport error (no answer): timeouts and connection failures are transient.
+pub fn transport_error(service: &'static str, endpoint: &str, e: &reqwest::Error) -> UpstreamError {
+    let message = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    UpstreamError {
+        service,
+        endpoint: endpoint.to_owned(),
+        kind: FailureKind::Transient,
+        status: None,
+        code: None,
+        message,
+    }
+}
+
+/// `Retry-After` in seconds, when present.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}

@@ -1,0 +1,239 @@
+//! The retry layer and the Mailjet agent client against the sandbox's faults.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use campaign_sync::clients::auth::AgentTokens;
+use campaign_sync::clients::error::FailureKind;
+use campaign_sync::clients::mailjet_agent::MailjetAgentClient;
+use campaign_sync::clients::retry::RetryPolicy;
+use campaign_sync::jobs::registry::JobError;
+use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};
+use serde_json::{Value, json};
+
+async fn sandbox() -> Sandbox {
+    let config = SandboxConfig {
+        seed: SeedSpec {
+            seed: 5,
+            campaigns: 5,
+            templates: 1,
+            users: 1,
+            channels: 1,
+        },
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("sandbox")
+}
+
+fn client(sandbox: &Sandbox, timeout: Duration, policy: RetryPolicy) -> MailjetAgentClient {
+    let tokens = AgentTokens::new(
+        secrecy::SecretString::from("sandbox-mcp-signing-secret"),
+        "campaign-manager-client",
+    );
+    let base = url::Url::parse(&format!("{}/", sandbox.base_url())).expect("url");
+    MailjetAgentClient::new(base, tokens, timeout, policy).expect("client")
+}
+
+fn fast_policy() -> RetryPolicy {
+    RetryPolicy {
+        min_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    }
+}
+
+async fn control(
+    sandbox: &Sandbox,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request =
+        reqwest::Client::new().request(method, format!("{}{path}", sandbox.base_url()));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request
+        .send()
+        .await
+        .expect("control")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+async fn count(sandbox: &Sandbox, endpoint: &str) -> u64 {
+    control(sandbox, reqwest::Method::GET, "/_sandbox/requests", None).await["endpoints"][endpoint]
+        ["count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_expired_agent_token_is_minted_again_once_and_the_call_succeeds() {
+    let sandbox = sandbox().await;
+    let client = client(&sandbox, Duration::from_secs(5), fast_policy());
+    client
+        .campaign_statistics(7_000_001)
+        .await
+        .expect("first call");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(json!({ "expire_tokens": true })),
+    )
+    .await;
+    let stats = client
+        .campaign_statistics(7_000_001)
+        .await
+        .expect("after a 401, a new token");
+    assert_eq!(stats["Data"][0]["SourceID"], 7_000_001);
+    assert_eq!(
+        count(&sandbox, "mailjet.agent.campaigns.statistics").await,
+        3,
+        "first call, the 401, the retry"
+    );
+}
+
+#[tokio::test]
+async fn a_429_storm_is_waited_out_without_calling_inside_retry_after() {
+    let sandbox = sandbox().await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(
+            json!({ "endpoint": "mailjet.agent", "rate_limit_for_secs": 2, "retry_after_secs": 1 }),
+        ),
+    )
+    .await;
+    let client = client(&sandbox, Duration::from_secs(5), fast_policy());
+    let started = Instant::now();
+    let found = client
+        .find_by_subject("nothing like it")
+        .await
+        .expect("completes after the storm");
+    assert_eq!(found["Count"], 0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it waited out the storm"
+    );
+    let requests = control(&sandbox, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    let stats = &requests["endpoints"]["mailjet.agent.campaigns.find_by_subject"];
+    assert!(
+        stats["count"]
+            .as_u64()
+            .is_some_and(|n| (2..=4).contains(&n)),
+        "one request per Retry-After window: {stats}"
+    );
+    assert!(
+        stats["peak_per_second"].as_u64().is_some_and(|n| n <= 2),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_rate_limit_is_handed_to_the_queue_instead_of_holding_a_worker() {
+    let sandbox = sandbox().await;
+    control(&sandbox, reqwest::Method::POST, "/_sandbox/faults", Some(json!({ "endpoint": "mailjet.agent", "rate_limit_for_secs": 60, "retry_after_secs": 30 }))).await;
+    let client = client(&sandbox, Duration::from_secs(5), fast_policy());
+    let error = client.find_by_subject("x").await.expect_err("rate limited");
+    assert_eq!(
+        error.kind,
+        FailureKind::RateLimited {
+            retry_after: Some(Duration::from_secs(30))
+        }
+    );
+    assert!(
+        matches!(error.into_job_error(), JobError::RetryAfter(d) if d == Duration::from_secs(30))
+    );
+    assert_eq!(
+        count(&sandbox, "mailjet.agent.campaigns.find_by_subject").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_5xx_is_retried_with_backoff_until_it_passes() {
+    let sandbox = sandbox().await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(json!({ "endpoint": "mailjet.agent", "error_rate": 1.0, "error_status": 502 })),
+    )
+    .await;
+    let base = sandbox.base_url();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let _ = reqwest::Client::new()
+            .delete(format!("{base}/_sandbox/faults"))
+            .send()
+            .await;
+    });
+    let client = client(&sandbox, Duration::from_secs(5), fast_policy());
+    let stats = client
+        .campaign_statistics(7_000_002)
+        .await
+        .expect("succeeds once the burst ends");
+    assert_eq!(stats["Data"][0]["SourceID"], 7_000_002);
+    assert!(count(&sandbox, "mailjet.agent.campaigns.statistics").await >= 2);
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_timeout_fails_as_transient_within_the_bounds() {
+    let sandbox = sandbox().await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(json!({ "endpoint": "mailjet.agent", "latency_ms": 2000 })),
+    )
+    .await;
+    let policy = RetryPolicy {
+        max_retries: 1,
+        ..fast_policy()
+    };
+    let client = client(&sandbox, Duration::from_millis(300), policy);
+    let started = Instant::now();
+    let error = client
+        .campaign_statistics(7_000_001)
+        .await
+        .expect_err("times out");
+    assert_eq!(
+        (error.kind.clone(), error.message.as_str()),
+        (FailureKind::Transient, "timed out")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "two attempts of 300 ms, not the 2 s answer"
+    );
+    assert!(matches!(error.into_job_error(), JobError::Retry(_)));
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_at_once_with_the_upstreams_message() {
+    let sandbox = sandbox().await;
+    let client = client(&sandbox, Duration::from_secs(5), fast_policy());
+    let error = client
+        .call("campaigns/statistics", &json!({}))
+        .await
+        .expect_err("bad request");
+    assert_eq!(error.kind, FailureKind::Permanent);
+    assert_eq!(error.status, Some(400));
+    assert_eq!(error.code.as_deref(), Some("bad_request"));
+    assert_eq!(
+        error.message,
+        "\"campaign_id\" or \"campaign_ids\" is required"
+    );
+    assert_eq!(
+        count(&sandbox, "mailjet.agent.campaigns.statistics").await,
+        1,
+        "no retry"
+    );
+    assert!(matches!(error.into_job_error(), JobError::Permanent(m) if m.contains("campaign_id")));
+}
