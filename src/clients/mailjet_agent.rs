@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::auth::AgentTokens;
 use super::error::{FailureKind, UpstreamError};
+use super::limiter::{Limiter, Rate};
 use super::retry::{self, RetryPolicy};
 
 /// The agent client.
@@ -16,7 +17,11 @@ pub struct MailjetAgentClient {
     base: url::Url,
     tokens: AgentTokens,
     policy: RetryPolicy,
+    limiter: Option<(Limiter, Rate)>,
 }
+
+/// Mailjet limits per API key, across endpoints: one limiter key for the account.
+const LIMIT_KEY: &str = "mailjet:account";
 
 const SERVICE: &str = "mailjet";
 
@@ -37,7 +42,14 @@ impl MailjetAgentClient {
             base,
             tokens,
             policy,
+            limiter: None,
         })
+    }
+
+    /// Shares Mailjet's per-key `rate` with every process through Redis.
+    pub fn with_limiter(mut self, limiter: Limiter, rate: Rate) -> Self {
+        self.limiter = Some((limiter, rate));
+        self
     }
 
     /// Calls tool `path` (e.g. `campaigns/statistics`) with `body`.
@@ -81,6 +93,20 @@ impl MailjetAgentClient {
                 format!("bad agent URL: {e}"),
             )
         })?;
+        if let Some((limiter, rate)) = &self.limiter
+            && let Err(wait) = limiter
+                .acquire(LIMIT_KEY, *rate, self.policy.max_inline_wait)
+                .await
+        {
+            return Err(failed(
+                FailureKind::RateLimited {
+                    retry_after: Some(wait),
+                },
+                None,
+                None,
+                "waiting for the shared rate limit".to_owned(),
+            ));
+        }
         let response = self
             .http
             .post(url)
@@ -91,6 +117,16 @@ impl MailjetAgentClient {
             .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
         let status = response.status();
         let retry_after = retry::retry_after(response.headers());
+        if status.as_u16() == 429
+            && let Some((limiter, _)) = &self.limiter
+        {
+            limiter
+                .pause(
+                    LIMIT_KEY,
+                    retry_after.unwrap_or(self.policy.default_retry_after),
+                )
+                .await;
+        }
         let answer: Value = response
             .json()
             .await

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod limiter;
 pub mod mailjet_agent;
 pub mod retry;
 pub mod slack_cache;

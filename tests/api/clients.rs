@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use campaign_sync::clients::auth::AgentTokens;
 use campaign_sync::clients::error::FailureKind;
+use campaign_sync::clients::limiter::{Limiter, Rate};
 use campaign_sync::clients::mailjet_agent::MailjetAgentClient;
 use campaign_sync::clients::retry::RetryPolicy;
 use campaign_sync::jobs::registry::JobError;
@@ -236,4 +237,90 @@ async fn a_permanent_error_fails_at_once_with_the_upstreams_message() {
         "no retry"
     );
     assert!(matches!(error.into_job_error(), JobError::Permanent(m) if m.contains("campaign_id")));
+}
+
+#[tokio::test]
+async fn two_processes_share_mailjets_rate_and_never_exceed_it() {
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            seed: SeedSpec {
+                seed: 5,
+                campaigns: 5,
+                templates: 1,
+                users: 1,
+                channels: 1,
+            },
+            mailjet_rate_per_sec: Some(20),
+            ..SandboxConfig::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("sandbox");
+    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    // Two independent clients with their own Redis connections: they coordinate only through Redis.
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let limiter = Limiter::new(crate::helpers::redis_conn().await, &prefix);
+        let client = std::sync::Arc::new(
+            client(&sandbox, Duration::from_secs(5), fast_policy())
+                .with_limiter(limiter, Rate::per_second(15)),
+        );
+        for i in 0..30 {
+            let client = client.clone();
+            handles.push(tokio::spawn(async move {
+                client.campaign_statistics(7_000_000 + (i % 5)).await
+            }));
+        }
+    }
+    for handle in handles {
+        handle.await.expect("task").expect("every call succeeds");
+    }
+    let requests = control(&sandbox, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    let stats = &requests["endpoints"]["mailjet.agent.campaigns.statistics"];
+    assert_eq!(stats["count"], 60);
+    assert_eq!(
+        stats["rate_limited"], 0,
+        "never over Mailjet's limit: {stats}"
+    );
+    assert!(
+        stats["peak_per_second"].as_u64().is_some_and(|p| p <= 16),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_seen_by_one_process_pauses_the_others() {
+    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let a = Limiter::new(crate::helpers::redis_conn().await, &prefix);
+    let b = Limiter::new(crate::helpers::redis_conn().await, &prefix);
+    a.pause("slack:users.list:T1", Duration::from_millis(1500))
+        .await;
+    let started = Instant::now();
+    b.acquire(
+        "slack:users.list:T1",
+        Rate::per_minute(20),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("allowed after the pause");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    let refused = b.clone();
+    a.pause("slack:users.list:T1", Duration::from_secs(30))
+        .await;
+    assert!(
+        refused
+            .acquire(
+                "slack:users.list:T1",
+                Rate::per_minute(20),
+                Duration::from_secs(5)
+            )
+            .await
+            .is_err(),
+        "a long pause is handed back to the caller"
+    );
 }
