@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod limiter;
+pub mod mailjet;
 pub mod mailjet_agent;
 pub mod retry;
 pub mod slack_cache;

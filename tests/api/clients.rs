@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use campaign_sync::clients::auth::AgentTokens;
 use campaign_sync::clients::error::FailureKind;
 use campaign_sync::clients::limiter::{Limiter, Rate};
+use campaign_sync::clients::mailjet::{MailjetClient, MailjetRestClient, StatCounters, send_body};
 use campaign_sync::clients::mailjet_agent::MailjetAgentClient;
 use campaign_sync::clients::retry::RetryPolicy;
 use campaign_sync::jobs::registry::JobError;
@@ -322,5 +323,106 @@ async fn a_429_seen_by_one_process_pauses_the_others() {
             .await
             .is_err(),
         "a long pause is handed back to the caller"
+    );
+}
+
+fn rest_client(sandbox: &Sandbox, secret: &str) -> MailjetRestClient {
+    let base = url::Url::parse(&format!("{}/", sandbox.base_url())).expect("url");
+    MailjetRestClient::new(
+        base,
+        "sandbox-key",
+        secrecy::SecretString::from(secret.to_owned()),
+        Duration::from_secs(5),
+        fast_policy(),
+    )
+    .expect("client")
+}
+
+async fn exercise(
+    client: &impl MailjetClient,
+) -> (Option<StatCounters>, Option<StatCounters>, Value) {
+    let stats = client
+        .campaign_statistics(7_000_003)
+        .await
+        .expect("statistics");
+    let missing = client
+        .campaign_statistics(1)
+        .await
+        .expect("missing campaign is None");
+    let answer = client
+        .send(&send_body(vec![
+            json!({ "From": { "Email": "news@example.com" }, "To": [{ "Email": "ok@example.com" }], "TextPart": "hi", "CustomID": "c-1" }),
+            json!({ "From": { "Email": "news@example.com" }, "To": [{ "Email": "broken" }], "TextPart": "hi", "CustomID": "c-2" }),
+        ], false))
+        .await
+        .expect("a mixed answer is an answer");
+    (stats, missing, answer)
+}
+
+#[tokio::test]
+async fn both_mailjet_adapters_answer_the_same_typed_results() {
+    let sandbox = sandbox().await;
+    let agent = client(&sandbox, Duration::from_secs(5), fast_policy());
+    let rest = rest_client(&sandbox, "sandbox-secret");
+    let (agent_stats, agent_missing, agent_send) = exercise(&agent).await;
+    let (rest_stats, rest_missing, rest_send) = exercise(&rest).await;
+    let stats = agent_stats.expect("stats");
+    assert_eq!(Some(stats.clone()), rest_stats);
+    assert_eq!(stats.source_id, 7_000_003);
+    assert!(stats.message_sent_count > 0 && stats.total >= stats.message_sent_count);
+    assert_eq!((agent_missing, rest_missing), (None, None));
+    for answer in [agent_send, rest_send] {
+        assert_eq!(answer["Messages"][0]["Status"], "success");
+        assert_eq!(answer["Messages"][1]["Errors"][0]["ErrorCode"], "mj-0013");
+    }
+    let campaigns: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v3/REST/campaign?Limit=1&Offset=2",
+            sandbox.base_url()
+        ))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    let subject = campaigns["Data"][0]["Subject"]
+        .as_str()
+        .expect("subject")
+        .to_uppercase();
+    let by_agent = agent
+        .find_campaign_by_subject(&format!("  {subject} "))
+        .await
+        .expect("agent find");
+    let by_rest = rest
+        .find_campaign_by_subject(&subject)
+        .await
+        .expect("rest find");
+    assert_eq!(by_agent.as_ref().map(|c| c.id), Some(7_000_002));
+    assert_eq!(by_agent, by_rest);
+    assert_eq!(
+        rest.find_campaign_by_subject("no such subject")
+            .await
+            .expect("paged to the end"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn rest_credentials_mailjet_refuses_are_a_permanent_error_with_its_message() {
+    let sandbox = sandbox().await;
+    let error = rest_client(&sandbox, "wrong-secret")
+        .campaign_statistics(7_000_001)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        (error.kind.clone(), error.status),
+        (FailureKind::Permanent, Some(401))
+    );
+    assert!(
+        error.message.contains("API key authentication"),
+        "{}",
+        error.message
     );
 }

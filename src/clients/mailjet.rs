@@ -1,0 +1,299 @@
+//! `MailjetClient`: what the service needs from Mailjet, with typed answers, behind one trait
+//! and two adapters chosen by `MAILJET_ADAPTER`: the MCP agent (`MailjetAgentClient`) and
+//! Mailjet's own REST v3 + Send v3.1 API (`MailjetRestClient`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::{FailureKind, UpstreamError};
+use super::limiter::{Limiter, Rate};
+use super::mailjet_agent::MailjetAgentClient;
+use super::retry::{self, RetryPolicy};
+
+/// Lifetime counters of a campaign (`/statcounters`, Mailjet's field names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StatCounters {
+    #[serde(rename = "SourceID")]
+    pub source_id: i64,
+    /// Processed messages.
+    pub total: i64,
+    /// Delivered ("sent and accepted by the recipient's server").
+    pub message_sent_count: i64,
+    pub message_opened_count: i64,
+    pub message_clicked_count: i64,
+    pub message_hard_bounced_count: i64,
+    pub message_soft_bounced_count: i64,
+    pub message_spam_count: i64,
+    pub message_blocked_count: i64,
+    pub message_unsubscribed_count: i64,
+}
+
+/// A Mailjet campaign (`/campaign` row, the fields used here).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MailjetCampaign {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    pub subject: String,
+    pub status: i64,
+}
+
+/// What the service asks of Mailjet.
+pub trait MailjetClient: Send + Sync {
+    /// Lifetime statistics of campaign `id`; None when Mailjet has no such campaign.
+    fn campaign_statistics(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<StatCounters>, UpstreamError>> + Send;
+    /// The campaign whose subject equals `subject` (ignoring case and surrounding spaces).
+    fn find_campaign_by_subject(
+        &self,
+        subject: &str,
+    ) -> impl Future<Output = Result<Option<MailjetCampaign>, UpstreamError>> + Send;
+    /// Send v3.1 with `body` (`Messages`, `SandboxMode`, …); per-message results are in the
+    /// answer, also when it is HTTP 400.
+    fn send(&self, body: &Value) -> impl Future<Output = Result<Value, UpstreamError>> + Send;
+}
+
+fn rows<T: serde::de::DeserializeOwned>(
+    answer: &Value,
+    endpoint: &str,
+) -> Result<Vec<T>, UpstreamError> {
+    serde_json::from_value(answer["Data"].clone()).map_err(|e| UpstreamError {
+        service: "mailjet",
+        endpoint: endpoint.to_owned(),
+        kind: FailureKind::Permanent,
+        status: None,
+        code: None,
+        message: format!("unexpected answer shape: {e}"),
+    })
+}
+
+impl MailjetClient for MailjetAgentClient {
+    async fn campaign_statistics(&self, id: i64) -> Result<Option<StatCounters>, UpstreamError> {
+        match MailjetAgentClient::campaign_statistics(self, id).await {
+            Ok(answer) => Ok(rows::<StatCounters>(&answer, "campaigns/statistics")?
+                .into_iter()
+                .next()),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn find_campaign_by_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Option<MailjetCampaign>, UpstreamError> {
+        let answer = self.find_by_subject(subject).await?;
+        Ok(
+            rows::<MailjetCampaign>(&answer, "campaigns/find_by_subject")?
+                .into_iter()
+                .next(),
+        )
+    }
+
+    async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
+        self.call("send_bulk", body).await
+    }
+}
+
+/// Mailjet's own REST v3 and Send v3.1 API, with Basic auth (API key and secret).
+#[derive(Debug)]
+pub struct MailjetRestClient {
+    http: reqwest::Client,
+    base: url::Url,
+    key: String,
+    secret: secrecy::SecretString,
+    policy: RetryPolicy,
+    limiter: Option<(Limiter, Rate)>,
+}
+
+const SERVICE: &str = "mailjet";
+
+impl MailjetRestClient {
+    /// A client of the API at `base` (`https://api.mailjet.com`).
+    pub fn new(
+        base: url::Url,
+        key: &str,
+        secret: secrecy::SecretString,
+        timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(MailjetRestClient {
+            http,
+            base,
+            key: key.to_owned(),
+            secret,
+            policy,
+            limiter: None,
+        })
+    }
+
+    /// Shares the per-key `rate` with every process through Redis.
+    pub fn with_limiter(mut self, limiter: Limiter, rate: Rate) -> Self {
+        self.limiter = Some((limiter, rate));
+        self
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, UpstreamError> {
+        retry::call(
+            &self.policy,
+            SERVICE,
+            path,
+            || self.attempt(method.clone(), path, query, body),
+            || async { Ok(()) },
+        )
+        .await
+    }
+
+    async fn attempt(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, UpstreamError> {
+        use secrecy::ExposeSecret;
+        let failed = |kind, status, code, message: String| UpstreamError {
+            service: SERVICE,
+            endpoint: path.to_owned(),
+            kind,
+            status,
+            code,
+            message,
+        };
+        if let Some((limiter, rate)) = &self.limiter
+            && let Err(wait) = limiter
+                .acquire("mailjet:account", *rate, self.policy.max_inline_wait)
+                .await
+        {
+            return Err(failed(
+                FailureKind::RateLimited {
+                    retry_after: Some(wait),
+                },
+                None,
+                None,
+                "waiting for the shared rate limit".to_owned(),
+            ));
+        }
+        let url = self.base.join(path).map_err(|e| {
+            failed(
+                FailureKind::Permanent,
+                None,
+                None,
+                format!("bad Mailjet URL: {e}"),
+            )
+        })?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .basic_auth(&self.key, Some(self.secret.expose_secret()))
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
+        let status = response.status();
+        let retry_after = retry::retry_after(response.headers());
+        if status.as_u16() == 429
+            && let Some((limiter, _)) = &self.limiter
+        {
+            limiter
+                .pause(
+                    "mailjet:account",
+                    retry_after.unwrap_or(self.policy.default_retry_after),
+                )
+                .await;
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
+        if status.is_success() || (status.as_u16() == 400 && answer.get("Messages").is_some()) {
+            return Ok(answer);
+        }
+        let code = answer["ErrorCode"].as_str().map(str::to_owned);
+        let message = answer["ErrorMessage"]
+            .as_str()
+            .unwrap_or("no message")
+            .to_owned();
+        let kind = match status.as_u16() {
+            429 => FailureKind::RateLimited { retry_after },
+            // Basic auth cannot be refreshed: a 401 is a configuration problem.
+            401 | 403 => FailureKind::Permanent,
+            500..=599 => FailureKind::Transient,
+            _ => FailureKind::Permanent,
+        };
+        Err(failed(kind, Some(status.as_u16()), code, message))
+    }
+}
+
+impl MailjetClient for MailjetRestClient {
+    async fn campaign_statistics(&self, id: i64) -> Result<Option<StatCounters>, UpstreamError> {
+        let query = [
+            ("SourceId", id.to_string()),
+            ("CounterSource", "Campaign".to_owned()),
+            ("CounterTiming", "Message".to_owned()),
+            ("CounterResolution", "Lifetime".to_owned()),
+        ];
+        let answer = self
+            .request(reqwest::Method::GET, "v3/REST/statcounters", &query, None)
+            .await?;
+        Ok(rows::<StatCounters>(&answer, "v3/REST/statcounters")?
+            .into_iter()
+            .next())
+    }
+
+    async fn find_campaign_by_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Option<MailjetCampaign>, UpstreamError> {
+        // REST has no subject filter: page through campaigns (1,000 at a time) until found.
+        let wanted = subject.trim();
+        let mut offset = 0;
+        loop {
+            let query = [("Limit", "1000".to_owned()), ("Offset", offset.to_string())];
+            let answer = self
+                .request(reqwest::Method::GET, "v3/REST/campaign", &query, None)
+                .await?;
+            let page: Vec<MailjetCampaign> = rows(&answer, "v3/REST/campaign")?;
+            if page.is_empty() {
+                return Ok(None);
+            }
+            if let Some(found) = page
+                .iter()
+                .find(|c| c.subject.trim().eq_ignore_ascii_case(wanted))
+            {
+                return Ok(Some(found.clone()));
+            }
+            offset += page.len();
+        }
+    }
+
+    async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
+        self.request(reqwest::Method::POST, "v3.1/send", &[], Some(body))
+            .await
+    }
+}
+
+/// A Send v3.1 body for one message per recipient (used by tests and the email queue).
+pub fn send_body(messages: Vec<Value>, sandbox_mode: bool) -> Value {
+    json!({ "SandboxMode": sandbox_mode, "Messages": messages })
+}
