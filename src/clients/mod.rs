@@ -3,9 +3,12 @@
 //! look-ups (whose keys the webhook processing invalidates). Issue 5 continues here.
 
 pub mod auth;
+pub mod crypto;
 pub mod error;
 pub mod limiter;
 pub mod mailjet;
 pub mod mailjet_agent;
 pub mod retry;
+pub mod slack;
 pub mod slack_cache;
+pub mod slack_tokens;

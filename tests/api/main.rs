@@ -13,4 +13,5 @@ mod queue;
 mod sandbox;
 mod schedules;
 mod schema;
+mod slack_client;
 mod webhooks;

@@ -1,0 +1,324 @@
+//! The Slack Web API client: bearer token (static or rotated), every call through the retry
+//! layer and the shared tier limits, `{ok:false,error}` classified, cursor pagination, and the
+//! Redis cache of look-ups (channel id by name, user id by email).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use super::error::{FailureKind, UpstreamError};
+use super::limiter::{Limiter, Rate};
+use super::retry::{self, RetryPolicy};
+use super::slack_cache;
+use super::slack_tokens::{SlackCredential, Token};
+
+const SERVICE: &str = "slack";
+
+/// Slack's tier of `method` as requests per minute (tiers 2, 3, 4).
+fn tier_rate(method: &str) -> Option<Rate> {
+    match method {
+        "users.list"
+        | "usergroups.list"
+        | "conversations.list"
+        | "conversations.create"
+        | "conversations.archive" => Some(Rate::per_minute(20)),
+        "users.getPresence" | "conversations.info" | "chat.update" | "reactions.add" => {
+            Some(Rate::per_minute(50))
+        }
+        "conversations.members" | "auth.test" => Some(Rate::per_minute(100)),
+        _ => None,
+    }
+}
+
+/// The Slack client of one workspace.
+#[derive(Debug)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    /// `SLACK_API_URL`, ending in `/`.
+    base: url::Url,
+    credential: SlackCredential,
+    workspace: String,
+    policy: RetryPolicy,
+    limiter: Option<Limiter>,
+    cache: Option<(ConnectionManager, String, Duration)>,
+}
+
+impl SlackClient {
+    /// A client for `workspace` at `base`.
+    pub fn new(
+        base: url::Url,
+        credential: SlackCredential,
+        workspace: &str,
+        timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(SlackClient {
+            http,
+            base,
+            credential,
+            workspace: workspace.to_owned(),
+            policy,
+            limiter: None,
+            cache: None,
+        })
+    }
+
+    /// Shares Slack's tier limits (and one message per second per channel) through Redis.
+    pub fn with_limiter(mut self, limiter: Limiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Caches look-ups in Redis under `prefix` for `ttl`.
+    pub fn with_cache(mut self, conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+        self.cache = Some((conn, prefix.to_owned(), ttl));
+        self
+    }
+
+    /// Calls `method` with form `params`; the answer when `ok` is true.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, UpstreamError> {
+        let seen = std::sync::Mutex::new(0);
+        retry::call(
+            &self.policy,
+            SERVICE,
+            method,
+            || async {
+                let token = self.credential.token().await?;
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = token.version;
+                self.attempt(method, params, &token).await
+            },
+            || async {
+                let version = *seen.lock().unwrap_or_else(|p| p.into_inner());
+                self.credential.refresh_after_expiry(version).await
+            },
+        )
+        .await
+    }
+
+    async fn attempt(
+        &self,
+        method: &str,
+        params: &[(&str, String)],
+        token: &Token,
+    ) -> Result<Value, UpstreamError> {
+        let failed = |kind, status, code: Option<String>, message: String| UpstreamError {
+            service: SERVICE,
+            endpoint: method.to_owned(),
+            kind,
+            status,
+            code,
+            message,
+        };
+        let limit_key = match (method, params.iter().find(|(k, _)| *k == "channel")) {
+            ("chat.postMessage", Some((_, channel))) => Some((
+                format!("slack:chat.postMessage:{}:{channel}", self.workspace),
+                Rate::per_second(1),
+            )),
+            _ => tier_rate(method).map(|rate| (format!("slack:{method}:{}", self.workspace), rate)),
+        };
+        if let (Some(limiter), Some((key, rate))) = (&self.limiter, &limit_key)
+            && let Err(wait) = limiter
+                .acquire(key, *rate, self.policy.max_inline_wait)
+                .await
+        {
+            return Err(failed(
+                FailureKind::RateLimited {
+                    retry_after: Some(wait),
+                },
+                None,
+                None,
+                "waiting for the shared rate limit".to_owned(),
+            ));
+        }
+        let url = self.base.join(method).map_err(|e| {
+            failed(
+                FailureKind::Permanent,
+                None,
+                None,
+                format!("bad Slack URL: {e}"),
+            )
+        })?;
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token.value.expose_secret())
+            .form(params)
+            .send()
+            .await
+            .map_err(|e| retry::transport_error(SERVICE, method, &e))?;
+        let status = response.status();
+        let retry_after = retry::retry_after(response.headers());
+        if status.as_u16() == 429 {
+            if let (Some(limiter), Some((key, _))) = (&self.limiter, &limit_key) {
+                limiter
+                    .pause(key, retry_after.unwrap_or(self.policy.default_retry_after))
+                    .await;
+            }
+            return Err(failed(
+                FailureKind::RateLimited { retry_after },
+                Some(429),
+                Some("ratelimited".to_owned()),
+                "rate limited".to_owned(),
+            ));
+        }
+        if status.is_server_error() {
+            return Err(failed(
+                FailureKind::Transient,
+                Some(status.as_u16()),
+                None,
+                format!("HTTP {status}"),
+            ));
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| retry::transport_error(SERVICE, method, &e))?;
+        if answer["ok"] == true {
+            return Ok(answer);
+        }
+        let error = answer["error"]
+            .as_str()
+            .unwrap_or("unknown_error")
+            .to_owned();
+        let kind = match error.as_str() {
+            "ratelimited" | "rate_limited" => FailureKind::RateLimited { retry_after },
+            "token_expired" => FailureKind::AuthExpired,
+            "invalid_auth" if matches!(self.credential, SlackCredential::Rotating(_)) => {
+                FailureKind::AuthExpired
+            }
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+                FailureKind::Transient
+            }
+            _ => FailureKind::Permanent,
+        };
+        Err(failed(
+            kind,
+            Some(status.as_u16()),
+            Some(error.clone()),
+            error,
+        ))
+    }
+
+    /// Every item of a cursor-paginated method (`key` is `members`, `channels`, …), page by page.
+    pub async fn paginate(
+        &self,
+        method: &str,
+        key: &str,
+        params: &[(&str, String)],
+        limit: u32,
+        mut each_page: impl FnMut(Vec<Value>),
+    ) -> Result<(), UpstreamError> {
+        let mut cursor = String::new();
+        loop {
+            let mut page_params: Vec<(&str, String)> = params.to_vec();
+            page_params.push(("limit", limit.to_string()));
+            if !cursor.is_empty() {
+                page_params.push(("cursor", cursor.clone()));
+            }
+            let answer = self.call(method, &page_params).await?;
+            each_page(answer[key].as_array().cloned().unwrap_or_default());
+            cursor = answer
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            if cursor.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn cached(&self, key: &str) -> Option<String> {
+        let (conn, _, _) = self.cache.as_ref()?;
+        let mut conn = conn.clone();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .ok()
+            .flatten();
+        metrics::counter!("slack_cache_lookups_total", "outcome" => if value.is_some() { "hit" } else { "miss" }).increment(1);
+        value
+    }
+
+    async fn remember(&self, key: &str, value: &str) {
+        if let Some((conn, _, ttl)) = &self.cache {
+            let mut conn = conn.clone();
+            let _: Result<(), _> = redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("EX")
+                .arg(ttl.as_secs().max(1))
+                .query_async(&mut conn)
+                .await;
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        self.cache
+            .as_ref()
+            .map(|(_, p, _)| p.as_str())
+            .unwrap_or("")
+    }
+
+    /// The id of channel `name` (without `#`), from the cache or by listing channels.
+    pub async fn channel_id_by_name(&self, name: &str) -> Result<Option<String>, UpstreamError> {
+        let name = name.trim_start_matches('#');
+        let key = slack_cache::channel_by_name(self.prefix(), &self.workspace, name);
+        if let Some(id) = self.cached(&key).await {
+            return Ok(Some(id));
+        }
+        let mut found = None;
+        let params = [("types", "public_channel,private_channel".to_owned())];
+        self.paginate("conversations.list", "channels", &params, 200, |page| {
+            if found.is_none() {
+                found = page
+                    .iter()
+                    .find(|c| c["name"] == name)
+                    .and_then(|c| c["id"].as_str().map(str::to_owned));
+            }
+        })
+        .await?;
+        if let Some(id) = &found {
+            self.remember(&key, id).await;
+        }
+        Ok(found)
+    }
+
+    /// The id of the user with `email` (ignoring case), from the cache or by listing users.
+    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<String>, UpstreamError> {
+        let key = slack_cache::user_by_email(self.prefix(), &self.workspace, email);
+        if let Some(id) = self.cached(&key).await {
+            return Ok(Some(id));
+        }
+        let wanted = email.to_lowercase();
+        let mut found = None;
+        self.paginate("users.list", "members", &[], 200, |page| {
+            if found.is_none() {
+                found = page
+                    .iter()
+                    .find(|u| {
+                        u.pointer("/profile/email")
+                            .and_then(Value::as_str)
+                            .is_some_and(|e| e.to_lowercase() == wanted)
+                    })
+                    .and_then(|u| u["id"].as_str().map(str::to_owned));
+            }
+        })
+        .await?;
+        if let Some(id) = &found {
+            self.remember(&key, id).await;
+        }
+        Ok(found)
+    }
+}

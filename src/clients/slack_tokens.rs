@@ -1,0 +1,369 @@
+//! Slack credentials: a static bot token, or OAuth tokens with rotation (12 h access tokens,
+//! single-use refresh tokens) stored encrypted in `oauth_tokens`. A refresh is single-flight
+//! across processes (a Redis lock, then the stored row is read again before refreshing), the
+//! new refresh token is stored in the same statement as the access token, and a refused refresh
+//! token marks the credential as needing re-installation instead of looping.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+
+use super::crypto;
+use super::error::{FailureKind, UpstreamError};
+use crate::config::EncryptionKey;
+
+/// Where a Slack call gets its token.
+#[derive(Debug, Clone)]
+pub enum SlackCredential {
+    /// `SLACK_BOT_TOKEN`: no rotation.
+    Static(SecretString),
+    /// OAuth with rotation.
+    Rotating(std::sync::Arc<TokenStore>),
+}
+
+/// A token and the stored version it came from (to tell whether someone refreshed since).
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub value: SecretString,
+    pub version: i32,
+}
+
+impl SlackCredential {
+    /// The token to use now.
+    pub async fn token(&self) -> Result<Token, UpstreamError> {
+        match self {
+            SlackCredential::Static(t) => Ok(Token {
+                value: t.clone(),
+                version: 0,
+            }),
+            SlackCredential::Rotating(store) => store.access_token().await,
+        }
+    }
+
+    /// After `token_expired`: refresh once (unless another process already did).
+    pub async fn refresh_after_expiry(&self, seen: i32) -> Result<(), UpstreamError> {
+        match self {
+            SlackCredential::Static(_) => Err(fail(
+                FailureKind::Permanent,
+                "the static bot token was refused".to_owned(),
+            )),
+            SlackCredential::Rotating(store) => store.refresh(Some(seen)).await,
+        }
+    }
+}
+
+fn fail(kind: FailureKind, message: String) -> UpstreamError {
+    UpstreamError {
+        service: "slack",
+        endpoint: "oauth.v2.access".to_owned(),
+        kind,
+        status: None,
+        code: None,
+        message,
+    }
+}
+
+/// OAuth tokens of one workspace.
+pub struct TokenStore {
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub prefix: String,
+    pub key: EncryptionKey,
+    pub workspace: String,
+    pub http: reqwest::Client,
+    /// `SLACK_API_URL`, ending in `/`.
+    pub api_url: url::Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// Refresh this long before expiry.
+    pub refresh_ahead: Duration,
+}
+
+impl std::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStore")
+            .field("workspace", &self.workspace)
+            .finish()
+    }
+}
+
+struct Row_ {
+    access: String,
+    refresh: Option<String>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    status: String,
+    version: i32,
+}
+
+fn db(e: sqlx::Error) -> UpstreamError {
+    fail(
+        FailureKind::Transient,
+        format!("token store: {}", crate::api::health::describe_sqlx(&e)),
+    )
+}
+
+impl TokenStore {
+    fn context(&self, field: &str) -> String {
+        format!("slack:{}:{field}", self.workspace)
+    }
+
+    async fn read(&self) -> Result<Option<Row_>, UpstreamError> {
+        let row = sqlx::query("SELECT key_id, access_token_enc, refresh_token_enc, expires_at, status, version FROM oauth_tokens WHERE provider = 'slack' AND workspace_id = $1")
+            .bind(&self.workspace).fetch_optional(&self.db).await.map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let key_id: String = row.try_get("key_id").map_err(db)?;
+        if key_id != self.key.id {
+            return Err(fail(
+                FailureKind::Permanent,
+                format!(
+                    "the stored token was sealed with key {key_id:?}, not the configured ENCRYPTION_KEY_ID"
+                ),
+            ));
+        }
+        let open = |sealed: Vec<u8>, field: &str| -> Result<String, UpstreamError> {
+            let plain = crypto::open(&self.key, &sealed, &self.context(field))
+                .map_err(|e| fail(FailureKind::Permanent, e.to_string()))?;
+            String::from_utf8(plain).map_err(|_| {
+                fail(
+                    FailureKind::Permanent,
+                    "stored token is not text".to_owned(),
+                )
+            })
+        };
+        let access = open(row.try_get("access_token_enc").map_err(db)?, "access")?;
+        let refresh = match row
+            .try_get::<Option<Vec<u8>>, _>("refresh_token_enc")
+            .map_err(db)?
+        {
+            Some(sealed) => Some(open(sealed, "refresh")?),
+            None => None,
+        };
+        Ok(Some(Row_ {
+            access,
+            refresh,
+            expires_at: row.try_get("expires_at").map_err(db)?,
+            status: row.try_get("status").map_err(db)?,
+            version: row.try_get("version").map_err(db)?,
+        }))
+    }
+
+    async fn store(
+        &self,
+        answer: &Value,
+        expected_version: Option<i32>,
+    ) -> Result<(), UpstreamError> {
+        let access = answer["access_token"].as_str().ok_or_else(|| {
+            fail(
+                FailureKind::Permanent,
+                "oauth.v2.access answered without access_token".to_owned(),
+            )
+        })?;
+        let seal = |v: &str, field: &str| {
+            crypto::seal(&self.key, v.as_bytes(), &self.context(field))
+                .map_err(|e| fail(FailureKind::Permanent, e.to_string()))
+        };
+        let access_enc = seal(access, "access")?;
+        let refresh_enc = answer["refresh_token"]
+            .as_str()
+            .map(|r| seal(r, "refresh"))
+            .transpose()?;
+        let expires_at = answer["expires_in"]
+            .as_i64()
+            .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s));
+        let scopes = answer["scope"].as_str().unwrap_or("");
+        // Access and refresh token change together in one statement; a concurrent refresh that
+        // lost the race (version moved) writes nothing.
+        let done = sqlx::query(
+            "INSERT INTO oauth_tokens (provider, workspace_id, key_id, access_token_enc, refresh_token_enc, scopes, expires_at)
+             VALUES ('slack', $1, $2, $3, $4, $5, $6)
+             ON CONFLICT (provider, workspace_id) DO UPDATE SET key_id = EXCLUDED.key_id, access_token_enc = EXCLUDED.access_token_enc,
+               refresh_token_enc = EXCLUDED.refresh_token_enc, scopes = EXCLUDED.scopes, expires_at = EXCLUDED.expires_at,
+               status = 'active', version = oauth_tokens.version + 1, updated_at = now()
+             WHERE $7::int IS NULL OR oauth_tokens.version = $7",
+        )
+        .bind(&self.workspace).bind(&self.key.id).bind(access_enc).bind(refresh_enc).bind(scopes).bind(expires_at).bind(expected_version)
+        .execute(&self.db).await.map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(fail(
+                FailureKind::Transient,
+                "the token changed while refreshing".to_owned(),
+            ));
+        }
+        if let Some(at) = expires_at {
+            metrics::gauge!("upstream_token_expires_in_seconds", "service" => "slack")
+                .set((at - chrono::Utc::now()).num_seconds() as f64);
+        }
+        Ok(())
+    }
+
+    async fn oauth(&self, form: &[(&str, &str)]) -> Result<Value, UpstreamError> {
+        let url = self
+            .api_url
+            .join("oauth.v2.access")
+            .map_err(|e| fail(FailureKind::Permanent, e.to_string()))?;
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| super::retry::transport_error("slack", "oauth.v2.access", &e))?;
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| super::retry::transport_error("slack", "oauth.v2.access", &e))?;
+        Ok(answer)
+    }
+
+    /// Exchanges an install `code` and stores the tokens.
+    pub async fn install(&self, code: &str) -> Result<(), UpstreamError> {
+        let answer = self
+            .oauth(&[("grant_type", "authorization_code"), ("code", code)])
+            .await?;
+        if answer["ok"] != true {
+            return Err(fail(
+                FailureKind::Permanent,
+                answer["error"]
+                    .as_str()
+                    .unwrap_or("install failed")
+                    .to_owned(),
+            ));
+        }
+        self.store(&answer, None).await
+    }
+
+    /// The access token, refreshed first when it is within `refresh_ahead` of expiry.
+    pub async fn access_token(&self) -> Result<Token, UpstreamError> {
+        let row = self.read().await?.ok_or_else(|| {
+            fail(
+                FailureKind::Permanent,
+                format!("Slack is not installed for workspace {}", self.workspace),
+            )
+        })?;
+        if row.status == "needs_reinstall" {
+            return Err(fail(
+                FailureKind::Permanent,
+                "the Slack credential needs re-installation (its refresh token was refused)"
+                    .to_owned(),
+            ));
+        }
+        let due = row.expires_at.is_some_and(|at| {
+            at - chrono::Utc::now()
+                < chrono::Duration::from_std(self.refresh_ahead).unwrap_or_default()
+        });
+        if due {
+            self.refresh(Some(row.version)).await?;
+            let row = self
+                .read()
+                .await?
+                .ok_or_else(|| fail(FailureKind::Permanent, "token vanished".to_owned()))?;
+            return Ok(Token {
+                value: SecretString::from(row.access),
+                version: row.version,
+            });
+        }
+        Ok(Token {
+            value: SecretString::from(row.access),
+            version: row.version,
+        })
+    }
+
+    /// Refreshes once across all processes. `seen` is the version the caller used: when the
+    /// stored version differs, someone already refreshed and nothing is done.
+    pub async fn refresh(&self, seen: Option<i32>) -> Result<(), UpstreamError> {
+        let lock = format!("{}:oauth-refresh:slack:{}", self.prefix, self.workspace);
+        let me = uuid::Uuid::new_v4().to_string();
+        let mut conn = self.redis.clone();
+        for _ in 0..100 {
+            let got: Option<String> = redis::cmd("SET")
+                .arg(&lock)
+                .arg(&me)
+                .arg("NX")
+                .arg("PX")
+                .arg(30_000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| {
+                    fail(
+                        FailureKind::Transient,
+                        format!("refresh lock: {}", crate::redis_conn::describe(&e)),
+                    )
+                })?;
+            let current = self.read().await?;
+            if current.as_ref().is_some_and(|r| Some(r.version) != seen) {
+                if got.is_some() {
+                    self.unlock(&lock, &me).await;
+                }
+                return Ok(());
+            }
+            if got.is_some() {
+                let result = self.refresh_locked(current).await;
+                self.unlock(&lock, &me).await;
+                return result;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(fail(
+            FailureKind::Transient,
+            "another process holds the refresh lock".to_owned(),
+        ))
+    }
+
+    async fn refresh_locked(&self, row: Option<Row_>) -> Result<(), UpstreamError> {
+        let row =
+            row.ok_or_else(|| fail(FailureKind::Permanent, "Slack is not installed".to_owned()))?;
+        if row.status == "needs_reinstall" {
+            return Err(fail(
+                FailureKind::Permanent,
+                "the Slack credential needs re-installation".to_owned(),
+            ));
+        }
+        let refresh = row
+            .refresh
+            .ok_or_else(|| fail(FailureKind::Permanent, "no refresh token stored".to_owned()))?;
+        let answer = self
+            .oauth(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+            .await?;
+        if answer["ok"] == true {
+            metrics::counter!("slack_token_refreshes_total", "outcome" => "ok").increment(1);
+            return self.store(&answer, Some(row.version)).await;
+        }
+        let error = answer["error"]
+            .as_str()
+            .unwrap_or("unknown_error")
+            .to_owned();
+        metrics::counter!("slack_token_refreshes_total", "outcome" => error.clone()).increment(1);
+        if matches!(
+            error.as_str(),
+            "invalid_refresh_token"
+                | "token_revoked"
+                | "invalid_grant_type"
+                | "invalid_client_id"
+                | "bad_client_secret"
+        ) {
+            sqlx::query("UPDATE oauth_tokens SET status = 'needs_reinstall', updated_at = now() WHERE provider = 'slack' AND workspace_id = $1").bind(&self.workspace).execute(&self.db).await.map_err(db)?;
+            metrics::gauge!("slack_credential_needs_reinstall", "workspace" => self.workspace.clone()).set(1.0);
+            tracing::error!(workspace = %self.workspace, error, "Slack refused the refresh token: the app must be installed again");
+            return Err(fail(
+                FailureKind::Permanent,
+                format!("refresh refused ({error}); the Slack credential needs re-installation"),
+            ));
+        }
+        Err(fail(
+            FailureKind::Transient,
+            format!("refresh failed: {error}"),
+        ))
+    }
+
+    async fn unlock(&self, lock: &str, me: &str) {
+        let mut conn = self.redis.clone();
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        );
+        let _: Result<i64, _> = script.key(lock).arg(me).invoke_async(&mut conn).await;
+    }
+}
