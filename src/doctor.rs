@@ -168,6 +168,7 @@ async fn check_postgres(report: &mut Report, settings: &Settings) {
             "production without TLS: Heroku Postgres needs DATABASE_SSL_MODE=require",
         );
     }
+    check_oauth_tokens(report, &pool).await;
     match store::migration_status(&pool).await {
         Ok((states, unknown)) => report_migrations(report, &states, &unknown),
         Err(e) => report.add(
@@ -351,4 +352,34 @@ fn check_credentials(report: &mut Report, s: &Settings) {
         s.security.encryption_key.is_some(),
         Level::Ok,
     );
+}
+
+/// Stored OAuth credentials: one that Slack refused to refresh needs a re-installation.
+async fn check_oauth_tokens(report: &mut Report, pool: &sqlx::PgPool) {
+    const S: &str = "Postgres";
+    type Credential = (String, String, Option<chrono::DateTime<chrono::Utc>>);
+    let rows: Result<Vec<Credential>, _> = sqlx::query_as("SELECT workspace_id, status, expires_at FROM oauth_tokens WHERE provider = 'slack' ORDER BY workspace_id")
+        .fetch_all(pool)
+        .await;
+    // Before the first migration the table does not exist: the migration check reports that.
+    let Ok(rows) = rows else { return };
+    for (workspace, status, expires_at) in rows {
+        if status == "needs_reinstall" {
+            report.add(S, Level::Fail, format!("Slack credential of workspace {workspace} needs re-installation: Slack refused its refresh token"));
+        } else {
+            let left = expires_at
+                .map(|at| {
+                    format!(
+                        "access token expires in {} min",
+                        (at - chrono::Utc::now()).num_minutes()
+                    )
+                })
+                .unwrap_or_else(|| "no expiry".to_owned());
+            report.add(
+                S,
+                Level::Ok,
+                format!("Slack OAuth credential of workspace {workspace} is active ({left})"),
+            );
+        }
+    }
 }

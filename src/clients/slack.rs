@@ -322,3 +322,137 @@ impl SlackClient {
         Ok(found)
     }
 }
+
+/// A Slack user (`users.list` member, the fields the service uses).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct SlackUser {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub is_bot: bool,
+    #[serde(default)]
+    pub real_name: Option<String>,
+    #[serde(default)]
+    pub profile: SlackProfile,
+}
+
+/// A user's profile (the email needs the `users:read.email` scope).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct SlackProfile {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub real_name: Option<String>,
+}
+
+/// A channel (`conversations.list`/`info`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct SlackChannel {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub is_private: bool,
+    #[serde(default)]
+    pub is_archived: bool,
+    #[serde(default)]
+    pub num_members: Option<i64>,
+    #[serde(default)]
+    pub purpose: SlackText,
+    #[serde(default)]
+    pub topic: SlackText,
+}
+
+/// `{value}` of a purpose or topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct SlackText {
+    #[serde(default)]
+    pub value: String,
+}
+
+/// What `chat.postMessage` answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct PostedMessage {
+    pub channel: String,
+    pub ts: String,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(method: &str, value: Value) -> Result<T, UpstreamError> {
+    serde_json::from_value(value).map_err(|e| UpstreamError {
+        service: SERVICE,
+        endpoint: method.to_owned(),
+        kind: FailureKind::Permanent,
+        status: None,
+        code: None,
+        message: format!("unexpected answer shape: {e}"),
+    })
+}
+
+impl SlackClient {
+    /// Every user, page by page (`limit` per page).
+    pub async fn users(
+        &self,
+        limit: u32,
+        mut each_page: impl FnMut(Vec<SlackUser>),
+    ) -> Result<(), UpstreamError> {
+        let mut bad = None;
+        self.paginate("users.list", "members", &[], limit, |page| {
+            match typed::<Vec<SlackUser>>("users.list", Value::Array(page)) {
+                Ok(users) => each_page(users),
+                Err(e) => bad = Some(e),
+            }
+        })
+        .await?;
+        bad.map_or(Ok(()), Err)
+    }
+
+    /// Every public and private channel, page by page.
+    pub async fn channels(
+        &self,
+        limit: u32,
+        mut each_page: impl FnMut(Vec<SlackChannel>),
+    ) -> Result<(), UpstreamError> {
+        let mut bad = None;
+        let params = [("types", "public_channel,private_channel".to_owned())];
+        self.paginate(
+            "conversations.list",
+            "channels",
+            &params,
+            limit,
+            |page| match typed::<Vec<SlackChannel>>("conversations.list", Value::Array(page)) {
+                Ok(channels) => each_page(channels),
+                Err(e) => bad = Some(e),
+            },
+        )
+        .await?;
+        bad.map_or(Ok(()), Err)
+    }
+
+    /// Posts `text` (and optional Block Kit `blocks`) to `channel`.
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: Option<&Value>,
+    ) -> Result<PostedMessage, UpstreamError> {
+        let mut params = vec![("channel", channel.to_owned()), ("text", text.to_owned())];
+        if let Some(blocks) = blocks {
+            params.push(("blocks", blocks.to_string()));
+        }
+        typed(
+            "chat.postMessage",
+            self.call("chat.postMessage", &params).await?,
+        )
+    }
+
+    /// `active` or `away`.
+    pub async fn presence(&self, user: &str) -> Result<String, UpstreamError> {
+        let answer = self
+            .call("users.getPresence", &[("user", user.to_owned())])
+            .await?;
+        Ok(answer["presence"].as_str().unwrap_or("away").to_owned())
+    }
+}

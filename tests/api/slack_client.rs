@@ -221,7 +221,7 @@ async fn two_processes_refreshing_at_once_call_slack_once() {
 #[tokio::test]
 async fn a_refused_refresh_token_marks_the_credential_and_does_not_loop() {
     let sandbox = sandbox().await;
-    let (_, db) = migrated_database().await;
+    let (url, db) = migrated_database().await;
     let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
     let store = store(&sandbox, &db, &prefix).await;
     store.install("sandbox-code-3").await.expect("install");
@@ -262,5 +262,84 @@ async fn a_refused_refresh_token_marks_the_credential_and_does_not_loop() {
         requests(&sandbox, "slack.oauth.v2.access").await,
         calls,
         "no refresh loop"
+    );
+    let doctor = std::process::Command::new(env!("CARGO_BIN_EXE_campaign-sync"))
+        .env_clear()
+        .envs(crate::helpers::test_env(&url))
+        .arg("doctor")
+        .output()
+        .expect("doctor");
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("Slack credential of workspace T0SANDBOX1 needs re-installation"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn typed_calls_read_users_and_channels_and_post_paced_messages() {
+    let sandbox = sandbox().await;
+    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let credential = SlackCredential::Static(secrecy::SecretString::from("sandbox-bot-token"));
+    let limiter = campaign_sync::clients::limiter::Limiter::new(redis_conn().await, &prefix);
+    let client = SlackClient::new(
+        api(&sandbox),
+        credential,
+        "T0SANDBOX1",
+        Duration::from_secs(5),
+        policy(),
+    )
+    .expect("client")
+    .with_limiter(limiter);
+    let mut users = Vec::new();
+    client
+        .users(40, |page| users.extend(page))
+        .await
+        .expect("users");
+    assert_eq!(users.len(), 120);
+    assert!(users.iter().any(|u| u.is_bot) && users.iter().any(|u| u.deleted));
+    assert!(
+        users
+            .iter()
+            .filter(|u| !u.is_bot)
+            .all(|u| u.profile.email.is_some())
+    );
+    let mut channels = Vec::new();
+    client
+        .channels(4, |page| channels.extend(page))
+        .await
+        .expect("channels");
+    assert_eq!(channels.len(), 10);
+    assert!(channels.iter().all(|c| c.num_members.is_some()));
+    // Four messages to one channel: the shared limiter paces them at one per second, so the
+    // sandbox's per-channel limit (a burst of three, then one per second) never answers 429.
+    for i in 0..4 {
+        let posted = client
+            .post_message("campaign-1", &format!("update {i}"), None)
+            .await
+            .expect("posted");
+        assert_eq!(posted.ts.len(), 17);
+    }
+    let stats: Value = reqwest::Client::new()
+        .get(format!("{}/_sandbox/requests", sandbox.base_url()))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        stats["endpoints"]["slack.chat.postMessage"]["rate_limited"],
+        0
+    );
+    assert!(
+        ["active", "away"].contains(
+            &client
+                .presence("U10000001")
+                .await
+                .expect("presence")
+                .as_str()
+        )
     );
 }
