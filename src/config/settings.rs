@@ -194,6 +194,8 @@ pub struct MailjetSettings {
     pub api_secret: Option<SecretString>,
     pub webhook_user: Option<SecretString>,
     pub webhook_password: Option<SecretString>,
+    /// Requests per second per API key, shared by every process.
+    pub rate_per_sec: u32,
 }
 
 /// Slack.
@@ -206,6 +208,10 @@ pub struct SlackSettings {
     pub client_secret: Option<SecretString>,
     pub app_token: Option<SecretString>,
     pub workspace_id: Option<String>,
+    /// TTL of cached look-ups.
+    pub cache_ttl: Duration,
+    /// Timeout of every upstream request (Mailjet and Slack).
+    pub upstream_timeout: Duration,
 }
 
 /// A 32-byte AES-256-GCM key with its id.
@@ -456,7 +462,10 @@ fn read_mailjet(r: &mut Reader<'_>) -> MailjetSettings {
         ],
     );
     let api_url = r.http_url("mailjet.api_url");
+    let rate = r.number::<u32>("mailjet.rate_per_sec", 1, 10_000);
+    let rate_per_sec = need(r, "mailjet.rate_per_sec", rate);
     MailjetSettings {
+        rate_per_sec,
         adapter: adapter.unwrap_or(MailjetAdapter::Agent),
         mcp_url: r.http_url("mailjet.mcp_url"),
         mcp_token: r.token("mailjet.mcp_token", MIN_TOKEN_LEN),
@@ -478,7 +487,11 @@ fn need_url(r: &mut Reader<'_>, key: &str, value: Option<url::Url>) -> url::Url 
 
 fn read_slack(r: &mut Reader<'_>) -> SlackSettings {
     let api_url = r.http_url("slack.api_url");
+    let cache_ttl = secs(r, "slack.cache_ttl_secs", 1, 7 * 86_400);
+    let upstream_timeout = secs(r, "upstream.timeout_secs", 1, 300);
     SlackSettings {
+        cache_ttl,
+        upstream_timeout,
         api_url: need_url(r, "slack.api_url", api_url),
         bot_token: r.secret("slack.bot_token"),
         signing_secret: r.token("slack.signing_secret", MIN_TOKEN_LEN),

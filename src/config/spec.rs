@@ -175,6 +175,21 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Shared secret the agent JWTs are signed with (HS256).",
     ),
     plain(
+        "mailjet.rate_per_sec",
+        "MAILJET_RATE_PER_SEC",
+        "Mailjet requests per second per API key, shared by every process through Redis.",
+    ),
+    plain(
+        "slack.cache_ttl_secs",
+        "SLACK_CACHE_TTL_SECS",
+        "How long Slack look-ups (channel id by name, user id by email) are cached in Redis.",
+    ),
+    plain(
+        "upstream.timeout_secs",
+        "UPSTREAM_TIMEOUT_SECS",
+        "Timeout of every Mailjet and Slack request.",
+    ),
+    plain(
         "mailjet.agent_id",
         "MAILJET_AGENT_ID",
         "Subject (sub) of the agent JWTs.",

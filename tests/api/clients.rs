@@ -426,3 +426,46 @@ async fn rest_credentials_mailjet_refuses_are_a_permanent_error_with_its_message
         error.message
     );
 }
+
+#[tokio::test]
+async fn the_clients_are_built_from_settings_for_either_adapter() {
+    let sandbox = sandbox().await;
+    for adapter in ["agent", "rest"] {
+        let mut env = crate::helpers::test_env("postgres://postgres@127.0.0.1:5432/unused");
+        env.insert("MAILJET_ADAPTER".into(), adapter.into());
+        env.insert("MAILJET_MCP_URL".into(), sandbox.base_url());
+        env.insert(
+            "MAILJET_MCP_TOKEN".into(),
+            "sandbox-mcp-signing-secret".into(),
+        );
+        env.insert("MAILJET_API_URL".into(), sandbox.base_url());
+        env.insert("MAILJET_API_KEY".into(), "sandbox-key".into());
+        env.insert("MAILJET_API_SECRET".into(), "sandbox-secret".into());
+        env.insert("SLACK_API_URL".into(), sandbox.slack_api_url());
+        env.insert("SLACK_BOT_TOKEN".into(), "sandbox-bot-token".into());
+        let settings = crate::helpers::worker_settings(&env);
+        let mailjet = campaign_sync::clients::mailjet_from_settings(
+            &settings,
+            crate::helpers::redis_conn().await,
+        )
+        .expect("mailjet");
+        let stats = mailjet
+            .campaign_statistics(7_000_004)
+            .await
+            .expect("stats")
+            .expect("found");
+        assert_eq!(stats.source_id, 7_000_004, "{adapter}");
+        let db = sqlx::PgPool::connect_lazy("postgres://postgres@127.0.0.1:5432/unused")
+            .expect("lazy pool");
+        let slack = campaign_sync::clients::slack_from_settings(
+            &settings,
+            db,
+            crate::helpers::redis_conn().await,
+        )
+        .expect("slack");
+        assert_eq!(
+            slack.call("auth.test", &[]).await.expect("auth.test")["ok"],
+            true
+        );
+    }
+}
