@@ -123,10 +123,7 @@ impl MailjetRestClient {
         timeout: Duration,
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = retry::http_client(timeout)?;
         Ok(MailjetRestClient {
             http,
             base,
@@ -176,20 +173,18 @@ impl MailjetRestClient {
             code,
             message,
         };
-        if let Some((limiter, rate)) = &self.limiter
-            && let Err(wait) = limiter
-                .acquire("mailjet:account", *rate, self.policy.max_inline_wait)
-                .await
-        {
-            return Err(failed(
-                FailureKind::RateLimited {
-                    retry_after: Some(wait),
-                },
-                None,
-                None,
-                "waiting for the shared rate limit".to_owned(),
-            ));
-        }
+        retry::limit(
+            self.limiter.as_ref().map(|(l, _)| l),
+            "mailjet:account",
+            self.limiter
+                .as_ref()
+                .map(|(_, r)| *r)
+                .unwrap_or(Rate::per_second(1)),
+            &self.policy,
+            SERVICE,
+            path,
+        )
+        .await?;
         let url = self.base.join(path).map_err(|e| {
             failed(
                 FailureKind::Permanent,
@@ -212,15 +207,14 @@ impl MailjetRestClient {
             .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
         let status = response.status();
         let retry_after = retry::retry_after(response.headers());
-        if status.as_u16() == 429
-            && let Some((limiter, _)) = &self.limiter
-        {
-            limiter
-                .pause(
-                    "mailjet:account",
-                    retry_after.unwrap_or(self.policy.default_retry_after),
-                )
-                .await;
+        if status.as_u16() == 429 {
+            retry::pause(
+                self.limiter.as_ref().map(|(l, _)| l),
+                "mailjet:account",
+                retry_after,
+                &self.policy,
+            )
+            .await;
         }
         let answer: Value = response
             .json()

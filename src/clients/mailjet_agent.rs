@@ -33,10 +33,7 @@ impl MailjetAgentClient {
         timeout: Duration,
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = retry::http_client(timeout)?;
         Ok(MailjetAgentClient {
             http,
             base,
@@ -93,20 +90,18 @@ impl MailjetAgentClient {
                 format!("bad agent URL: {e}"),
             )
         })?;
-        if let Some((limiter, rate)) = &self.limiter
-            && let Err(wait) = limiter
-                .acquire(LIMIT_KEY, *rate, self.policy.max_inline_wait)
-                .await
-        {
-            return Err(failed(
-                FailureKind::RateLimited {
-                    retry_after: Some(wait),
-                },
-                None,
-                None,
-                "waiting for the shared rate limit".to_owned(),
-            ));
-        }
+        retry::limit(
+            self.limiter.as_ref().map(|(l, _)| l),
+            LIMIT_KEY,
+            self.limiter
+                .as_ref()
+                .map(|(_, r)| *r)
+                .unwrap_or(Rate::per_second(1)),
+            &self.policy,
+            SERVICE,
+            path,
+        )
+        .await?;
         let response = self
             .http
             .post(url)
@@ -117,15 +112,14 @@ impl MailjetAgentClient {
             .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
         let status = response.status();
         let retry_after = retry::retry_after(response.headers());
-        if status.as_u16() == 429
-            && let Some((limiter, _)) = &self.limiter
-        {
-            limiter
-                .pause(
-                    LIMIT_KEY,
-                    retry_after.unwrap_or(self.policy.default_retry_after),
-                )
-                .await;
+        if status.as_u16() == 429 {
+            retry::pause(
+                self.limiter.as_ref().map(|(l, _)| l),
+                LIMIT_KEY,
+                retry_after,
+                &self.policy,
+            )
+            .await;
         }
         let answer: Value = response
             .json()

@@ -130,7 +130,7 @@ pub fn slack_from_settings(
             prefix: settings.redis.key_prefix.clone(),
             key: key.clone(),
             workspace: workspace.clone(),
-            http: reqwest::Client::builder().timeout(s.upstream_timeout).build()?,
+            http: retry::http_client(s.upstream_timeout)?,
             api_url: with_slash(&s.api_url),
             client_id: client_id.clone(),
             client_secret: client_secret.clone(),

@@ -163,3 +163,53 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
 }
+
+/// The HTTP client of every upstream client: a timeout and our user agent, always.
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Waits for the shared rate of `key`; a wait longer than the policy's inline wait becomes a
+/// rate-limit error carrying it (the queue reschedules the job instead).
+pub async fn limit(
+    limiter: Option<&super::limiter::Limiter>,
+    key: &str,
+    rate: super::limiter::Rate,
+    policy: &RetryPolicy,
+    service: &'static str,
+    endpoint: &str,
+) -> Result<(), UpstreamError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter
+        .acquire(key, rate, policy.max_inline_wait)
+        .await
+        .map_err(|wait| UpstreamError {
+            service,
+            endpoint: endpoint.to_owned(),
+            kind: FailureKind::RateLimited {
+                retry_after: Some(wait),
+            },
+            status: None,
+            code: None,
+            message: "waiting for the shared rate limit".to_owned(),
+        })
+}
+
+/// After an upstream 429: every process waits out `Retry-After` on `key`.
+pub async fn pause(
+    limiter: Option<&super::limiter::Limiter>,
+    key: &str,
+    retry_after: Option<Duration>,
+    policy: &RetryPolicy,
+) {
+    if let Some(limiter) = limiter {
+        limiter
+            .pause(key, retry_after.unwrap_or(policy.default_retry_after))
+            .await;
+    }
+}

@@ -54,10 +54,7 @@ impl SlackClient {
         timeout: Duration,
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = retry::http_client(timeout)?;
         Ok(SlackClient {
             http,
             base,
@@ -126,19 +123,16 @@ impl SlackClient {
             )),
             _ => tier_rate(method).map(|rate| (format!("slack:{method}:{}", self.workspace), rate)),
         };
-        if let (Some(limiter), Some((key, rate))) = (&self.limiter, &limit_key)
-            && let Err(wait) = limiter
-                .acquire(key, *rate, self.policy.max_inline_wait)
-                .await
-        {
-            return Err(failed(
-                FailureKind::RateLimited {
-                    retry_after: Some(wait),
-                },
-                None,
-                None,
-                "waiting for the shared rate limit".to_owned(),
-            ));
+        if let Some((key, rate)) = &limit_key {
+            retry::limit(
+                self.limiter.as_ref(),
+                key,
+                *rate,
+                &self.policy,
+                SERVICE,
+                method,
+            )
+            .await?;
         }
         let url = self.base.join(method).map_err(|e| {
             failed(
@@ -159,10 +153,8 @@ impl SlackClient {
         let status = response.status();
         let retry_after = retry::retry_after(response.headers());
         if status.as_u16() == 429 {
-            if let (Some(limiter), Some((key, _))) = (&self.limiter, &limit_key) {
-                limiter
-                    .pause(key, retry_after.unwrap_or(self.policy.default_retry_after))
-                    .await;
+            if let Some((key, _)) = &limit_key {
+                retry::pause(self.limiter.as_ref(), key, retry_after, &self.policy).await;
             }
             return Err(failed(
                 FailureKind::RateLimited { retry_after },
