@@ -50,6 +50,7 @@ pub mod diagnostics;
 pub mod purge_expired_data;
 pub mod registry;
 pub mod runs;
+pub mod sync_mailjet_stats;
 pub mod webhook_events;
 
 /// The queue most jobs run on.
@@ -75,5 +76,12 @@ pub fn builtin() -> registry::Registry {
     webhooks.max_attempts = 8;
     webhooks.backoff_base = std::time::Duration::from_secs(2);
     webhooks.backoff_max = std::time::Duration::from_secs(120);
+    registry
+        .register(
+            sync_mailjet_stats::NAME,
+            DEFAULT_QUEUE,
+            sync_mailjet_stats::run,
+        )
+        .timeout = std::time::Duration::from_secs(25 * 60);
     registry
 }

@@ -40,7 +40,7 @@ async fn jobs_run_enqueues_a_known_job_and_refuses_an_unknown_one_listing_the_va
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         stderr(&unknown).contains(
-            "unknown job \"sync_everything\"; valid names: diagnostics_probe, process_webhook_events, purge_expired_data"
+            "unknown job \"sync_everything\"; valid names: diagnostics_probe, process_webhook_events, purge_expired_data, sync_mailjet_stats"
         ),
         "{}",
         stderr(&unknown)
@@ -84,8 +84,8 @@ async fn jobs_list_shows_schedules_queues_and_counters() {
         "{text}"
     );
     assert_eq!(
-        row("sync_mailjet_stats").as_deref(),
-        Some("sync_mailjet_stats 0 */30 * * * * not in this build never"),
+        row("sync_slack_users").as_deref(),
+        Some("sync_slack_users 0 0 * * * * not in this build never"),
         "{text}"
     );
     assert!(

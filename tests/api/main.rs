@@ -14,4 +14,5 @@ mod sandbox;
 mod schedules;
 mod schema;
 mod slack_client;
+mod syncs;
 mod webhooks;

@@ -1,0 +1,209 @@
+//! `sync_mailjet_stats` (every 30 min): a statistics snapshot of every active campaign mapped to
+//! a Mailjet campaign, with rates and an engagement score; unmapped active campaigns are first
+//! matched by subject and the mapping recorded. Campaigns are fetched concurrently within the
+//! shared rate limit; one campaign's failure is counted against it and does not fail the others.
+//!
+//! Rates are relative to delivered messages (Mailjet's `MessageSentCount`):
+//! `open_rate = opened / delivered`, `click_rate = clicked / delivered`, and
+//! `engagement_score = 100 × clamp(0.4 × open_rate + 0.6 × click_rate − 2 × spam_rate −
+//! unsubscribe_rate, 0, 1)`: clicks weigh more than opens, complaints and unsubscribes count
+//! against.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::registry::{JobContext, JobError};
+use super::runs::{self, RunSummary};
+use crate::clients::mailjet::{MailjetClient, StatCounters};
+
+/// Stable name.
+pub const NAME: &str = "sync_mailjet_stats";
+
+/// Campaigns fetched at once (the shared rate limit paces them).
+const CONCURRENCY: usize = 8;
+
+/// Rates and score of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    pub open_rate: f64,
+    pub click_rate: f64,
+    pub engagement_score: f64,
+}
+
+/// The rates and engagement score of `s` (all 0 when nothing was delivered).
+pub fn scores(s: &StatCounters) -> Scores {
+    let delivered = s.message_sent_count as f64;
+    if delivered <= 0.0 {
+        return Scores {
+            open_rate: 0.0,
+            click_rate: 0.0,
+            engagement_score: 0.0,
+        };
+    }
+    let open_rate = s.message_opened_count as f64 / delivered;
+    let click_rate = s.message_clicked_count as f64 / delivered;
+    let spam_rate = s.message_spam_count as f64 / delivered;
+    let unsub_rate = s.message_unsubscribed_count as f64 / delivered;
+    let raw = 0.4 * open_rate + 0.6 * click_rate - 2.0 * spam_rate - unsub_rate;
+    Scores {
+        open_rate,
+        click_rate,
+        engagement_score: (100.0 * raw.clamp(0.0, 1.0) * 100.0).round() / 100.0,
+    }
+}
+
+fn db(e: sqlx::Error) -> JobError {
+    JobError::Retry(format!(
+        "database: {}",
+        crate::api::health::describe_sqlx(&e)
+    ))
+}
+
+/// Runs one sync as a recorded run.
+pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
+    runs::recorded(ctx, NAME, |ctx, run_id| async move {
+        let deps = &ctx.deps;
+        let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone()).map_err(|e| JobError::Permanent(format!("{e:#}")))?;
+        let matched = match_by_subject(&deps.db, &client).await?;
+        let mapped: Vec<(String, String)> = sqlx::query_as(
+            "SELECT c.id, m.external_id FROM campaigns c JOIN mcp_integrations m ON m.service = 'mailjet' AND m.internal_id = c.id WHERE c.active ORDER BY c.id",
+        )
+        .fetch_all(&deps.db)
+        .await
+        .map_err(db)?;
+        let results: Vec<Result<bool, String>> = futures_util::stream::iter(mapped)
+            .map(|(campaign, external)| {
+                let client = &client;
+                let pool = &deps.db;
+                async move { snapshot(pool, client, &campaign, &external, run_id).await.map_err(|e| format!("{campaign}: {e}")) }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let synced = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        let missing = results.iter().filter(|r| matches!(r, Ok(false))).count();
+        let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        for e in &errors {
+            tracing::warn!(error = %e, "campaign statistics failed");
+        }
+        metrics::counter!("sync_items_total", "job" => NAME, "outcome" => "synced").increment(synced as u64);
+        metrics::counter!("sync_items_total", "job" => NAME, "outcome" => "failed").increment(errors.len() as u64);
+        Ok(RunSummary {
+            items_synced: synced as i32,
+            items_failed: errors.len() as i32,
+            counts: json!({ "matched_by_subject": matched, "not_found_in_mailjet": missing, "errors": errors.iter().take(20).collect::<Vec<_>>() }),
+        })
+    })
+    .await
+}
+
+/// Maps active campaigns without a Mailjet mapping to the Mailjet campaign with their subject.
+async fn match_by_subject(
+    pool: &sqlx::PgPool,
+    client: &impl MailjetClient,
+) -> Result<usize, JobError> {
+    let unmapped: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.id, c.subject FROM campaigns c WHERE c.active AND c.subject IS NOT NULL AND c.subject <> ''
+           AND NOT EXISTS (SELECT 1 FROM mcp_integrations m WHERE m.service = 'mailjet' AND m.internal_id = c.id) ORDER BY c.id",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut matched = 0;
+    for (campaign, subject) in unmapped {
+        let found = match client.find_campaign_by_subject(&subject).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(campaign, error = %e, "matching by subject failed");
+                continue;
+            }
+        };
+        let Some(found) = found else { continue };
+        // A Mailjet campaign already mapped to another campaign stays where it is.
+        let inserted = sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id, matched_by, metadata) VALUES ('mailjet', $1, $2, 'subject', $3) ON CONFLICT DO NOTHING")
+            .bind(found.id.to_string())
+            .bind(&campaign)
+            .bind(json!({ "subject": found.subject }))
+            .execute(pool)
+            .await
+            .map_err(db)?;
+        if inserted.rows_affected() == 1 {
+            matched += 1;
+            let mut conn = pool.acquire().await.map_err(db)?;
+            let actor = crate::store::audit::Actor::new("worker");
+            crate::store::audit::record(
+                &mut conn,
+                &actor,
+                "campaign.mapped",
+                "campaign",
+                &campaign,
+                json!({ "mailjet": found.id, "matched_by": "subject" }),
+            )
+            .await
+            .map_err(db)?;
+        }
+    }
+    Ok(matched)
+}
+
+/// Stores one snapshot; false when Mailjet has no such campaign.
+async fn snapshot(
+    pool: &sqlx::PgPool,
+    client: &impl MailjetClient,
+    campaign: &str,
+    external: &str,
+    run_id: uuid::Uuid,
+) -> Result<bool, String> {
+    let id: i64 = external
+        .parse()
+        .map_err(|_| format!("mapping {external:?} is not a Mailjet id"))?;
+    let Some(stats) = client
+        .campaign_statistics(id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    let s = scores(&stats);
+    let bounced = stats.message_hard_bounced_count + stats.message_soft_bounced_count;
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    sqlx::query(
+        "INSERT INTO email_statistics (campaign_id, mailjet_campaign_id, sent, delivered, opened, clicked, bounced, spam, blocked, unsubscribed, open_rate, click_rate, engagement_score, sync_run_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(campaign).bind(id).bind(stats.total).bind(stats.message_sent_count).bind(stats.message_opened_count).bind(stats.message_clicked_count)
+    .bind(bounced).bind(stats.message_spam_count).bind(stats.message_blocked_count).bind(stats.message_unsubscribed_count)
+    .bind(s.open_rate).bind(s.click_rate).bind(s.engagement_score).bind(run_id)
+    .execute(&mut *tx).await.map_err(|e| e.to_string())?;
+    sqlx::query("UPDATE mcp_integrations SET last_synced = now(), updated_at = now() WHERE service = 'mailjet' AND internal_id = $1").bind(campaign).execute(&mut *tx).await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_relative_to_delivered_and_the_score_is_bounded() {
+        let s = StatCounters {
+            message_sent_count: 1000,
+            message_opened_count: 400,
+            message_clicked_count: 100,
+            message_spam_count: 5,
+            message_unsubscribed_count: 10,
+            ..Default::default()
+        };
+        let r = scores(&s);
+        assert_eq!((r.open_rate, r.click_rate), (0.4, 0.1));
+        // 0.4·0.4 + 0.6·0.1 − 2·0.005 − 0.01 = 0.2
+        assert!((r.engagement_score - 20.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(scores(&StatCounters::default()).engagement_score, 0.0);
+        let spammy = StatCounters {
+            message_sent_count: 10,
+            message_spam_count: 10,
+            ..Default::default()
+        };
+        assert_eq!(scores(&spammy).engagement_score, 0.0, "never negative");
+    }
+}
