@@ -180,6 +180,8 @@ pub async fn run() -> anyhow::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(4010);
+    // Installed first, so a Ctrl-C during start-up still stops cleanly.
+    let stop_signal = startup::shutdown_signal();
     let (env, generated) = demo_env(sandbox_port);
     let mut settings = config::load_from(&env, Process::Web).map_err(|e| anyhow::anyhow!("{e}"))?;
     config::load_from(&env, Process::Worker).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -263,7 +265,7 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  Ctrl-C stops everything.");
     println!();
 
-    startup::shutdown_signal().await;
+    stop_signal.await;
     println!("stopping …");
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(30);

@@ -122,9 +122,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             check,
         } => migrate(settings, status, revert_to, &check).await,
         Command::Web => {
+            let stop = startup::shutdown_signal();
             let app = startup::Application::build(settings).await?;
             tracing::info!(port = app.port(), "web server listening");
-            app.run_until_stopped(startup::shutdown_signal()).await?;
+            app.run_until_stopped(stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {

@@ -106,6 +106,7 @@ pub fn main(args: SandboxArgs) -> ExitCode {
     };
     runtime.block_on(async move {
         let addr = SocketAddr::new(args.host, args.port);
+        let stop = crate::startup::shutdown_signal();
         match Sandbox::start(config(&args), addr).await {
             Ok(sandbox) => {
                 println!("sandbox listening on {}", sandbox.base_url());
@@ -115,7 +116,7 @@ pub fn main(args: SandboxArgs) -> ExitCode {
                     sandbox.base_url(),
                     sandbox.slack_api_url()
                 );
-                crate::startup::shutdown_signal().await;
+                stop.await;
                 sandbox.stop();
                 ExitCode::SUCCESS
             }
