@@ -173,18 +173,6 @@ impl MailjetRestClient {
             code,
             message,
         };
-        retry::limit(
-            self.limiter.as_ref().map(|(l, _)| l),
-            "mailjet:account",
-            self.limiter
-                .as_ref()
-                .map(|(_, r)| *r)
-                .unwrap_or(Rate::per_second(1)),
-            &self.policy,
-            SERVICE,
-            path,
-        )
-        .await?;
         let url = self.base.join(path).map_err(|e| {
             failed(
                 FailureKind::Permanent,
@@ -201,25 +189,12 @@ impl MailjetRestClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
-        let status = response.status();
-        let retry_after = retry::retry_after(response.headers());
-        if status.as_u16() == 429 {
-            retry::pause(
-                self.limiter.as_ref().map(|(l, _)| l),
-                "mailjet:account",
-                retry_after,
-                &self.policy,
-            )
-            .await;
-        }
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
+        let limit = self
+            .limiter
+            .as_ref()
+            .map(|(l, r)| (l, "mailjet:account", *r));
+        let (status, retry_after, answer) =
+            retry::send_limited(request, limit, &self.policy, SERVICE, path).await?;
         if status.is_success() || (status.as_u16() == 400 && answer.get("Messages").is_some()) {
             return Ok(answer);
         }

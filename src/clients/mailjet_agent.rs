@@ -90,41 +90,10 @@ impl MailjetAgentClient {
                 format!("bad agent URL: {e}"),
             )
         })?;
-        retry::limit(
-            self.limiter.as_ref().map(|(l, _)| l),
-            LIMIT_KEY,
-            self.limiter
-                .as_ref()
-                .map(|(_, r)| *r)
-                .unwrap_or(Rate::per_second(1)),
-            &self.policy,
-            SERVICE,
-            path,
-        )
-        .await?;
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
-        let status = response.status();
-        let retry_after = retry::retry_after(response.headers());
-        if status.as_u16() == 429 {
-            retry::pause(
-                self.limiter.as_ref().map(|(l, _)| l),
-                LIMIT_KEY,
-                retry_after,
-                &self.policy,
-            )
-            .await;
-        }
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| retry::transport_error(SERVICE, path, &e))?;
+        let request = self.http.post(url).bearer_auth(token).json(body);
+        let limit = self.limiter.as_ref().map(|(l, r)| (l, LIMIT_KEY, *r));
+        let (status, retry_after, answer) =
+            retry::send_limited(request, limit, &self.policy, SERVICE, path).await?;
         if status.is_success() {
             return Ok(answer);
         }

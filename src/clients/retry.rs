@@ -213,3 +213,34 @@ pub async fn pause(
             .await;
     }
 }
+
+/// Sends `request` under a shared limit (`limiter`, its key and rate), if any: waits for the
+/// limit first, and after a 429 pauses the key for every process. Returns the status, the
+/// `Retry-After` and the JSON answer.
+pub async fn send_limited(
+    request: reqwest::RequestBuilder,
+    limit: Option<(&super::limiter::Limiter, &str, super::limiter::Rate)>,
+    policy: &RetryPolicy,
+    service: &'static str,
+    endpoint: &str,
+) -> Result<(reqwest::StatusCode, Option<Duration>, serde_json::Value), UpstreamError> {
+    if let Some((limiter, key, rate)) = limit {
+        self::limit(Some(limiter), key, rate, policy, service, endpoint).await?;
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(service, endpoint, &e))?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    if status.as_u16() == 429
+        && let Some((limiter, key, _)) = limit
+    {
+        pause(Some(limiter), key, retry_after, policy).await;
+    }
+    let answer = response
+        .json()
+        .await
+        .map_err(|e| transport_error(service, endpoint, &e))?;
+    Ok((status, retry_after, answer))
+}
