@@ -42,6 +42,38 @@ pub struct MailjetCampaign {
     pub status: i64,
 }
 
+/// A template (`/template` row, the fields used here).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MailjetTemplate {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub categories: Vec<String>,
+}
+
+/// A template's content (`/template/{id}/detailcontent`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct TemplateContent {
+    #[serde(rename = "Html-part", default)]
+    pub html: Option<String>,
+    #[serde(rename = "Text-part", default)]
+    pub text: Option<String>,
+    #[serde(rename = "Headers", default)]
+    pub headers: Option<Value>,
+}
+
+impl TemplateContent {
+    /// The subject header, when the template sets one.
+    pub fn subject(&self) -> &str {
+        self.headers
+            .as_ref()
+            .and_then(|h| h["Subject"].as_str())
+            .unwrap_or("")
+    }
+}
+
 /// What the service asks of Mailjet.
 pub trait MailjetClient: Send + Sync {
     /// Lifetime statistics of campaign `id`; None when Mailjet has no such campaign.
@@ -57,6 +89,17 @@ pub trait MailjetClient: Send + Sync {
     /// Send v3.1 with `body` (`Messages`, `SandboxMode`, …); per-message results are in the
     /// answer, also when it is HTTP 400.
     fn send(&self, body: &Value) -> impl Future<Output = Result<Value, UpstreamError>> + Send;
+    /// One page of templates (`limit` from `offset`); empty past the end.
+    fn templates(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<MailjetTemplate>, UpstreamError>> + Send;
+    /// A template's content; None when Mailjet has no such template.
+    fn template_content(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<TemplateContent>, UpstreamError>> + Send;
 }
 
 fn rows<T: serde::de::DeserializeOwned>(
@@ -98,6 +141,38 @@ impl MailjetClient for MailjetAgentClient {
 
     async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
         self.call("send_bulk", body).await
+    }
+
+    async fn templates(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<MailjetTemplate>, UpstreamError> {
+        let answer = self
+            .call(
+                "templates/list",
+                &json!({ "offset": offset, "limit": limit }),
+            )
+            .await?;
+        rows(&answer, "templates/list")
+    }
+
+    async fn template_content(&self, id: i64) -> Result<Option<TemplateContent>, UpstreamError> {
+        match self.call("templates/get", &json!({ "id": id })).await {
+            Ok(answer) => {
+                let content = answer
+                    .pointer("/Data/0/DetailContent")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                Ok(
+                    rows::<TemplateContent>(&json!({ "Data": [content] }), "templates/get")?
+                        .into_iter()
+                        .next(),
+                )
+            }
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -259,6 +334,27 @@ impl MailjetClient for MailjetRestClient {
     async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
         self.request(reqwest::Method::POST, "v3.1/send", &[], Some(body))
             .await
+    }
+
+    async fn templates(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<MailjetTemplate>, UpstreamError> {
+        let query = [("Limit", limit.to_string()), ("Offset", offset.to_string())];
+        let answer = self
+            .request(reqwest::Method::GET, "v3/REST/template", &query, None)
+            .await?;
+        rows(&answer, "v3/REST/template")
+    }
+
+    async fn template_content(&self, id: i64) -> Result<Option<TemplateContent>, UpstreamError> {
+        let path = format!("v3/REST/template/{id}/detailcontent");
+        match self.request(reqwest::Method::GET, &path, &[], None).await {
+            Ok(answer) => Ok(rows::<TemplateContent>(&answer, &path)?.into_iter().next()),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -57,6 +57,27 @@ impl MailjetClient for AnyMailjet {
             AnyMailjet::Rest(c) => c.send(body).await,
         }
     }
+
+    async fn templates(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<mailjet::MailjetTemplate>, UpstreamError> {
+        match self {
+            AnyMailjet::Agent(c) => c.templates(offset, limit).await,
+            AnyMailjet::Rest(c) => c.templates(offset, limit).await,
+        }
+    }
+
+    async fn template_content(
+        &self,
+        id: i64,
+    ) -> Result<Option<mailjet::TemplateContent>, UpstreamError> {
+        match self {
+            AnyMailjet::Agent(c) => c.template_content(id).await,
+            AnyMailjet::Rest(c) => c.template_content(id).await,
+        }
+    }
 }
 
 fn with_slash(url: &url::Url) -> url::Url {
@@ -148,5 +169,6 @@ pub fn slack_from_settings(
         retry::RetryPolicy::default(),
     )?
     .with_limiter(limiter)
+    .with_tiers(s.tier_per_min)
     .with_cache(redis, &settings.redis.key_prefix, s.cache_ttl))
 }

@@ -16,18 +16,20 @@ use super::slack_tokens::{SlackCredential, Token};
 
 const SERVICE: &str = "slack";
 
-/// Slack's tier of `method` as requests per minute (tiers 2, 3, 4).
-fn tier_rate(method: &str) -> Option<Rate> {
+/// Slack's documented minimum rates of tiers 2, 3 and 4, in requests per minute.
+pub const DOCUMENTED_TIERS: [u32; 3] = [20, 50, 100];
+
+/// Slack's tier of `method` (2, 3 or 4) as an index into the tier rates.
+fn tier_of(method: &str) -> Option<usize> {
     match method {
         "users.list"
         | "usergroups.list"
         | "conversations.list"
         | "conversations.create"
-        | "conversations.archive" => Some(Rate::per_minute(20)),
-        "users.getPresence" | "conversations.info" | "chat.update" | "reactions.add" => {
-            Some(Rate::per_minute(50))
-        }
-        "conversations.members" | "auth.test" => Some(Rate::per_minute(100)),
+        | "conversations.rename"
+        | "conversations.archive" => Some(0),
+        "users.getPresence" | "conversations.info" | "chat.update" | "reactions.add" => Some(1),
+        "conversations.members" | "auth.test" => Some(2),
         _ => None,
     }
 }
@@ -42,6 +44,7 @@ pub struct SlackClient {
     workspace: String,
     policy: RetryPolicy,
     limiter: Option<Limiter>,
+    tiers: [u32; 3],
     cache: Option<(ConnectionManager, String, Duration)>,
 }
 
@@ -62,8 +65,15 @@ impl SlackClient {
             workspace: workspace.to_owned(),
             policy,
             limiter: None,
+            tiers: DOCUMENTED_TIERS,
             cache: None,
         })
+    }
+
+    /// Requests per minute of tiers 2, 3 and 4 (`SLACK_TIER<N>_PER_MIN`).
+    pub fn with_tiers(mut self, tiers: [u32; 3]) -> Self {
+        self.tiers = tiers;
+        self
     }
 
     /// Shares Slack's tier limits (and one message per second per channel) through Redis.
@@ -121,7 +131,12 @@ impl SlackClient {
                 format!("slack:chat.postMessage:{}:{channel}", self.workspace),
                 Rate::per_second(1),
             )),
-            _ => tier_rate(method).map(|rate| (format!("slack:{method}:{}", self.workspace), rate)),
+            _ => tier_of(method).map(|tier| {
+                (
+                    format!("slack:{method}:{}", self.workspace),
+                    Rate::per_minute(self.tiers[tier]),
+                )
+            }),
         };
         if let Some((key, rate)) = &limit_key {
             retry::limit(
@@ -201,7 +216,35 @@ impl SlackClient {
         ))
     }
 
-    /// Every item of a cursor-paginated method (`key` is `members`, `channels`, …), page by page.
+    /// One page of a cursor-paginated method (`key` is `members`, `channels`, …) from `cursor`
+    /// ("" for the first page), with the cursor of the next page ("" at the end).
+    pub async fn page(
+        &self,
+        method: &str,
+        key: &str,
+        params: &[(&str, String)],
+        limit: u32,
+        cursor: &str,
+    ) -> Result<(Vec<Value>, String), UpstreamError> {
+        let mut page_params: Vec<(&str, String)> = params.to_vec();
+        page_params.push(("limit", limit.to_string()));
+        if !cursor.is_empty() {
+            page_params.push(("cursor", cursor.to_owned()));
+        }
+        let mut answer = self.call(method, &page_params).await?;
+        let next = answer
+            .pointer("/response_metadata/next_cursor")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let items = match answer[key].take() {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        Ok((items, next))
+    }
+
+    /// Every item of a cursor-paginated method, page by page.
     pub async fn paginate(
         &self,
         method: &str,
@@ -212,21 +255,12 @@ impl SlackClient {
     ) -> Result<(), UpstreamError> {
         let mut cursor = String::new();
         loop {
-            let mut page_params: Vec<(&str, String)> = params.to_vec();
-            page_params.push(("limit", limit.to_string()));
-            if !cursor.is_empty() {
-                page_params.push(("cursor", cursor.clone()));
-            }
-            let answer = self.call(method, &page_params).await?;
-            each_page(answer[key].as_array().cloned().unwrap_or_default());
-            cursor = answer
-                .pointer("/response_metadata/next_cursor")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            if cursor.is_empty() {
+            let (items, next) = self.page(method, key, params, limit, &cursor).await?;
+            each_page(items);
+            if next.is_empty() {
                 return Ok(());
             }
+            cursor = next;
         }
     }
 
@@ -384,6 +418,31 @@ fn typed<T: serde::de::DeserializeOwned>(method: &str, value: Value) -> Result<T
 }
 
 impl SlackClient {
+    /// One page of users from `cursor`, with the next cursor ("" at the end).
+    pub async fn users_page(
+        &self,
+        limit: u32,
+        cursor: &str,
+    ) -> Result<(Vec<SlackUser>, String), UpstreamError> {
+        let (items, next) = self
+            .page("users.list", "members", &[], limit, cursor)
+            .await?;
+        Ok((typed("users.list", Value::Array(items))?, next))
+    }
+
+    /// One page of public and private channels from `cursor`, with the next cursor.
+    pub async fn channels_page(
+        &self,
+        limit: u32,
+        cursor: &str,
+    ) -> Result<(Vec<SlackChannel>, String), UpstreamError> {
+        let params = [("types", "public_channel,private_channel".to_owned())];
+        let (items, next) = self
+            .page("conversations.list", "channels", &params, limit, cursor)
+            .await?;
+        Ok((typed("conversations.list", Value::Array(items))?, next))
+    }
+
     /// Every user, page by page (`limit` per page).
     pub async fn users(
         &self,

@@ -212,6 +212,54 @@ pub struct SlackSettings {
     pub cache_ttl: Duration,
     /// Timeout of every upstream request (Mailjet and Slack).
     pub upstream_timeout: Duration,
+    /// Requests per minute of Slack's tiers 2, 3 and 4.
+    pub tier_per_min: [u32; 3],
+    /// Items per page of users.list and conversations.list.
+    pub page_size: u32,
+    /// The name of a campaign's channel: `prefix` + slug + `suffix`.
+    pub channel_pattern: ChannelPattern,
+    /// Record availability of matched users.
+    pub sync_presence: bool,
+}
+
+/// `SLACK_CHANNEL_PATTERN` split around its one `{slug}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelPattern {
+    pub prefix: String,
+    pub suffix: String,
+}
+
+impl ChannelPattern {
+    /// Parses `campaign-{slug}`: exactly one `{slug}`, and otherwise what Slack allows in a
+    /// channel name (lower-case letters, digits, `-` and `_`).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let mut parts = raw.split("{slug}");
+        let (Some(prefix), Some(suffix), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("must contain {slug} exactly once, e.g. campaign-{slug}".to_owned());
+        };
+        let allowed = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        };
+        if !allowed(prefix) || !allowed(suffix) {
+            return Err(
+                "may only use lower-case letters, digits, - and _ around {slug} (Slack's channel-name rules)"
+                    .to_owned(),
+            );
+        }
+        Ok(ChannelPattern {
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+        })
+    }
+
+    /// The slug a channel `name` stands for, if it follows the pattern.
+    pub fn slug_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())
+            .filter(|slug| !slug.is_empty())
+    }
 }
 
 /// A 32-byte AES-256-GCM key with its id.
@@ -489,9 +537,28 @@ fn read_slack(r: &mut Reader<'_>) -> SlackSettings {
     let api_url = r.http_url("slack.api_url");
     let cache_ttl = secs(r, "slack.cache_ttl_secs", 1, 7 * 86_400);
     let upstream_timeout = secs(r, "upstream.timeout_secs", 1, 300);
+    let mut tier = |key: &str| {
+        let n = r.number::<u32>(key, 1, 100_000);
+        need(r, key, n)
+    };
+    let tier_per_min = [
+        tier("slack.tier2_per_min"),
+        tier("slack.tier3_per_min"),
+        tier("slack.tier4_per_min"),
+    ];
+    let page_size = r.number::<u32>("slack.page_size", 1, 999);
+    let page_size = need(r, "slack.page_size", page_size);
+    let pattern = r.parse("slack.channel_pattern", ChannelPattern::parse);
+    let channel_pattern = need(r, "slack.channel_pattern", pattern);
+    let presence = r.boolean("slack.sync_presence");
+    let sync_presence = need(r, "slack.sync_presence", presence);
     SlackSettings {
         cache_ttl,
         upstream_timeout,
+        tier_per_min,
+        page_size,
+        channel_pattern,
+        sync_presence,
         api_url: need_url(r, "slack.api_url", api_url),
         bot_token: r.secret("slack.bot_token"),
         signing_secret: r.token("slack.signing_secret", MIN_TOKEN_LEN),

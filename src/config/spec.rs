@@ -185,6 +185,36 @@ pub const SETTINGS: &[SettingSpec] = &[
         "How long Slack look-ups (channel id by name, user id by email) are cached in Redis.",
     ),
     plain(
+        "slack.tier2_per_min",
+        "SLACK_TIER2_PER_MIN",
+        "Requests per minute allowed for Slack's Tier 2 methods (users.list, conversations.list), shared by every process.",
+    ),
+    plain(
+        "slack.tier3_per_min",
+        "SLACK_TIER3_PER_MIN",
+        "Requests per minute for Slack's Tier 3 methods (users.getPresence, conversations.info, chat.update).",
+    ),
+    plain(
+        "slack.tier4_per_min",
+        "SLACK_TIER4_PER_MIN",
+        "Requests per minute for Slack's Tier 4 methods (conversations.members, auth.test).",
+    ),
+    plain(
+        "slack.page_size",
+        "SLACK_PAGE_SIZE",
+        "Items per page when listing Slack users and channels (1–999).",
+    ),
+    plain(
+        "slack.channel_pattern",
+        "SLACK_CHANNEL_PATTERN",
+        "How a campaign's channel is named; {slug} stands for the campaign's slug (e.g. campaign-{slug}).",
+    ),
+    plain(
+        "slack.sync_presence",
+        "SLACK_SYNC_PRESENCE",
+        "Whether sync_slack_users records the availability (presence) of users matched to team members.",
+    ),
+    plain(
         "upstream.timeout_secs",
         "UPSTREAM_TIMEOUT_SECS",
         "Timeout of every Mailjet and Slack request.",

@@ -424,3 +424,29 @@ fn per_queue_concurrency_is_parsed_and_checked() {
         );
     }
 }
+
+#[test]
+fn the_channel_pattern_needs_one_slug_and_slack_channel_characters() {
+    for (raw, what) in [
+        ("campaign", "exactly once"),
+        ("{slug}-{slug}", "exactly once"),
+        ("Campaign-{slug}", "lower-case"),
+        ("camp aign-{slug}", "lower-case"),
+    ] {
+        let all = problems(&web_env(&[("SLACK_CHANNEL_PATTERN", raw)]), Process::Web);
+        assert_eq!(all.len(), 1, "{raw}: {all:?}");
+        assert!(
+            all[0].contains("SLACK_CHANNEL_PATTERN") && all[0].contains(what),
+            "{raw}: {all:?}"
+        );
+    }
+    let pattern = ChannelPattern::parse("cmp_{slug}-team").expect("valid");
+    assert_eq!(pattern.slug_of("cmp_spring-team"), Some("spring"));
+    assert_eq!(pattern.slug_of("cmp_-team"), None);
+    assert_eq!(pattern.slug_of("spring-team"), None);
+    let all = problems(
+        &web_env(&[("SLACK_PAGE_SIZE", "1000"), ("SLACK_TIER2_PER_MIN", "0")]),
+        Process::Web,
+    );
+    assert_eq!(all.len(), 2, "{all:?}");
+}

@@ -47,10 +47,14 @@ pub const SCHEDULED_JOBS: &[ScheduledJob] = &[
 ];
 
 pub mod diagnostics;
+pub mod paging;
 pub mod purge_expired_data;
 pub mod registry;
 pub mod runs;
 pub mod sync_mailjet_stats;
+pub mod sync_mailjet_templates;
+pub mod sync_slack_users;
+pub mod update_slack_channels;
 pub mod webhook_events;
 
 /// The queue most jobs run on.
@@ -83,5 +87,23 @@ pub fn builtin() -> registry::Registry {
             sync_mailjet_stats::run,
         )
         .timeout = std::time::Duration::from_secs(25 * 60);
+    // Slack's Tier 2 limit makes a large workspace take minutes; a run that stops is resumed.
+    registry
+        .register(sync_slack_users::NAME, DEFAULT_QUEUE, sync_slack_users::run)
+        .timeout = std::time::Duration::from_secs(50 * 60);
+    registry
+        .register(
+            update_slack_channels::NAME,
+            DEFAULT_QUEUE,
+            update_slack_channels::run,
+        )
+        .timeout = std::time::Duration::from_secs(60 * 60);
+    registry
+        .register(
+            sync_mailjet_templates::NAME,
+            DEFAULT_QUEUE,
+            sync_mailjet_templates::run,
+        )
+        .timeout = std::time::Duration::from_secs(50 * 60);
     registry
 }

@@ -25,6 +25,16 @@ pub enum JobError {
     Permanent(String),
 }
 
+impl From<sqlx::Error> for JobError {
+    /// A database error: retried (Postgres restarts and failovers pass).
+    fn from(e: sqlx::Error) -> Self {
+        JobError::Retry(format!(
+            "database: {}",
+            crate::api::health::describe_sqlx(&e)
+        ))
+    }
+}
+
 impl From<anyhow::Error> for JobError {
     fn from(e: anyhow::Error) -> Self {
         JobError::Retry(format!("{e:#}"))

@@ -159,6 +159,17 @@ where
     .execute(&db)
     .await
     .map_err(retry)?;
+    let mut conn = db.acquire().await.map_err(retry)?;
+    crate::store::audit::record(
+        &mut conn,
+        &crate::store::audit::Actor::new("worker"),
+        &format!("sync_run.{status}"),
+        "sync_run",
+        &id.to_string(),
+        json!({ "job": job, "items_synced": summary.items_synced, "items_failed": summary.items_failed }),
+    )
+    .await
+    .map_err(retry)?;
     let labels = [("job", job.to_owned()), ("outcome", status.to_owned())];
     metrics::counter!("sync_runs_total", &labels).increment(1);
     metrics::histogram!("sync_run_duration_seconds", &labels)

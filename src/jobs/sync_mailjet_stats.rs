@@ -52,13 +52,6 @@ pub fn scores(s: &StatCounters) -> Scores {
     }
 }
 
-fn db(e: sqlx::Error) -> JobError {
-    JobError::Retry(format!(
-        "database: {}",
-        crate::api::health::describe_sqlx(&e)
-    ))
-}
-
 /// Runs one sync as a recorded run.
 pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, run_id| async move {
@@ -70,7 +63,7 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
         )
         .fetch_all(&deps.db)
         .await
-        .map_err(db)?;
+        ?;
         let results: Vec<Result<bool, String>> = futures_util::stream::iter(mapped)
             .map(|(campaign, external)| {
                 let client = &client;
@@ -108,7 +101,7 @@ async fn match_by_subject(
     )
     .fetch_all(pool)
     .await
-    .map_err(db)?;
+    ?;
     let mut matched = 0;
     for (campaign, subject) in unmapped {
         let found = match client.find_campaign_by_subject(&subject).await {
@@ -126,10 +119,10 @@ async fn match_by_subject(
             .bind(json!({ "subject": found.subject }))
             .execute(pool)
             .await
-            .map_err(db)?;
+            ?;
         if inserted.rows_affected() == 1 {
             matched += 1;
-            let mut conn = pool.acquire().await.map_err(db)?;
+            let mut conn = pool.acquire().await?;
             let actor = crate::store::audit::Actor::new("worker");
             crate::store::audit::record(
                 &mut conn,
@@ -139,8 +132,7 @@ async fn match_by_subject(
                 &campaign,
                 json!({ "mailjet": found.id, "matched_by": "subject" }),
             )
-            .await
-            .map_err(db)?;
+            .await?;
         }
     }
     Ok(matched)

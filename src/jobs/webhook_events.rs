@@ -41,28 +41,20 @@ pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
     Ok(())
 }
 
-fn db(e: sqlx::Error) -> JobError {
-    JobError::Retry(format!(
-        "database: {}",
-        crate::api::health::describe_sqlx(&e)
-    ))
-}
-
 async fn process(deps: &JobDeps, id: i64) -> Result<(), JobError> {
-    let mut tx = deps.db.begin().await.map_err(db)?;
+    let mut tx = deps.db.begin().await?;
     let row = sqlx::query("SELECT source, event_type, payload, received_at FROM webhook_events WHERE id = $1 AND status = 'received' FOR UPDATE SKIP LOCKED")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
-        .map_err(db)?;
+        ?;
     let Some(row) = row else { return Ok(()) };
-    let source: String = row.try_get("source").map_err(db)?;
-    let event_type: String = row.try_get("event_type").map_err(db)?;
+    let source: String = row.try_get("source")?;
+    let event_type: String = row.try_get("event_type")?;
     let payload: Value = row
-        .try_get::<Option<Value>, _>("payload")
-        .map_err(db)?
+        .try_get::<Option<Value>, _>("payload")?
         .unwrap_or(Value::Null);
-    let received_at: chrono::DateTime<chrono::Utc> = row.try_get("received_at").map_err(db)?;
+    let received_at: chrono::DateTime<chrono::Utc> = row.try_get("received_at")?;
     let mut stale_keys = Vec::new();
     let applied = match source.as_str() {
         "mailjet" => mailjet(&mut tx, id, &event_type, &payload).await,
@@ -87,8 +79,8 @@ async fn process(deps: &JobDeps, id: i64) -> Result<(), JobError> {
                 "ignored"
             };
             sqlx::query("UPDATE webhook_events SET status = $2, processed_at = now(), attempts = attempts + 1 WHERE id = $1")
-                .bind(id).bind(status).execute(&mut *tx).await.map_err(db)?;
-            tx.commit().await.map_err(db)?;
+                .bind(id).bind(status).execute(&mut *tx).await?;
+            tx.commit().await?;
             let lag = (chrono::Utc::now() - received_at)
                 .to_std()
                 .unwrap_or(Duration::ZERO);
@@ -107,7 +99,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<(), JobError> {
             drop(tx);
             let message = e.to_string();
             sqlx::query("UPDATE webhook_events SET attempts = attempts + 1, last_error = $2, status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE status END WHERE id = $1")
-                .bind(id).bind(&message).bind(MAX_ATTEMPTS).execute(&deps.db).await.map_err(db)?;
+                .bind(id).bind(&message).bind(MAX_ATTEMPTS).execute(&deps.db).await?;
             Err(e)
         }
     }
@@ -134,10 +126,10 @@ async fn mailjet(
         .as_str()
         .and_then(|c| uuid::Uuid::parse_str(c).ok());
     let send: Option<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM email_sends WHERE id = $1 OR (mailjet_message_id = $2 AND $2 <> 0) ORDER BY (id = $1) DESC LIMIT 1")
-        .bind(custom).bind(message_id).fetch_optional(&mut *tx).await.map_err(db)?;
+        .bind(custom).bind(message_id).fetch_optional(&mut *tx).await?;
     let details = json!({ "email": email, "url": p.get("url"), "error": p.get("error"), "error_related_to": p.get("error_related_to"), "hard_bounce": p.get("hard_bounce"), "source": p.get("source"), "smtp_reply": p.get("smtp_reply") });
     sqlx::query("INSERT INTO email_events (send_id, webhook_event_id, event_type, mailjet_message_id, occurred_at, details) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(send).bind(webhook_id).bind(event).bind(message_id).bind(time).bind(details).execute(&mut *tx).await.map_err(db)?;
+        .bind(send).bind(webhook_id).bind(event).bind(message_id).bind(time).bind(details).execute(&mut *tx).await?;
     if let Some(send) = send {
         let update = match event {
             // `sent` means accepted by the recipient's server; it also settles a send left
@@ -158,7 +150,7 @@ async fn mailjet(
         if event == "bounce" {
             query = query.bind(p["hard_bounce"].as_bool().unwrap_or(false));
         }
-        query.execute(&mut *tx).await.map_err(db)?;
+        query.execute(&mut *tx).await?;
     }
     let suppress = match event {
         "bounce" if p["hard_bounce"].as_bool() == Some(true) => Some("hard_bounce"),
@@ -170,7 +162,7 @@ async fn mailjet(
         && !email.is_empty()
     {
         sqlx::query("INSERT INTO email_suppressions (email, reason, source) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
-            .bind(&email).bind(reason).bind(format!("mailjet {event} of message {message_id}")).execute(&mut *tx).await.map_err(db)?;
+            .bind(&email).bind(reason).bind(format!("mailjet {event} of message {message_id}")).execute(&mut *tx).await?;
         metrics::counter!("email_suppressions_total", "reason" => reason).increment(1);
     }
     Ok(Applied::Done)
@@ -204,8 +196,7 @@ async fn slack_event(
                 sqlx::query_scalar("SELECT id FROM team_members WHERE lower(email) = lower($1)")
                     .bind(email)
                     .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?
+                    .await?
             };
             sqlx::query(
                 "INSERT INTO slack_integrations (team_member_id, workspace_id, slack_user_id, slack_username, real_name, display_name, is_active, last_synced)
@@ -216,7 +207,7 @@ async fn slack_event(
             )
             .bind(member).bind(workspace).bind(user_id).bind(name).bind(user["real_name"].as_str()).bind(user.pointer("/profile/display_name").and_then(Value::as_str))
             .bind(user["deleted"].as_bool() != Some(true))
-            .execute(&mut *tx).await.map_err(db)?;
+            .execute(&mut *tx).await?;
             if !email.is_empty() {
                 stale.push(slack_cache::user_by_email(prefix, workspace, email));
             }
@@ -232,13 +223,12 @@ async fn slack_event(
                 sqlx::query_scalar("SELECT name FROM slack_channels WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                    .await?;
             // Keyed by id: a renamed channel keeps its campaign mapping.
             sqlx::query("INSERT INTO slack_channels (id, workspace_id, name, is_private) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()")
                 .bind(id).bind(workspace).bind(name).bind(channel["is_private"].as_bool().unwrap_or(false))
-                .execute(&mut *tx).await.map_err(db)?;
+                .execute(&mut *tx).await?;
             if let Some(old) = old {
                 stale.push(slack_cache::channel_by_name(prefix, workspace, &old));
             }
@@ -250,7 +240,7 @@ async fn slack_event(
                 return Ok(Applied::Ignored);
             };
             // Approximate until the next channel sync recounts.
-            let updated = sqlx::query("UPDATE slack_channels SET member_count = member_count + 1, updated_at = now() WHERE id = $1").bind(channel).execute(&mut *tx).await.map_err(db)?;
+            let updated = sqlx::query("UPDATE slack_channels SET member_count = member_count + 1, updated_at = now() WHERE id = $1").bind(channel).execute(&mut *tx).await?;
             Ok(if updated.rows_affected() == 1 {
                 Applied::Done
             } else {
@@ -285,7 +275,7 @@ async fn interaction(
             continue;
         };
         let decided = sqlx::query("UPDATE approvals SET status = $2, decided_at = now(), decided_by = $3, updated_at = now() WHERE id = $1 AND status = 'pending'")
-            .bind(approval).bind(status).bind(user).execute(&mut *tx).await.map_err(db)?;
+            .bind(approval).bind(status).bind(user).execute(&mut *tx).await?;
         if decided.rows_affected() == 1 {
             let actor = crate::store::audit::Actor::new(&format!("slack:{user}"));
             crate::store::audit::record(
@@ -296,8 +286,7 @@ async fn interaction(
                 approval,
                 json!({ "status": status }),
             )
-            .await
-            .map_err(db)?;
+            .await?;
             applied = Applied::Done;
         }
     }
@@ -331,5 +320,5 @@ pub async fn sweep(
 }
 
 fn db_err(e: sqlx::Error) -> JobError {
-    db(e)
+    JobError::from(e)
 }

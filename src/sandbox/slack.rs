@@ -94,6 +94,7 @@ fn tier(method: &str) -> Option<usize> {
         | "usergroups.list"
         | "conversations.list"
         | "conversations.create"
+        | "conversations.rename"
         | "conversations.archive" => Some(1),
         "users.getPresence" | "conversations.info" | "chat.update" | "reactions.add" => Some(2),
         "conversations.members" | "auth.test" => Some(3),
@@ -139,6 +140,7 @@ async fn call(
         "conversations.members" => conversations_members(&shared, &params),
         "conversations.create" => conversations_create(&shared, &params),
         "conversations.archive" => conversations_archive(&shared, &params),
+        "conversations.rename" => conversations_rename(&shared, &params),
         "chat.postMessage" => match post_message(&shared, &params) {
             Err(wait) => {
                 return faults::rate_limited(&shared, "slack.chat.postMessage", Some(wait));
@@ -358,18 +360,26 @@ fn conversations_members(shared: &Shared, params: &HashMap<String, Value>) -> Va
     )
 }
 
-fn conversations_create(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    let Some(name) = arg(params, "name") else {
-        return err("invalid_name_required");
-    };
+/// Slack's channel-name rules: the error for `name`, if it breaks one.
+fn name_error(shared: &Shared, name: &str) -> Option<&'static str> {
     if name.chars().count() > shared.config().slack_channel_name_max {
-        return err("invalid_name_maxlength");
+        return Some("invalid_name_maxlength");
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     {
-        return err("invalid_name_specials");
+        return Some("invalid_name_specials");
+    }
+    None
+}
+
+fn conversations_create(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let Some(name) = arg(params, "name") else {
+        return err("invalid_name_required");
+    };
+    if let Some(e) = name_error(shared, name) {
+        return err(e);
     }
     let mut world = lock(&shared.world);
     let ws = &mut world.workspace;
@@ -392,6 +402,29 @@ fn conversations_create(shared: &Shared, params: &HashMap<String, Value>) -> Val
     let out = channel.to_json(false);
     ws.channels.push(channel);
     ok(json!({ "channel": out }))
+}
+
+fn conversations_rename(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let Some(name) = arg(params, "name") else {
+        return err("invalid_name_required");
+    };
+    if let Some(e) = name_error(shared, name) {
+        return err(e);
+    }
+    let mut world = lock(&shared.world);
+    let channels = &mut world.workspace.channels;
+    if channels.iter().any(|c| c.name == name) {
+        return err("name_taken");
+    }
+    match arg(params, "channel").and_then(|c| find_channel(channels, c)) {
+        None => err("channel_not_found"),
+        Some(c) if c.is_archived => err("is_archived"),
+        Some(c) => {
+            let old = std::mem::replace(&mut c.name, name.to_owned());
+            c.previous_names.push(old);
+            ok(json!({ "channel": c.to_json(false) }))
+        }
+    }
 }
 
 fn conversations_archive(shared: &Shared, params: &HashMap<String, Value>) -> Value {

@@ -46,7 +46,7 @@ fn fast_policy() -> RetryPolicy {
     }
 }
 
-async fn control(
+pub(crate) async fn control(
     sandbox: &Sandbox,
     method: reqwest::Method,
     path: &str,
@@ -66,7 +66,7 @@ async fn control(
         .unwrap_or(Value::Null)
 }
 
-async fn count(sandbox: &Sandbox, endpoint: &str) -> u64 {
+pub(crate) async fn count(sandbox: &Sandbox, endpoint: &str) -> u64 {
     control(sandbox, reqwest::Method::GET, "/_sandbox/requests", None).await["endpoints"][endpoint]
         ["count"]
         .as_u64()
