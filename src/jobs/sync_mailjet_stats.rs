@@ -19,8 +19,14 @@ use crate::clients::mailjet::{MailjetClient, StatCounters};
 /// Stable name.
 pub const NAME: &str = "sync_mailjet_stats";
 
-/// Campaigns fetched at once (the shared rate limit paces them).
-const CONCURRENCY: usize = 8;
+/// Mapped campaigns read from Postgres at a time: memory stays flat however many there are.
+const CHUNK: i64 = 1000;
+
+/// Campaigns fetched at once: enough to use the whole rate (`MAILJET_RATE_PER_SEC`) at up to
+/// about 250 ms per request, and at least 8; the shared rate limit paces them.
+pub fn concurrency(rate_per_sec: u32) -> usize {
+    (rate_per_sec as usize / 4).clamp(8, 64)
+}
 
 /// Rates and score of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,33 +64,52 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
         let deps = &ctx.deps;
         let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone()).map_err(|e| JobError::Permanent(format!("{e:#}")))?;
         let matched = match_by_subject(&deps.db, &client).await?;
-        let mapped: Vec<(String, String)> = sqlx::query_as(
-            "SELECT c.id, m.external_id FROM campaigns c JOIN mcp_integrations m ON m.service = 'mailjet' AND m.internal_id = c.id WHERE c.active ORDER BY c.id",
-        )
-        .fetch_all(&deps.db)
-        .await
-        ?;
-        let results: Vec<Result<bool, String>> = futures_util::stream::iter(mapped)
-            .map(|(campaign, external)| {
-                let client = &client;
-                let pool = &deps.db;
-                async move { snapshot(pool, client, &campaign, &external, run_id).await.map_err(|e| format!("{campaign}: {e}")) }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let synced = results.iter().filter(|r| matches!(r, Ok(true))).count();
-        let missing = results.iter().filter(|r| matches!(r, Ok(false))).count();
-        let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-        for e in &errors {
-            tracing::warn!(error = %e, "campaign statistics failed");
+        let parallel = concurrency(deps.settings.mailjet.rate_per_sec);
+        let (mut synced, mut missing, mut failed) = (0usize, 0usize, 0usize);
+        let mut errors: Vec<String> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let chunk: Vec<(String, String)> = sqlx::query_as(
+                "SELECT c.id, m.external_id FROM campaigns c JOIN mcp_integrations m ON m.service = 'mailjet' AND m.internal_id = c.id
+                 WHERE c.active AND c.id > $1 ORDER BY c.id LIMIT $2",
+            )
+            .bind(&after)
+            .bind(CHUNK)
+            .fetch_all(&deps.db)
+            .await?;
+            let Some((last, _)) = chunk.last() else { break };
+            after = last.clone();
+            let full = chunk.len() as i64 == CHUNK;
+            let mut results = futures_util::stream::iter(chunk)
+                .map(|(campaign, external)| {
+                    let client = &client;
+                    let pool = &deps.db;
+                    async move { snapshot(pool, client, &campaign, &external, run_id).await.map_err(|e| format!("{campaign}: {e}")) }
+                })
+                .buffer_unordered(parallel);
+            while let Some(result) = results.next().await {
+                match result {
+                    Ok(true) => synced += 1,
+                    Ok(false) => missing += 1,
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(error = %e, "campaign statistics failed");
+                        if errors.len() < 20 {
+                            errors.push(e);
+                        }
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
         }
         metrics::counter!("sync_items_total", "job" => NAME, "outcome" => "synced").increment(synced as u64);
-        metrics::counter!("sync_items_total", "job" => NAME, "outcome" => "failed").increment(errors.len() as u64);
+        metrics::counter!("sync_items_total", "job" => NAME, "outcome" => "failed").increment(failed as u64);
         Ok(RunSummary {
             items_synced: synced as i32,
-            items_failed: errors.len() as i32,
-            counts: json!({ "matched_by_subject": matched, "not_found_in_mailjet": missing, "errors": errors.iter().take(20).collect::<Vec<_>>() }),
+            items_failed: failed as i32,
+            counts: json!({ "matched_by_subject": matched, "not_found_in_mailjet": missing, "errors": errors }),
         })
     })
     .await

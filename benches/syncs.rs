@@ -1,0 +1,271 @@
+//! Sync benchmark: `cargo bench --bench syncs` (Postgres at BENCH_DATABASE_URL, default
+//! postgres://postgres@127.0.0.1:5432/postgres, where a scratch database is created and dropped;
+//! Redis at BENCH_REDIS_URL under a fresh prefix). The sandbox runs as its own process
+//! (`campaign-sync sandbox`), so this process's peak RSS is the sync's alone.
+//!
+//! Prints, for a small and a large data set each: wall time, upstream requests/s and the peak
+//! RSS of the run (VmHWM, reset before each case) of
+//! - `sync_mailjet_stats` over 1,000 and 10,000 active mapped campaigns, 50 ms added to every
+//!   statistics request, MAILJET_RATE_PER_SEC=500 (target: 10,000 in ≤ 30 s);
+//! - `sync_slack_users` over 5,000 and 50,000 users, 999 a page (target: 50,000 in ≤ 10 s).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use campaign_sync::config::{self, Process};
+use campaign_sync::queue::{EnqueueOptions, Queue};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+struct Sandbox {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn sandbox(campaigns: u32, users: u32) -> Sandbox {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let child = Command::new(env!("CARGO_BIN_EXE_campaign-sync"))
+        .args(["sandbox", "--port", &port.to_string()])
+        .args(["--campaigns", &campaigns.to_string()])
+        .args(["--users", &users.to_string()])
+        .args(["--channels", "10", "--templates", "1"])
+        .args(["--slack-tier-scale", "1000"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the sandbox");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http
+            .get(format!("{base}/_sandbox/requests"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return Sandbox { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the sandbox did not start");
+}
+
+async fn control(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request
+        .send()
+        .await
+        .expect("control")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+async fn requests(base: &str) -> u64 {
+    let stats = control(base, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    stats["endpoints"]
+        .as_object()
+        .map(|e| e.values().filter_map(|v| v["count"].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Peak resident set size of this process in MiB, since the last reset.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Resets the peak RSS to the current RSS (Linux: `echo 5 > /proc/self/clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn scratch_database(admin: &str) -> (String, String, PgPool) {
+    let name = format!("bench_syncs_{}", uuid::Uuid::new_v4().simple());
+    let admin_pool = PgPool::connect(admin).await.expect("connect to Postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&admin_pool)
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(admin).expect("BENCH_DATABASE_URL");
+    url.set_path(&name);
+    let pool = PgPool::connect(url.as_str()).await.expect("connect");
+    campaign_sync::store::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate");
+    (name, url.to_string(), pool)
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok(pool) = PgPool::connect(admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+        )))
+        .execute(&pool)
+        .await;
+    }
+}
+
+struct Case {
+    job: &'static str,
+    campaigns: u32,
+    users: u32,
+}
+
+async fn run_case(admin: &str, redis_url: &str, case: &Case) {
+    let sandbox = sandbox(case.campaigns.max(1), case.users.max(1)).await;
+    let (name, db_url, db) = scratch_database(admin).await;
+    if case.campaigns > 0 {
+        sqlx::query("INSERT INTO campaigns (id, name, subject) SELECT 'c' || lpad(i::text, 6, '0'), 'Campaign ' || i, 'Subject ' || i FROM generate_series(0, $1 - 1) i")
+            .bind(case.campaigns as i32)
+            .execute(&db)
+            .await
+            .expect("campaigns");
+        sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id) SELECT 'mailjet', (7000000 + i)::text, 'c' || lpad(i::text, 6, '0') FROM generate_series(0, $1 - 1) i")
+            .bind(case.campaigns as i32)
+            .execute(&db)
+            .await
+            .expect("mappings");
+        control(
+            &sandbox.base,
+            reqwest::Method::POST,
+            "/_sandbox/faults",
+            Some(json!({ "endpoint": "mailjet.agent.campaigns.statistics", "latency_ms": 50 })),
+        )
+        .await;
+    }
+    let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
+    let env: HashMap<String, String> = [
+        ("APP_ENV", "test"),
+        ("DATABASE_URL", db_url.as_str()),
+        ("DATABASE_MAX_CONNECTIONS", "20"),
+        ("REDIS_URL", redis_url),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("WORKER_LEASE_SECS", "60"),
+        ("MAILJET_MCP_URL", sandbox.base.as_str()),
+        ("MAILJET_MCP_TOKEN", "sandbox-mcp-signing-secret"),
+        ("MAILJET_RATE_PER_SEC", "500"),
+        ("SLACK_API_URL", &format!("{}/api", sandbox.base)),
+        ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
+        ("SLACK_TIER2_PER_MIN", "6000"),
+        ("SLACK_PAGE_SIZE", "999"),
+        ("LOG_LEVEL", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings = config::load_from(&env, Process::Worker).expect("bench configuration");
+    let (stop, mut rx) = watch::channel(false);
+    let worker = tokio::spawn(campaign_sync::worker::run(
+        settings,
+        campaign_sync::jobs::builtin(),
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
+    let redis = redis::Client::open(redis_url)
+        .expect("redis url")
+        .get_connection_manager()
+        .await
+        .expect("redis");
+    let queue = Queue::new(redis, &prefix, "default");
+    let before = requests(&sandbox.base).await;
+    reset_peak_rss();
+    let started = Instant::now();
+    queue
+        .enqueue(case.job, Value::Null, EnqueueOptions::default())
+        .await
+        .expect("enqueue");
+    let (status, synced, failed): (String, i32, i32) = loop {
+        let row: Option<(String, i32, i32)> = sqlx::query_as(
+            "SELECT status, items_synced, items_failed FROM sync_runs WHERE job = $1 AND status <> 'running'",
+        )
+        .bind(case.job)
+        .fetch_optional(&db)
+        .await
+        .expect("poll");
+        if let Some(row) = row {
+            break row;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            panic!("{} did not finish in 10 minutes", case.job);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
+    let calls = requests(&sandbox.base).await - before;
+    let size = if case.campaigns > 0 {
+        format!("{:>6} campaigns", case.campaigns)
+    } else {
+        format!("{:>6} users    ", case.users)
+    };
+    println!(
+        "{:<18} {size}: {status}, {synced} synced / {failed} failed in {wall:6.2} s, {calls:>6} requests ({:7.1}/s), peak RSS {peak:6.1} MiB",
+        case.job,
+        calls as f64 / wall,
+    );
+    let _ = stop.send(true);
+    let _ = worker.await;
+    db.close().await;
+    drop_database(admin, &name).await;
+    drop(sandbox);
+}
+
+#[tokio::main]
+async fn main() {
+    let admin = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let redis_url =
+        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let cases = [
+        Case {
+            job: "sync_mailjet_stats",
+            campaigns: 1_000,
+            users: 0,
+        },
+        Case {
+            job: "sync_mailjet_stats",
+            campaigns: 10_000,
+            users: 0,
+        },
+        Case {
+            job: "sync_slack_users",
+            campaigns: 0,
+            users: 5_000,
+        },
+        Case {
+            job: "sync_slack_users",
+            campaigns: 0,
+            users: 50_000,
+        },
+    ];
+    for case in &cases {
+        run_case(&admin, &redis_url, case).await;
+    }
+}
