@@ -47,16 +47,18 @@ async fn sandbox(campaigns: u32, users: u32) -> Sandbox {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the sandbox");
-    let base = format!("http://127.0.0.1:{port}");
+    let sandbox = Sandbox {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
     for _ in 0..300 {
-        if http
-            .get(format!("{base}/_sandbox/requests"))
+        let ready = http
+            .get(format!("{}/_sandbox/requests", sandbox.base))
             .send()
-            .await
-            .is_ok()
-        {
-            return Sandbox { child, base };
+            .await;
+        if ready.is_ok() {
+            return sandbox;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
