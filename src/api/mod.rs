@@ -128,10 +128,19 @@ async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// The body limit of `path`: email requests carry up to EMAIL_MAX_RECIPIENTS recipients.
+fn body_limit(settings: &Settings, path: &str) -> usize {
+    if path == "/api/email-requests" {
+        settings.email.body_limit_bytes
+    } else {
+        settings.server.body_limit_bytes
+    }
+}
+
 /// Answers 413 before reading a body whose declared length is over the limit, on every route.
 /// (Bodies without a length are cut off at the limit by the extractors.)
 async fn reject_oversized(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.settings.server.body_limit_bytes;
+    let limit = body_limit(&state.settings, request.uri().path());
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

@@ -6,6 +6,7 @@
 mod import;
 mod jobs;
 mod sandbox;
+mod send;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ pub enum Command {
     Demo,
     /// Run the upstream simulator (Mailjet agent and REST, Slack Web API) on a local port.
     Sandbox(sandbox::SandboxArgs),
+    /// Send an email to the recipients of a file (like POST /api/email-requests).
+    Send(send::SendArgs),
     /// Schedules, queues, running a job now, dead letters.
     Jobs {
         #[command(subcommand)]
@@ -91,7 +94,7 @@ pub fn main() -> ExitCode {
         Command::Doctor | Command::Jobs { .. } | Command::Sandbox(_) | Command::Demo => {
             Process::Tool
         }
-        Command::Campaigns { .. } | Command::Team { .. } => Process::Migrate,
+        Command::Campaigns { .. } | Command::Team { .. } | Command::Send(_) => Process::Migrate,
     };
     let settings = match config::load(process) {
         Ok(settings) => settings,
@@ -133,6 +136,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
+        Command::Send(args) => send::run(settings, args).await,
         Command::Sandbox(_) | Command::Demo => Ok(ExitCode::SUCCESS),
         Command::Campaigns { command } => {
             import::run(settings, import::Kind::Campaigns, command).await

@@ -74,6 +74,30 @@ impl TemplateContent {
     }
 }
 
+/// What Mailjet knows of a message by its `CustomID` (reconciliation evidence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Mailjet has it: it was sent.
+    Found { message_id: i64, uuid: String },
+    /// Mailjet has no message with this CustomID.
+    NotFound,
+    /// This adapter cannot ask (the MCP agent has no message search): only a `sent` event
+    /// tells.
+    Unsupported,
+}
+
+/// The retry policy of a Send call: a 429 or our own rate limit may be waited for briefly
+/// (nothing was sent), but a timeout, a dropped connection or a 5xx is never retried here —
+/// the messages may have gone out, so the email queue reconciles them instead.
+pub fn send_policy(base: &RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 0,
+        max_inline_wait: Duration::from_secs(1),
+        max_elapsed: Duration::from_secs(2),
+        ..base.clone()
+    }
+}
+
 /// What the service asks of Mailjet.
 pub trait MailjetClient: Send + Sync {
     /// Lifetime statistics of campaign `id`; None when Mailjet has no such campaign.
@@ -89,6 +113,11 @@ pub trait MailjetClient: Send + Sync {
     /// Send v3.1 with `body` (`Messages`, `SandboxMode`, …); per-message results are in the
     /// answer, also when it is HTTP 400.
     fn send(&self, body: &Value) -> impl Future<Output = Result<Value, UpstreamError>> + Send;
+    /// Whether Mailjet has a message with `custom_id`.
+    fn find_message(
+        &self,
+        custom_id: &str,
+    ) -> impl Future<Output = Result<Lookup, UpstreamError>> + Send;
     /// One page of templates (`limit` from `offset`); empty past the end.
     fn templates(
         &self,
@@ -140,7 +169,12 @@ impl MailjetClient for MailjetAgentClient {
     }
 
     async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
-        self.call("send_bulk", body).await
+        self.call_with(&send_policy(self.policy()), "send_bulk", body)
+            .await
+    }
+
+    async fn find_message(&self, _custom_id: &str) -> Result<Lookup, UpstreamError> {
+        Ok(Lookup::Unsupported)
     }
 
     async fn templates(
@@ -332,8 +366,32 @@ impl MailjetClient for MailjetRestClient {
     }
 
     async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
-        self.request(reqwest::Method::POST, "v3.1/send", &[], Some(body))
-            .await
+        let policy = send_policy(&self.policy);
+        retry::call(
+            &policy,
+            SERVICE,
+            "v3.1/send",
+            || self.attempt(reqwest::Method::POST, "v3.1/send", &[], Some(body)),
+            || async { Ok(()) },
+        )
+        .await
+    }
+
+    async fn find_message(&self, custom_id: &str) -> Result<Lookup, UpstreamError> {
+        let query = [("CustomID", custom_id.to_owned())];
+        let answer = self
+            .request(reqwest::Method::GET, "v3/REST/message", &query, None)
+            .await?;
+        let found = answer["Data"].as_array().and_then(|rows| {
+            rows.iter().find_map(|m| {
+                let id = m["ID"].as_i64()?;
+                Some(Lookup::Found {
+                    message_id: id,
+                    uuid: m["UUID"].as_str().unwrap_or("").to_owned(),
+                })
+            })
+        });
+        Ok(found.unwrap_or(Lookup::NotFound))
     }
 
     async fn templates(

@@ -49,11 +49,26 @@ impl MailjetAgentClient {
         self
     }
 
+    /// The retry policy of calls.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
     /// Calls tool `path` (e.g. `campaigns/statistics`) with `body`.
     pub async fn call(&self, path: &str, body: &Value) -> Result<Value, UpstreamError> {
+        self.call_with(&self.policy, path, body).await
+    }
+
+    /// Calls tool `path` under `policy`.
+    pub async fn call_with(
+        &self,
+        policy: &RetryPolicy,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, UpstreamError> {
         let endpoint = path.to_owned();
         retry::call(
-            &self.policy,
+            policy,
             SERVICE,
             &endpoint,
             || self.attempt(path, body),

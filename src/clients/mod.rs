@@ -58,6 +58,13 @@ impl MailjetClient for AnyMailjet {
         }
     }
 
+    async fn find_message(&self, custom_id: &str) -> Result<mailjet::Lookup, UpstreamError> {
+        match self {
+            AnyMailjet::Agent(c) => c.find_message(custom_id).await,
+            AnyMailjet::Rest(c) => c.find_message(custom_id).await,
+        }
+    }
+
     async fn templates(
         &self,
         offset: usize,

@@ -37,6 +37,21 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// How long data is kept.
     pub retention: RetentionSettings,
+    /// Email requests and the email queue.
+    pub email: EmailSettings,
+}
+
+/// Email requests and the email queue.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// Most recipients in one request.
+    pub max_recipients: usize,
+    /// Largest `POST /api/email-requests` body.
+    pub body_limit_bytes: usize,
+    /// Send attempts of a recipient before it is dead.
+    pub max_attempts: i32,
+    /// How long a send may stay `sending` before it is reconciled (and only then resent).
+    pub reconcile_after: Duration,
 }
 
 /// The worker process.
@@ -314,6 +329,37 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv) -> Settings {
         schedules: read_schedules(r),
         worker: read_worker(r),
         retention: read_retention(r),
+        email: read_email(r),
+    }
+}
+
+fn read_email(r: &mut Reader<'_>) -> EmailSettings {
+    let max = r.number::<usize>("email.max_recipients", 1, 1_000_000);
+    let limit = r.number::<usize>("email.body_limit_bytes", 1024, 1 << 30);
+    let attempts = r.number::<i32>("email.max_attempts", 1, 100);
+    let reconcile_after = secs(r, "email.reconcile_after_secs", 1, 7 * 86_400);
+    // A send still in flight must never be taken for a lost one.
+    let timeout = r
+        .raw("upstream.timeout_secs")
+        .and_then(|v| v.raw.trim().parse::<u64>().ok());
+    // A Send call holds its recipients at most two requests and two one-second waits.
+    if let Some(timeout) = timeout
+        && reconcile_after.as_secs() < 2 * timeout + 5
+    {
+        r.problem(
+            "email.reconcile_after_secs",
+            format!(
+                "{}s is too short for UPSTREAM_TIMEOUT_SECS={timeout}; expected at least {} (2 × the timeout + 5), so a send still in flight is never taken for a lost one",
+                reconcile_after.as_secs(),
+                2 * timeout + 5
+            ),
+        );
+    }
+    EmailSettings {
+        max_recipients: need(r, "email.max_recipients", max),
+        body_limit_bytes: need(r, "email.body_limit_bytes", limit),
+        max_attempts: need(r, "email.max_attempts", attempts),
+        reconcile_after,
     }
 }
 

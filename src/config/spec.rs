@@ -215,6 +215,26 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Whether sync_slack_users records the availability (presence) of users matched to team members.",
     ),
     plain(
+        "email.max_recipients",
+        "EMAIL_MAX_RECIPIENTS",
+        "Most recipients in one email request.",
+    ),
+    plain(
+        "email.body_limit_bytes",
+        "EMAIL_BODY_LIMIT_BYTES",
+        "Largest POST /api/email-requests body (other routes use BODY_LIMIT_BYTES).",
+    ),
+    plain(
+        "email.max_attempts",
+        "EMAIL_MAX_ATTEMPTS",
+        "Send attempts of one recipient before it is dead.",
+    ),
+    plain(
+        "email.reconcile_after_secs",
+        "EMAIL_RECONCILE_AFTER_SECS",
+        "How long a send may stay `sending` (a crash or an ambiguous upstream error) before it is reconciled, and only then resent.",
+    ),
+    plain(
         "upstream.timeout_secs",
         "UPSTREAM_TIMEOUT_SECS",
         "Timeout of every Mailjet and Slack request.",

@@ -47,6 +47,7 @@ pub const SCHEDULED_JOBS: &[ScheduledJob] = &[
 ];
 
 pub mod diagnostics;
+pub mod email_queue;
 pub mod paging;
 pub mod purge_expired_data;
 pub mod registry;
@@ -87,6 +88,12 @@ pub fn builtin() -> registry::Registry {
             sync_mailjet_stats::run,
         )
         .timeout = std::time::Duration::from_secs(25 * 60);
+    // Retries of single recipients live in email_sends; a failed run is retried soon.
+    let email = registry.register(email_queue::NAME, DEFAULT_QUEUE, email_queue::run);
+    email.max_attempts = 10;
+    email.backoff_base = std::time::Duration::from_secs(2);
+    email.backoff_max = std::time::Duration::from_secs(60);
+    email.timeout = std::time::Duration::from_secs(60 * 60);
     // Slack's Tier 2 limit makes a large workspace take minutes; a run that stops is resumed.
     registry
         .register(sync_slack_users::NAME, DEFAULT_QUEUE, sync_slack_users::run)

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod batch;
 pub mod campaigns;
+pub mod email_requests;
 pub mod team_members;
 pub mod validate;
 

@@ -16,13 +16,13 @@ use crate::helpers::{closed_port, eventually, migrated_database, redis_conn, tes
 const BIN: &str = env!("CARGO_BIN_EXE_campaign-sync");
 
 /// A worker process whose log goes to a file (shown when a test fails).
-struct WorkerProcess {
+pub(crate) struct WorkerProcess {
     child: Child,
     log: PathBuf,
 }
 
 impl WorkerProcess {
-    fn spawn(env: &HashMap<String, String>) -> Self {
+    pub(crate) fn spawn(env: &HashMap<String, String>) -> Self {
         let log =
             std::env::temp_dir().join(format!("cs-worker-{}.log", uuid::Uuid::new_v4().simple()));
         let file = std::fs::File::create(&log).expect("log file");
@@ -37,11 +37,11 @@ impl WorkerProcess {
         WorkerProcess { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
@@ -276,7 +276,7 @@ impl Drop for OwnRedis {
     }
 }
 
-fn wait_port(port: u16) {
+pub(crate) fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -40,7 +40,7 @@ async fn jobs_run_enqueues_a_known_job_and_refuses_an_unknown_one_listing_the_va
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         stderr(&unknown).contains(
-            "unknown job \"sync_everything\"; valid names: diagnostics_probe, process_webhook_events, purge_expired_data, sync_mailjet_stats"
+            "unknown job \"sync_everything\"; valid names: diagnostics_probe, process_email_queue, process_webhook_events, purge_expired_data, sync_mailjet_stats, sync_mailjet_templates, sync_slack_users, update_slack_channels"
         ),
         "{}",
         stderr(&unknown)
@@ -83,9 +83,15 @@ async fn jobs_list_shows_schedules_queues_and_counters() {
             .is_some_and(|r| r.starts_with("purge_expired_data 0 30 3 * * * 20")),
         "{text}"
     );
+    assert!(
+        row("sync_slack_users").is_some_and(
+            |r| r.starts_with("sync_slack_users 0 0 * * * * 20") && r.ends_with("never")
+        ),
+        "{text}"
+    );
     assert_eq!(
-        row("sync_slack_users").as_deref(),
-        Some("sync_slack_users 0 0 * * * * not in this build never"),
+        row("send_approval_reminders").as_deref(),
+        Some("send_approval_reminders 0 */15 * * * * not in this build never"),
         "{text}"
     );
     assert!(

@@ -5,6 +5,7 @@ mod helpers;
 mod chaos;
 mod cli;
 mod clients;
+mod email;
 mod health;
 mod http;
 mod internal_api;

@@ -1,0 +1,666 @@
+//! `process_email_queue` (every 5 min, and kicked when a request is accepted): sends every due
+//! recipient, at most 50 per Send call, several calls in flight within the shared rate.
+//!
+//! Never twice, never lost:
+//! - A batch is claimed (`FOR UPDATE SKIP LOCKED`) and committed as `sending` *before* the
+//!   call, with `CustomID` = the send's id. Whatever happens after, the rows say a message
+//!   may be out.
+//! - Only answers that prove nothing was sent put a row back to `pending`: a 429, a 503, our
+//!   own rate limit, a per-message error. A timeout, a dropped connection or another 5xx is
+//!   ambiguous: the rows stay `sending`.
+//! - `sending` rows older than `EMAIL_RECONCILE_AFTER_SECS` are reconciled before anything is
+//!   resent: a Mailjet `sent` event with their CustomID settles them (webhook job); the REST
+//!   adapter asks `/v3/REST/message?CustomID=`; with no way to ask (the agent), a row is
+//!   resent once, flagged, and a second time without evidence it is `dead` for a human.
+//! - Several runs may overlap (a kick during a run): claims skip each other's rows.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::registry::{JobContext, JobError};
+use crate::clients::error::{FailureKind, UpstreamError};
+use crate::clients::mailjet::{Lookup, MailjetClient, send_body};
+use crate::config::EmailSettings;
+use crate::queue::{EnqueueOptions, Queue};
+use crate::store::audit::{self, Actor};
+
+/// Stable name.
+pub const NAME: &str = "process_email_queue";
+/// Mailjet Send v3.1 takes at most 50 messages per call.
+pub const BATCH: i64 = 50;
+/// Sending rows looked at per reconciliation round.
+const RECONCILE_ROUND: i64 = 500;
+
+/// Asks the queue to run `process_email_queue` now (coalescing kicks within a second), and
+/// again at `at` when that is in the future.
+pub async fn kick(
+    redis: redis::aio::ConnectionManager,
+    prefix: &str,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    trigger: &str,
+) -> Result<(), crate::queue::QueueError> {
+    let queue = Queue::new(redis, prefix, super::DEFAULT_QUEUE);
+    let delay = at
+        .map(|at| at - chrono::Utc::now())
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero());
+    let key = match delay {
+        Some(_) => format!(
+            "{NAME}:at:{}",
+            at.map(|a| a.timestamp()).unwrap_or_default()
+        ),
+        None => format!("{NAME}:kick"),
+    };
+    queue
+        .enqueue(
+            NAME,
+            Value::Null,
+            EnqueueOptions {
+                delay,
+                unique_key: Some(key),
+                unique_ttl: Some(delay.unwrap_or_default() + Duration::from_secs(1)),
+                trigger: Some(trigger.to_owned()),
+            },
+        )
+        .await
+        .map(|_| ())
+}
+
+/// A claimed recipient.
+#[derive(Debug, Clone)]
+struct Claimed {
+    id: Uuid,
+    request_id: Uuid,
+    email: String,
+    name: String,
+    variables: Value,
+    attempts: i32,
+    template_id: i64,
+    test_mode: bool,
+}
+
+/// What became of one recipient.
+#[derive(Debug, Clone)]
+struct Outcome {
+    id: Uuid,
+    status: &'static str,
+    message_id: Option<i64>,
+    uuid: Option<String>,
+    error: Option<String>,
+    /// Give back the attempt (nothing was tried: rate limits).
+    refund: bool,
+    /// Seconds until the next attempt (for `pending`).
+    delay: f64,
+    note: Option<String>,
+}
+
+impl Outcome {
+    fn new(id: Uuid, status: &'static str) -> Self {
+        Outcome {
+            id,
+            status,
+            message_id: None,
+            uuid: None,
+            error: None,
+            refund: false,
+            delay: 0.0,
+            note: None,
+        }
+    }
+}
+
+/// Counts of one run.
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    sent: u64,
+    failed: u64,
+    retry: u64,
+    dead: u64,
+    suppressed: u64,
+    ambiguous: u64,
+    batches: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.sent += o.sent;
+        self.failed += o.failed;
+        self.retry += o.retry;
+        self.dead += o.dead;
+        self.suppressed += o.suppressed;
+        self.ambiguous += o.ambiguous;
+        self.batches += o.batches;
+    }
+}
+
+/// Exponential backoff with jitter: 5 s, 10 s, 20 s, … at most 10 min.
+fn backoff(attempts: i32) -> f64 {
+    let base = (5.0 * 2f64.powi(attempts.clamp(1, 20) - 1)).min(600.0);
+    base * (0.5 + fastrand::f64())
+}
+
+/// The advisory lock that lets one run at a time work the queue (per database).
+const RUN_LOCK: i64 = 0x6373_656d_6169_6c71; // "csemailq"
+
+/// Runs the queue until nothing is due. One run at a time works the queue: a scheduled tick
+/// that finds a run in progress has nothing to add, while a kick (a new request) waits for
+/// that run to end and then runs, so a request accepted as a run finishes is not left for
+/// the next tick.
+pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
+    // A detached connection: if this run is cancelled mid-way, closing it frees the lock.
+    let mut lock = ctx.deps.db.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RUN_LOCK)
+        .fetch_one(&mut lock)
+        .await?;
+    if !locked {
+        return match ctx.task.trigger.as_deref() {
+            Some("schedule" | "catch_up") => Ok(()),
+            _ => Err(JobError::RetryAfter(Duration::from_secs(1))),
+        };
+    }
+    let result = work(&ctx, args).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(RUN_LOCK)
+        .execute(&mut lock)
+        .await;
+    let _ = sqlx::Connection::close(lock).await;
+    result
+}
+
+async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
+    let deps = &ctx.deps;
+    let settings = &deps.settings.email;
+    let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
+        .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
+    let reconciled = reconcile(&deps.db, &client, settings).await?;
+    let lanes = super::sync_mailjet_stats::concurrency(deps.settings.mailjet.rate_per_sec);
+    let results = futures_util::future::join_all(
+        (0..lanes).map(|_| lane(&deps.db, &client, settings.max_attempts)),
+    )
+    .await;
+    let mut tally = Tally::default();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(t) => tally.add(&t),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if tally.batches > 0 || reconciled > 0 {
+        tracing::info!(
+            sent = tally.sent,
+            failed = tally.failed,
+            retry = tally.retry,
+            dead = tally.dead,
+            suppressed = tally.suppressed,
+            ambiguous = tally.ambiguous,
+            batches = tally.batches,
+            reconciled,
+            "email queue run"
+        );
+    }
+    // Come back when the next recipient is due, if that is soon (else the schedule will).
+    let next: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT min(greatest(s.next_attempt_at, coalesce(r.scheduled_at, s.next_attempt_at)))
+         FROM email_sends s JOIN email_requests r ON r.id = s.request_id
+         WHERE s.status = 'pending' AND s.next_attempt_at < now() + interval '10 minutes'",
+    )
+    .fetch_one(&deps.db)
+    .await?;
+    let scheduled: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT min(scheduled_at) FROM email_requests WHERE status = 'accepted' AND scheduled_at > now() AND scheduled_at < now() + interval '10 minutes'",
+    )
+    .fetch_one(&deps.db)
+    .await?;
+    if let Some(at) = [next, scheduled].into_iter().flatten().min()
+        && let Err(e) = kick(deps.redis.clone(), &deps.prefix, Some(at), "schedule").await
+    {
+        tracing::warn!(error = %e, "could not schedule the next email queue run; the schedule will pick it up");
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Claims, sends and settles batches until none is due.
+async fn lane(
+    db: &PgPool,
+    client: &impl MailjetClient,
+    max_attempts: i32,
+) -> Result<Tally, JobError> {
+    let mut tally = Tally::default();
+    let mut started_requests: HashSet<Uuid> = HashSet::new();
+    loop {
+        let claimed = claim(db, &mut tally).await?;
+        if claimed.is_empty() {
+            return Ok(tally);
+        }
+        let new_requests: Vec<Uuid> = claimed
+            .iter()
+            .map(|c| c.request_id)
+            .filter(|r| started_requests.insert(*r))
+            .collect();
+        if !new_requests.is_empty() {
+            sqlx::query("UPDATE email_requests SET status = 'sending' WHERE id = ANY($1) AND status = 'accepted'")
+                .bind(&new_requests)
+                .execute(db)
+                .await?;
+        }
+        let requests: Vec<Uuid> = {
+            let set: HashSet<Uuid> = claimed.iter().map(|c| c.request_id).collect();
+            set.into_iter().collect()
+        };
+        let mut stop = None;
+        for test_mode in [false, true] {
+            let part: Vec<&Claimed> = claimed
+                .iter()
+                .filter(|c| c.test_mode == test_mode)
+                .collect();
+            if part.is_empty() {
+                continue;
+            }
+            let (outcomes, fatal) = send(client, &part, test_mode, max_attempts).await;
+            settle(db, &outcomes, &mut tally).await?;
+            if let Some(e) = fatal {
+                stop = Some(e);
+            }
+        }
+        complete(db, &requests).await?;
+        tally.batches += 1;
+        if let Some(e) = stop {
+            return Err(e);
+        }
+    }
+}
+
+/// A claimed row as the claim returns it (the last column is the new status).
+type ClaimRow = (Uuid, Uuid, String, String, Value, i32, i64, bool, String);
+
+/// Claims up to one batch of due recipients: suppressed addresses are settled at once, the
+/// rest committed as `sending` with one more attempt.
+async fn claim(db: &PgPool, tally: &mut Tally) -> Result<Vec<Claimed>, JobError> {
+    let rows: Vec<ClaimRow> = sqlx::query_as(
+        "WITH picked AS (
+             SELECT s.id, r.template_id, r.test_mode, sup.reason
+             FROM email_sends s
+             JOIN email_requests r ON r.id = s.request_id
+             LEFT JOIN email_suppressions sup ON sup.email = lower(s.email)
+             WHERE s.status = 'pending' AND s.next_attempt_at <= now()
+               AND (r.scheduled_at IS NULL OR r.scheduled_at <= now())
+             ORDER BY s.next_attempt_at
+             LIMIT $1
+             FOR UPDATE OF s SKIP LOCKED
+         )
+         UPDATE email_sends s SET
+             status = CASE WHEN p.reason IS NULL THEN 'sending' ELSE 'suppressed' END,
+             attempts = s.attempts + CASE WHEN p.reason IS NULL THEN 1 ELSE 0 END,
+             sending_started_at = CASE WHEN p.reason IS NULL THEN now() ELSE s.sending_started_at END,
+             last_error = CASE WHEN p.reason IS NULL THEN s.last_error ELSE 'suppressed: ' || p.reason END,
+             updated_at = now()
+         FROM picked p WHERE s.id = p.id
+         RETURNING s.id, s.request_id, s.email, s.name, s.variables, s.attempts, p.template_id, p.test_mode, s.status",
+    )
+    .bind(BATCH)
+    .fetch_all(db)
+    .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for (id, request_id, email, name, variables, attempts, template_id, test_mode, status) in rows {
+        if status == "suppressed" {
+            tally.suppressed += 1;
+            metrics::counter!("email_sends_total", "status" => "suppressed").increment(1);
+            continue;
+        }
+        claimed.push(Claimed {
+            id,
+            request_id,
+            email,
+            name,
+            variables,
+            attempts,
+            template_id,
+            test_mode,
+        });
+    }
+    Ok(claimed)
+}
+
+/// A recipient that may be tried again, or dead after its last attempt.
+fn again(c: &Claimed, max_attempts: i32, error: String, refund: bool, delay: f64) -> Outcome {
+    let attempts = if refund { c.attempts - 1 } else { c.attempts };
+    if attempts >= max_attempts {
+        let mut o = Outcome::new(c.id, "dead");
+        o.error = Some(format!("{error} (after {attempts} attempts)"));
+        o.note = Some(format!("dead: {error}"));
+        return o;
+    }
+    let mut o = Outcome::new(c.id, "pending");
+    o.error = Some(error);
+    o.refund = refund;
+    o.delay = delay;
+    o
+}
+
+/// One Send call for `batch`: what became of each recipient, and an error that should stop
+/// this run (Mailjet refusing our credentials).
+async fn send(
+    client: &impl MailjetClient,
+    batch: &[&Claimed],
+    test_mode: bool,
+    max_attempts: i32,
+) -> (Vec<Outcome>, Option<JobError>) {
+    let messages: Vec<Value> = batch
+        .iter()
+        .map(|c| {
+            let mut to = json!({ "Email": c.email });
+            if !c.name.is_empty() {
+                to["Name"] = Value::String(c.name.clone());
+            }
+            json!({
+                "To": [to],
+                "TemplateID": c.template_id,
+                "TemplateLanguage": true,
+                "Variables": c.variables,
+                "CustomID": c.id.to_string(),
+                "EventPayload": c.request_id.to_string(),
+            })
+        })
+        .collect();
+    metrics::histogram!("email_batch_size").record(batch.len() as f64);
+    let started = std::time::Instant::now();
+    let result = client.send(&send_body(messages, test_mode)).await;
+    metrics::histogram!("email_send_latency_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(answer) => (per_message(batch, &answer, max_attempts), None),
+        Err(e) => failed_call(batch, e, max_attempts),
+    }
+}
+
+/// Outcomes from a Send answer (HTTP 200, or 400 with per-message results).
+fn per_message(batch: &[&Claimed], answer: &Value, max_attempts: i32) -> Vec<Outcome> {
+    let results = answer["Messages"].as_array();
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let custom = c.id.to_string();
+            let result = results.and_then(|r| {
+                r.iter()
+                    .find(|m| m["CustomID"].as_str() == Some(custom.as_str()))
+                    .or_else(|| r.get(i))
+            });
+            let Some(result) = result else {
+                // No word on this message: it may have gone out.
+                let mut o = Outcome::new(c.id, "sending");
+                o.error = Some("Mailjet's answer did not mention this message".to_owned());
+                o.note = Some("ambiguous: no result for this message".to_owned());
+                return o;
+            };
+            if result["Status"] == "success" {
+                let to = &result["To"][0];
+                let mut o = Outcome::new(c.id, "sent");
+                o.message_id = to["MessageID"].as_i64().filter(|id| *id != 0);
+                o.uuid = to["MessageUUID"]
+                    .as_str()
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned);
+                return o;
+            }
+            let error = &result["Errors"][0];
+            let code = error["ErrorCode"].as_str().unwrap_or("unknown");
+            let status = error["StatusCode"].as_u64().unwrap_or(400);
+            let message = format!(
+                "{code} ({status}): {}",
+                error["ErrorMessage"].as_str().unwrap_or("no message")
+            );
+            if status >= 500 {
+                again(c, max_attempts, message, false, backoff(c.attempts))
+            } else {
+                let mut o = Outcome::new(c.id, "failed");
+                o.error = Some(message);
+                o
+            }
+        })
+        .collect()
+}
+
+/// Outcomes when the call itself failed.
+fn failed_call(
+    batch: &[&Claimed],
+    e: UpstreamError,
+    max_attempts: i32,
+) -> (Vec<Outcome>, Option<JobError>) {
+    let message = e.to_string();
+    match (&e.kind, e.status) {
+        (FailureKind::RateLimited { retry_after }, _) => {
+            let wait = retry_after.unwrap_or(Duration::from_secs(1)).as_secs_f64();
+            let outcomes = batch
+                .iter()
+                .map(|c| again(c, max_attempts, message.clone(), true, wait))
+                .collect();
+            (outcomes, None)
+        }
+        // Refused before anything was sent: back to pending, and stop this run loudly.
+        (FailureKind::AuthExpired, _) | (FailureKind::Permanent, Some(401 | 403)) => {
+            let outcomes = batch
+                .iter()
+                .map(|c| again(c, i32::MAX, message.clone(), true, 60.0))
+                .collect();
+            (
+                outcomes,
+                Some(JobError::Retry(format!(
+                    "Mailjet refused the credentials; recipients stay pending: {message}"
+                ))),
+            )
+        }
+        // 503: the service refused the call; nothing was sent.
+        (FailureKind::Transient, Some(503)) => {
+            let outcomes = batch
+                .iter()
+                .map(|c| again(c, max_attempts, message.clone(), false, backoff(c.attempts)))
+                .collect();
+            (outcomes, None)
+        }
+        // A timeout, a dropped connection, another 5xx: it may have been sent.
+        (FailureKind::Transient, _) => {
+            let outcomes = batch
+                .iter()
+                .map(|c| {
+                    let mut o = Outcome::new(c.id, "sending");
+                    o.error = Some(format!("ambiguous: {message}"));
+                    o.note = Some(format!("ambiguous: {message}; to be reconciled"));
+                    o
+                })
+                .collect();
+            (outcomes, None)
+        }
+        (FailureKind::Permanent, _) => {
+            let outcomes = batch
+                .iter()
+                .map(|c| {
+                    let mut o = Outcome::new(c.id, "failed");
+                    o.error = Some(message.clone());
+                    o
+                })
+                .collect();
+            (outcomes, None)
+        }
+    }
+}
+
+/// Writes the outcomes of one batch (only rows still `sending`: a `sent` event may have been
+/// faster).
+async fn settle(db: &PgPool, outcomes: &[Outcome], tally: &mut Tally) -> Result<(), JobError> {
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut statuses = Vec::with_capacity(outcomes.len());
+    let mut message_ids = Vec::with_capacity(outcomes.len());
+    let mut uuids = Vec::with_capacity(outcomes.len());
+    let mut errors = Vec::with_capacity(outcomes.len());
+    let mut refunds = Vec::with_capacity(outcomes.len());
+    let mut delays = Vec::with_capacity(outcomes.len());
+    let mut notes = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        match o.status {
+            "sent" => tally.sent += 1,
+            "failed" => tally.failed += 1,
+            "dead" => tally.dead += 1,
+            "pending" => tally.retry += 1,
+            _ => tally.ambiguous += 1,
+        }
+        metrics::counter!("email_sends_total", "status" => o.status).increment(1);
+        ids.push(o.id);
+        statuses.push(o.status);
+        message_ids.push(o.message_id);
+        uuids.push(o.uuid.clone());
+        errors.push(o.error.clone());
+        refunds.push(i32::from(o.refund));
+        delays.push(o.delay);
+        notes.push(o.note.clone());
+    }
+    sqlx::query(
+        "UPDATE email_sends s SET
+             status = u.status,
+             mailjet_message_id = coalesce(u.message_id, s.mailjet_message_id),
+             mailjet_message_uuid = coalesce(u.uuid, s.mailjet_message_uuid),
+             sent_at = CASE WHEN u.status = 'sent' THEN coalesce(s.sent_at, now()) ELSE s.sent_at END,
+             last_error = u.error,
+             attempts = s.attempts - u.refund,
+             next_attempt_at = now() + make_interval(secs => u.delay),
+             history = CASE WHEN u.note IS NULL THEN s.history ELSE s.history || jsonb_build_object('at', now(), 'event', u.note) END,
+             updated_at = now()
+         FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::text[])
+             AS u(id, status, message_id, uuid, error, refund, delay, note)
+         WHERE s.id = u.id AND s.status = 'sending'",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&message_ids)
+    .bind(&uuids)
+    .bind(&errors)
+    .bind(&refunds)
+    .bind(&delays)
+    .bind(&notes)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks requests with nothing left to do as completed, with an audit entry.
+async fn complete(db: &PgPool, requests: &[Uuid]) -> Result<(), JobError> {
+    let done: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE email_requests r SET status = 'completed', completed_at = now()
+         WHERE r.id = ANY($1) AND r.status <> 'completed'
+           AND NOT EXISTS (SELECT 1 FROM email_sends s WHERE s.request_id = r.id AND s.status IN ('pending', 'sending'))
+         RETURNING r.id",
+    )
+    .bind(requests)
+    .fetch_all(db)
+    .await?;
+    for id in done {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM email_sends WHERE request_id = $1 GROUP BY status",
+        )
+        .bind(id)
+        .fetch_all(db)
+        .await?;
+        let counts: serde_json::Map<String, Value> =
+            counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
+        let mut conn = db.acquire().await?;
+        audit::record(
+            &mut conn,
+            &Actor::new("worker"),
+            "email_request.completed",
+            "email_request",
+            &id.to_string(),
+            Value::Object(counts),
+        )
+        .await?;
+        metrics::counter!("email_requests_completed_total").increment(1);
+    }
+    Ok(())
+}
+
+/// Resolves `sending` rows older than the grace window; returns how many were resolved.
+async fn reconcile(
+    db: &PgPool,
+    client: &impl MailjetClient,
+    settings: &EmailSettings,
+) -> Result<u64, JobError> {
+    let grace = settings.reconcile_after.as_secs_f64();
+    let mut resolved = 0;
+    loop {
+        // Taken for another grace window, so that a look-up that fails is simply tried again
+        // later and two runs never look the same row up.
+        let stale: Vec<(Uuid, chrono::DateTime<chrono::Utc>, bool, i32)> = sqlx::query_as(
+            "UPDATE email_sends SET sending_started_at = now() WHERE id IN (
+                 SELECT id FROM email_sends
+                 WHERE status = 'sending' AND sending_started_at < now() - make_interval(secs => $1)
+                 ORDER BY sending_started_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id, sending_started_at, resent, attempts",
+        )
+        .bind(grace)
+        .bind(RECONCILE_ROUND)
+        .fetch_all(db)
+        .await?;
+        let round = stale.len() as i64;
+        let results: Vec<Result<bool, JobError>> = futures_util::stream::iter(stale)
+            .map(|(id, started, resent, attempts)| async move {
+                let lookup = match client.find_message(&id.to_string()).await {
+                    Ok(lookup) => lookup,
+                    Err(e) => {
+                        tracing::warn!(send = %id, error = %e, "reconciliation look-up failed; trying again next run");
+                        return Ok(false);
+                    }
+                };
+                let (status, message_id, uuid, resend, note, outcome) = match lookup {
+                    Lookup::Found { message_id, uuid } => ("sent", Some(message_id), Some(uuid), false, "reconciled: Mailjet has a message with this CustomID".to_owned(), "found"),
+                    Lookup::NotFound if attempts >= settings.max_attempts => ("dead", None, None, false, "dead: Mailjet has no message with this CustomID and the attempts are used up".to_owned(), "dead"),
+                    Lookup::NotFound => ("pending", None, None, true, "resent: Mailjet has no message with this CustomID".to_owned(), "resent"),
+                    Lookup::Unsupported if resent => ("dead", None, None, false, "dead: still no evidence after one resend; check Mailjet for this CustomID before sending again".to_owned(), "dead"),
+                    Lookup::Unsupported => ("pending", None, None, true, format!("resent once: no sent event within {grace} s"), "resent"),
+                };
+                let updated = sqlx::query(
+                    "UPDATE email_sends SET status = $3, mailjet_message_id = coalesce($4, mailjet_message_id),
+                         mailjet_message_uuid = coalesce($5, mailjet_message_uuid),
+                         sent_at = CASE WHEN $3 = 'sent' THEN coalesce(sent_at, now()) ELSE sent_at END,
+                         resent = resent OR $6, next_attempt_at = now(),
+                         last_error = CASE WHEN $3 = 'sent' THEN NULL ELSE $7 END,
+                         history = history || jsonb_build_object('at', now(), 'event', $7::text), updated_at = now()
+                     WHERE id = $1 AND status = 'sending' AND sending_started_at = $2",
+                )
+                .bind(id)
+                .bind(started)
+                .bind(status)
+                .bind(message_id)
+                .bind(uuid)
+                .bind(resend)
+                .bind(&note)
+                .execute(db)
+                .await?;
+                if updated.rows_affected() == 1 {
+                    metrics::counter!("email_reconciliations_total", "outcome" => outcome).increment(1);
+                    tracing::info!(send = %id, outcome, "send reconciled");
+                }
+                Ok(updated.rows_affected() == 1)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for r in results {
+            if r? {
+                resolved += 1;
+            }
+        }
+        if round < RECONCILE_ROUND {
+            return Ok(resolved);
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! Email requests (`CampaignEmailRequest`): checked, then stored in one transaction — the
+//! request row and one `email_sends` row per recipient — so a crash never leaves half a
+//! request. The request row is what the email queue works from: once it is committed the
+//! recipients will be sent, whether or not the kick to the queue got through.
+//!
+//! Idempotency: the key is unique; the same key with the same body (by SHA-256 of its
+//! canonical JSON) gives back the first answer, with a different body it is refused.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::audit::{self, Actor};
+use super::batch::ItemErrors;
+use super::validate::{FieldError, check_email, check_len};
+
+/// Recipients written per statement.
+const CHUNK: usize = 5_000;
+/// Most recipients listed in one validation answer.
+const MAX_LISTED: usize = 1_000;
+/// Largest `variables` of one recipient, as JSON.
+const MAX_VARIABLES_BYTES: usize = 16 * 1024;
+
+/// A send request.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailRequestInput {
+    /// Our campaign's id (it must exist and be active).
+    pub campaign_id: String,
+    /// The Mailjet template (imported by `sync_mailjet_templates`).
+    pub template_id: i64,
+    /// 1 to `EMAIL_MAX_RECIPIENTS` recipients, each address once.
+    pub recipients: Vec<RecipientInput>,
+    /// Send no earlier than this (RFC 3339); now when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "rfc3339"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// Send through Mailjet's `SandboxMode`: validated, nothing delivered.
+    #[serde(default)]
+    pub test_mode: bool,
+}
+
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(raw.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid `scheduledAt`: {raw:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z"
+                ))
+            })
+    })
+    .transpose()
+}
+
+/// One recipient.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientInput {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    /// Template variables (`{{var:name}}`) of this recipient.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: Map<String, Value>,
+}
+
+/// What is wrong with a request: fields of the request, and recipients by index.
+#[derive(Debug, Default)]
+pub struct Problems {
+    pub fields: Vec<FieldError>,
+    pub recipients: Vec<ItemErrors>,
+    /// Recipients with problems (more than are listed when there are many).
+    pub invalid_recipients: usize,
+}
+
+impl Problems {
+    /// Whether there is nothing wrong.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.invalid_recipients == 0
+    }
+
+    /// One line saying what is wrong.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self.fields.iter().map(ToString::to_string).collect();
+        if self.invalid_recipients > 0 {
+            let listed = self.recipients.len();
+            let first = self
+                .recipients
+                .first()
+                .map(|i| {
+                    let what = i
+                        .errors
+                        .first()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    format!(" (first: recipients[{}].{what})", i.index)
+                })
+                .unwrap_or_default();
+            parts.push(if listed < self.invalid_recipients {
+                format!(
+                    "{} recipients are invalid, the first {listed} are listed{first}",
+                    self.invalid_recipients
+                )
+            } else {
+                format!("{} recipients are invalid{first}", self.invalid_recipients)
+            });
+        }
+        parts.join("; ")
+    }
+}
+
+impl EmailRequestInput {
+    /// Everything wrong with the request that can be told without the database.
+    pub fn validate(&self, max_recipients: usize) -> Problems {
+        let mut problems = Problems::default();
+        let fields = &mut problems.fields;
+        let mut id_errors = super::campaigns::validate_id(&self.campaign_id);
+        for e in &mut id_errors {
+            e.field = "campaignId".to_owned();
+        }
+        fields.extend(id_errors);
+        if self.template_id <= 0 {
+            fields.push(FieldError::new(
+                "templateId",
+                format!("{} is not a template id", self.template_id),
+                "a positive Mailjet template id",
+            ));
+        }
+        match self.recipients.len() {
+            0 => fields.push(FieldError::new(
+                "recipients",
+                "is empty",
+                format!("1 to {max_recipients} recipients"),
+            )),
+            n if n > max_recipients => fields.push(FieldError::new(
+                "recipients",
+                format!("has {n} recipients"),
+                format!("at most {max_recipients} (EMAIL_MAX_RECIPIENTS); split the request"),
+            )),
+            _ => {}
+        }
+        let mut seen: HashMap<String, usize> = HashMap::with_capacity(self.recipients.len());
+        for (index, r) in self.recipients.iter().enumerate() {
+            let mut errors = Vec::new();
+            check_email(&mut errors, "email", r.email.trim());
+            check_len(&mut errors, "name", &r.name, 0, 500);
+            let size = serde_json::to_vec(&r.variables).map_or(0, |v| v.len());
+            if size > MAX_VARIABLES_BYTES {
+                errors.push(FieldError::new(
+                    "variables",
+                    format!("is {size} bytes of JSON"),
+                    format!("at most {MAX_VARIABLES_BYTES} bytes"),
+                ));
+            }
+            let key = r.email.trim().to_lowercase();
+            if let Some(first) = seen.get(&key) {
+                errors.push(FieldError::new(
+                    "email",
+                    format!("{:?} is a duplicate of recipients[{first}]", r.email),
+                    "each address once (ignoring case)",
+                ));
+            } else {
+                seen.insert(key, index);
+            }
+            if !errors.is_empty() {
+                problems.invalid_recipients += 1;
+                if problems.recipients.len() < MAX_LISTED {
+                    problems.recipients.push(ItemErrors { index, errors });
+                }
+            }
+        }
+        problems
+    }
+
+    /// SHA-256 of the canonical JSON of the request (object keys sorted).
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A stored request, as the API answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub id: Uuid,
+    pub idempotency_key: String,
+    pub campaign_id: String,
+    pub template_id: i64,
+    pub recipients: i32,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub test_mode: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why a request was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("{0}")]
+    Unknown(FieldError),
+    #[error(
+        "the Idempotency-Key was already used for a different request ({0}); use a new key for a new request"
+    )]
+    KeyReused(Uuid),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+type RequestRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    i64,
+    i32,
+    Option<DateTime<Utc>>,
+    bool,
+    DateTime<Utc>,
+);
+
+const REQUEST_COLUMNS: &str = "id, idempotency_key, request_hash, campaign_id, template_id, recipient_count, scheduled_at, test_mode, created_at";
+
+fn accepted(row: RequestRow) -> (Accepted, String) {
+    let (id, key, hash, campaign_id, template_id, recipients, scheduled_at, test_mode, created_at) =
+        row;
+    (
+        Accepted {
+            id,
+            idempotency_key: key,
+            campaign_id,
+            template_id,
+            recipients,
+            scheduled_at,
+            test_mode,
+            created_at,
+        },
+        hash,
+    )
+}
+
+async fn by_key(pool: &PgPool, key: &str) -> Result<Option<(Accepted, String)>, sqlx::Error> {
+    let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REQUEST_COLUMNS} FROM email_requests WHERE idempotency_key = $1"
+    )))
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(accepted))
+}
+
+fn replay(existing: (Accepted, String), hash: &str) -> Result<(Accepted, bool), AcceptError> {
+    let (accepted, stored) = existing;
+    if stored == hash {
+        Ok((accepted, false))
+    } else {
+        Err(AcceptError::KeyReused(accepted.id))
+    }
+}
+
+/// Stores a checked request under `key`: (the request, whether it was created now). The same
+/// key again gives back the stored request when the body is the same.
+pub async fn accept(
+    pool: &PgPool,
+    key: &str,
+    input: &EmailRequestInput,
+    actor: &Actor,
+    mut progress: impl FnMut(usize),
+) -> Result<(Accepted, bool), AcceptError> {
+    let hash = input.fingerprint();
+    if let Some(existing) = by_key(pool, key).await? {
+        return replay(existing, &hash);
+    }
+    let mut tx = pool.begin().await?;
+    let active: Option<bool> = sqlx::query_scalar("SELECT active FROM campaigns WHERE id = $1")
+        .bind(&input.campaign_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match active {
+        None => {
+            return Err(AcceptError::Unknown(FieldError::new(
+                "campaignId",
+                format!("no campaign {:?}", input.campaign_id),
+                "the id of a campaign sent to PUT /api/campaigns/{id}",
+            )));
+        }
+        Some(false) => {
+            return Err(AcceptError::Unknown(FieldError::new(
+                "campaignId",
+                format!("campaign {:?} is deactivated", input.campaign_id),
+                "an active campaign",
+            )));
+        }
+        Some(true) => {}
+    }
+    let template: Option<i64> = sqlx::query_scalar("SELECT id FROM email_templates WHERE id = $1")
+        .bind(input.template_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if template.is_none() {
+        return Err(AcceptError::Unknown(FieldError::new(
+            "templateId",
+            format!("no Mailjet template {}", input.template_id),
+            "a template imported by sync_mailjet_templates (`campaign-sync jobs run sync_mailjet_templates` imports them now)",
+        )));
+    }
+    let inserted: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO email_requests (idempotency_key, request_hash, campaign_id, template_id, scheduled_at, test_mode, recipient_count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING {REQUEST_COLUMNS}"
+    )))
+    .bind(key)
+    .bind(&hash)
+    .bind(&input.campaign_id)
+    .bind(input.template_id)
+    .bind(input.scheduled_at)
+    .bind(input.test_mode)
+    .bind(input.recipients.len() as i32)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = inserted else {
+        // The same key committed by a concurrent request while this one was checking.
+        tx.rollback().await?;
+        let existing = by_key(pool, key).await?.ok_or(sqlx::Error::RowNotFound)?;
+        return replay(existing, &hash);
+    };
+    let (request, _) = accepted(row);
+    let mut written = 0;
+    for chunk in input.recipients.chunks(CHUNK) {
+        let emails: Vec<&str> = chunk.iter().map(|r| r.email.trim()).collect();
+        let names: Vec<&str> = chunk.iter().map(|r| r.name.as_str()).collect();
+        let variables: Vec<Value> = chunk
+            .iter()
+            .map(|r| Value::Object(r.variables.clone()))
+            .collect();
+        sqlx::query(
+            "INSERT INTO email_sends (request_id, email, name, variables)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::jsonb[])",
+        )
+        .bind(request.id)
+        .bind(&emails)
+        .bind(&names)
+        .bind(&variables)
+        .execute(&mut *tx)
+        .await?;
+        written += chunk.len();
+        progress(written);
+    }
+    audit::record(
+        &mut tx,
+        actor,
+        "email_request.accepted",
+        "email_request",
+        &request.id.to_string(),
+        json!({ "campaign_id": request.campaign_id, "template_id": request.template_id, "recipients": request.recipients, "scheduled_at": request.scheduled_at, "test_mode": request.test_mode, "idempotency_key": key }),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("email_recipients_accepted_total").increment(written as u64);
+    Ok((request, true))
+}
+
+/// One recipient's state.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientView {
+    pub id: Uuid,
+    pub email: String,
+    pub status: String,
+    pub attempts: i32,
+    pub mailjet_message_id: Option<i64>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub resent: bool,
+}
+
+/// A request with its counts per status and one page of recipients.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    #[serde(flatten)]
+    pub request: Accepted,
+    /// `accepted`, `sending` or `completed`.
+    pub status: String,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Recipients per status (`pending`, `sending`, `sent`, `failed`, `suppressed`, `dead`).
+    pub counts: BTreeMap<String, i64>,
+    /// This page, ordered by recipient id.
+    pub items: Vec<RecipientView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next_after: Option<Uuid>,
+}
+
+/// A request row with its status and completion time.
+type ViewRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    i64,
+    i32,
+    Option<DateTime<Utc>>,
+    bool,
+    DateTime<Utc>,
+    String,
+    Option<DateTime<Utc>>,
+);
+
+/// The request `id` with recipients after `after` (at most `limit`, of `status` if given).
+pub async fn view(
+    pool: &PgPool,
+    id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+    status: Option<&str>,
+) -> Result<Option<RequestView>, sqlx::Error> {
+    let row: Option<ViewRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REQUEST_COLUMNS}, status, completed_at FROM email_requests WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((id, key, hash, campaign, template, n, scheduled, test, created, state, completed)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let (request, _) = accepted((
+        id, key, hash, campaign, template, n, scheduled, test, created,
+    ));
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM email_sends WHERE request_id = $1 GROUP BY status",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let mut items: Vec<RecipientView> = sqlx::query_as(
+        "SELECT id, email, status, attempts, mailjet_message_id, last_error, sent_at, resent FROM email_sends
+         WHERE request_id = $1 AND ($2::uuid IS NULL OR id > $2) AND ($3::text IS NULL OR status = $3)
+         ORDER BY id LIMIT $4",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(status)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let next_after = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|i| i.id)
+    } else {
+        None
+    };
+    let mut all: BTreeMap<String, i64> =
+        ["pending", "sending", "sent", "failed", "suppressed", "dead"]
+            .into_iter()
+            .map(|s| (s.to_owned(), 0))
+            .collect();
+    all.extend(counts);
+    Ok(Some(RequestView {
+        request,
+        status: state,
+        completed_at: completed,
+        counts: all,
+        items,
+        next_after,
+    }))
+}

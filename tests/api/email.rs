@@ -1,0 +1,799 @@
+//! Email requests and the email queue: validation that stores nothing, idempotency, and sends
+//! that happen exactly once under kill -9, 429 storms, 5xx bursts and a Postgres restart —
+//! counted by the sandbox's record of every message it accepted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::chaos::{WorkerProcess, wait_port};
+use crate::clients::control;
+use crate::helpers::{
+    TestApp, TestWorker, closed_port, eventually, migrated_database, spawn_app_with, test_env,
+    worker_settings,
+};
+
+const TEMPLATE: i64 = 4_000_000;
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(
+        SandboxConfig {
+            seed: SeedSpec {
+                seed: 3,
+                campaigns: 1,
+                templates: 2,
+                users: 1,
+                channels: 1,
+            },
+            ..SandboxConfig::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("sandbox")
+}
+
+/// A campaign and the sandbox's first template, as the API needs them.
+async fn seed(db: &PgPool) {
+    sqlx::query("INSERT INTO campaigns (id, name) VALUES ('spring', 'Spring')")
+        .execute(db)
+        .await
+        .expect("campaign");
+    sqlx::query("INSERT INTO email_templates (id, name) VALUES ($1, 'Newsletter')")
+        .bind(TEMPLATE)
+        .execute(db)
+        .await
+        .expect("template");
+}
+
+/// Settings for sending through the sandbox's REST API, reconciled quickly.
+fn mailjet_env(env: &mut HashMap<String, String>, sandbox: &Sandbox) {
+    env.insert("MAILJET_ADAPTER".into(), "rest".into());
+    env.insert("MAILJET_API_URL".into(), sandbox.base_url());
+    env.insert("MAILJET_API_KEY".into(), "sandbox-key".into());
+    env.insert("MAILJET_API_SECRET".into(), "sandbox-secret".into());
+    env.insert("MAILJET_RATE_PER_SEC".into(), "400".into());
+    env.insert("UPSTREAM_TIMEOUT_SECS".into(), "1".into());
+    env.insert("EMAIL_RECONCILE_AFTER_SECS".into(), "7".into());
+    env.insert("EMAIL_MAX_ATTEMPTS".into(), "20".into());
+    env.insert(
+        "SCHEDULE_PROCESS_EMAIL_QUEUE".into(),
+        "*/2 * * * * *".into(),
+    );
+}
+
+async fn app(sandbox: &Sandbox, adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    spawn_app_with(url, db, |env| {
+        mailjet_env(env, sandbox);
+        adjust(env);
+    })
+    .await
+}
+
+async fn post(app: &TestApp, key: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut request = app
+        .client
+        .post(app.url("/api/email-requests"))
+        .bearer_auth(&app.env["API_TOKEN"])
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("post");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn recipients(n: usize, domain: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({ "email": format!("r{i}@{domain}"), "name": format!("R {i}"), "variables": { "first_name": format!("R{i}") } }))
+        .collect()
+}
+
+fn request(recipients: Vec<Value>) -> Value {
+    json!({ "campaignId": "spring", "templateId": TEMPLATE, "recipients": recipients })
+}
+
+async fn stored(db: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM email_requests), (SELECT count(*) FROM email_sends)",
+    )
+    .fetch_one(db)
+    .await
+    .expect("counts")
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_400s_and_store_nothing() {
+    let sandbox = sandbox().await;
+    let app = app(&sandbox, |env| {
+        env.insert("EMAIL_MAX_RECIPIENTS".into(), "5".into());
+        env.insert("EMAIL_BODY_LIMIT_BYTES".into(), "4096".into());
+    })
+    .await;
+    let (status, body) = post(&app, None, &request(recipients(1, "example.com"))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Idempotency-Key"),
+        "{body}"
+    );
+
+    let mut bad = recipients(4, "example.com");
+    bad[1]["email"] = json!("not-an-address");
+    bad[3]["email"] = json!("R0@EXAMPLE.com");
+    let (status, body) = post(&app, Some("k-bad"), &request(bad)).await;
+    assert_eq!(status, 400, "{body}");
+    let items = body["error"]["items"].as_array().expect("items by index");
+    let indexes: Vec<u64> = items.iter().filter_map(|i| i["index"].as_u64()).collect();
+    assert_eq!(indexes, [1, 3], "{body}");
+    assert!(
+        items[1]["errors"][0]["problem"]
+            .as_str()
+            .unwrap_or("")
+            .contains("duplicate of recipients[0]"),
+        "{body}"
+    );
+
+    for (what, body, expected) in [
+        ("empty", request(vec![]), "recipients"),
+        (
+            "over the cap",
+            request(recipients(6, "example.com")),
+            "at most 5",
+        ),
+        (
+            "unknown campaign",
+            json!({ "campaignId": "nope", "templateId": TEMPLATE, "recipients": recipients(1, "example.com") }),
+            "no campaign",
+        ),
+        (
+            "unknown template",
+            json!({ "campaignId": "spring", "templateId": 42, "recipients": recipients(1, "example.com") }),
+            "no Mailjet template 42",
+        ),
+        (
+            "unknown field",
+            json!({ "campaignId": "spring", "templateId": TEMPLATE, "recipients": recipients(1, "example.com"), "priority": 1 }),
+            "priority",
+        ),
+        (
+            "bad time",
+            json!({ "campaignId": "spring", "templateId": TEMPLATE, "recipients": recipients(1, "example.com"), "scheduledAt": "tomorrow" }),
+            "scheduledAt",
+        ),
+    ] {
+        let (status, answer) =
+            post(&app, Some(&format!("k-{}", what.replace(' ', "-"))), &body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert!(answer.to_string().contains(expected), "{what}: {answer}");
+    }
+    let (status, _) = post(
+        &app,
+        Some("k-big"),
+        &request(recipients(5, &"x".repeat(900))),
+    )
+    .await;
+    assert_eq!(status, 413, "over EMAIL_BODY_LIMIT_BYTES");
+    assert_eq!(
+        stored(&app.db).await,
+        (0, 0),
+        "nothing stored for any of them"
+    );
+}
+
+#[tokio::test]
+async fn the_same_key_returns_the_first_answer_and_another_body_is_a_conflict() {
+    let sandbox = sandbox().await;
+    let app = app(&sandbox, |_| {}).await;
+    let body = request(recipients(30, "example.com"));
+    // Five at once with one key: one request is stored, all get its answer.
+    let answers =
+        futures_util::future::join_all((0..5).map(|_| post(&app, Some("key-1"), &body))).await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 202, "{answer}");
+        assert_eq!(answer["id"], answers[0].1["id"]);
+        assert_eq!(answer["recipients"], 30);
+    }
+    let (status, answer) = post(&app, Some("key-1"), &request(recipients(31, "example.com"))).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("different request"),
+        "{answer}"
+    );
+    assert_eq!(stored(&app.db).await, (1, 30));
+
+    // Status: counts and pages of recipients.
+    let id = answers[0].1["id"].as_str().expect("id");
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("/api/email-requests/{id}?limit=7");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value = app
+            .client
+            .get(app.url(&url))
+            .bearer_auth(&app.env["API_TOKEN"])
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            page["counts"]["pending"].as_i64().unwrap_or(0)
+                + page["counts"]["sending"].as_i64().unwrap_or(0)
+                + page["counts"]["sent"].as_i64().unwrap_or(0),
+            30,
+            "{page}"
+        );
+        seen.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|i| i["email"].clone()),
+        );
+        match page["nextAfter"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 30, "every recipient once across pages");
+    let response = app
+        .client
+        .get(app.url(&format!("/api/email-requests/{id}?limit=0")))
+        .bearer_auth(&app.env["API_TOKEN"])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 400);
+    let response = app
+        .client
+        .get(app.url("/api/email-requests/00000000-0000-0000-0000-000000000000"))
+        .bearer_auth(&app.env["API_TOKEN"])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 404);
+}
+
+/// What the sandbox accepted: (distinct messages, duplicates).
+async fn sandbox_sends(sandbox: &Sandbox) -> (u64, u64) {
+    let sends = control(sandbox, reqwest::Method::GET, "/_sandbox/sends", None).await;
+    (
+        sends["messages"].as_u64().unwrap_or(0),
+        sends["duplicates"].as_u64().unwrap_or(0),
+    )
+}
+
+async fn statuses(db: &PgPool) -> HashMap<String, i64> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM email_sends GROUP BY status")
+            .fetch_all(db)
+            .await
+            .expect("statuses");
+    rows.into_iter().collect()
+}
+
+async fn wait_all_settled(db: &PgPool, n: i64, limit: Duration) {
+    eventually(limit, &format!("{n} recipients settled"), || async {
+        let s = statuses(db).await;
+        s.get("pending").copied().unwrap_or(0) == 0
+            && s.get("sending").copied().unwrap_or(0) == 0
+            && s.values().sum::<i64>() == n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recipients_are_sent_once_with_per_message_errors_suppressions_and_test_mode() {
+    let sandbox = sandbox().await;
+    let app = app(&sandbox, |_| {}).await;
+    sqlx::query(
+        "INSERT INTO email_suppressions (email, reason) VALUES ('r7@example.com', 'hard_bounce')",
+    )
+    .execute(&app.db)
+    .await
+    .expect("suppression");
+    let mut list = recipients(120, "example.com");
+    // Passes our check (320 characters at most), refused by Mailjet (254 at most, mj-0013)
+    // inside a mixed HTTP 400 answer.
+    list[10]["email"] = json!(format!("{}@example.com", "a".repeat(280)));
+    let (status, answer) = post(&app, Some("send-1"), &request(list)).await;
+    assert_eq!(status, 202, "{answer}");
+    let mut test = request(recipients(3, "test.example.com"));
+    test["testMode"] = json!(true);
+    let (status, _) = post(&app, Some("send-2"), &test).await;
+    assert_eq!(status, 202);
+    let worker = TestWorker::start(worker_settings(&app.env), campaign_sync::jobs::builtin());
+    wait_all_settled(&app.db, 123, Duration::from_secs(60)).await;
+    worker.stop().await;
+    let s = statuses(&app.db).await;
+    let failed = s.get("failed").copied().unwrap_or(0);
+    assert_eq!(s.get("suppressed"), Some(&1), "{s:?}");
+    assert_eq!(s.get("sent").copied().unwrap_or(0) + failed, 122, "{s:?}");
+    let (messages, duplicates) = sandbox_sends(&sandbox).await;
+    assert_eq!(duplicates, 0);
+    assert_eq!(
+        messages as i64,
+        122 - failed,
+        "every sent recipient reached Mailjet once"
+    );
+    let sandboxed = campaign_sync::sandbox::Sandbox::sends(&sandbox)
+        .iter()
+        .filter(|s| s.sandbox_mode)
+        .count();
+    assert_eq!(sandboxed, 3, "testMode → SandboxMode");
+    let (with_id, custom_ok): (i64, bool) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE mailjet_message_id IS NOT NULL), bool_and(status <> 'sent' OR sent_at IS NOT NULL) FROM email_sends WHERE email LIKE '%@example.com'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("ids");
+    assert_eq!(failed, 1, "{s:?}");
+    assert_eq!(
+        with_id, 118,
+        "every sent recipient has its Mailjet message id"
+    );
+    assert!(custom_ok);
+    let error: String =
+        sqlx::query_scalar("SELECT last_error FROM email_sends WHERE status = 'failed'")
+            .fetch_one(&app.db)
+            .await
+            .expect("error");
+    assert!(error.contains("mj-0013"), "{error}");
+    let completed: i64 = sqlx::query_scalar("SELECT count(*) FROM email_requests WHERE status = 'completed' AND completed_at IS NOT NULL")
+        .fetch_one(&app.db)
+        .await
+        .expect("completed");
+    assert_eq!(completed, 2);
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action IN ('email_request.accepted', 'email_request.completed')")
+        .fetch_one(&app.db)
+        .await
+        .expect("audit");
+    assert_eq!(audit, 4);
+}
+
+#[tokio::test]
+async fn a_scheduled_request_waits_for_its_time() {
+    let sandbox = sandbox().await;
+    let app = app(&sandbox, |_| {}).await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let mut body = request(recipients(5, "example.com"));
+    body["scheduledAt"] = json!(at.to_rfc3339());
+    let (status, _) = post(&app, Some("later"), &body).await;
+    assert_eq!(status, 202);
+    let worker = TestWorker::start(worker_settings(&app.env), campaign_sync::jobs::builtin());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sandbox_sends(&sandbox).await.0,
+        0,
+        "nothing before scheduledAt"
+    );
+    wait_all_settled(&app.db, 5, Duration::from_secs(30)).await;
+    worker.stop().await;
+    let first: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT min(sent_at) FROM email_sends")
+            .fetch_one(&app.db)
+            .await
+            .expect("sent");
+    assert!(first >= at, "sent at {first}, scheduled {at}");
+}
+
+/// A request of `n` recipients stored through the store (as the API does).
+async fn store_request(db: &PgPool, key: &str, n: usize) {
+    let input: campaign_sync::store::email_requests::EmailRequestInput =
+        serde_json::from_value(request(recipients(n, "example.com"))).expect("input");
+    campaign_sync::store::email_requests::accept(
+        db,
+        key,
+        &input,
+        &campaign_sync::store::audit::Actor::new("test"),
+        |_| {},
+    )
+    .await
+    .expect("stored");
+}
+
+async fn exactly_once(sandbox: &Sandbox, db: &PgPool, n: i64) {
+    let s = statuses(db).await;
+    assert_eq!(s.get("sent").copied().unwrap_or(0), n, "all sent: {s:?}");
+    let (messages, duplicates) = sandbox_sends(sandbox).await;
+    assert_eq!(
+        (messages as i64, duplicates),
+        (n, 0),
+        "each recipient reached Mailjet exactly once"
+    );
+}
+
+#[tokio::test]
+async fn five_thousand_recipients_survive_three_kill_9s_exactly_once() {
+    let sandbox = sandbox().await;
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    env.insert("LOG_LEVEL".into(), "info".into());
+    // Ten batches in flight (500 recipients claimed at a time), so each worker has plenty
+    // left to do when it is killed.
+    env.insert("MAILJET_RATE_PER_SEC".into(), "40".into());
+    // Slow sends, so that kills land mid-batch.
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(json!({ "endpoint": "mailjet.send", "latency_ms": 40 })),
+    )
+    .await;
+    store_request(&db, "chaos", 5_000).await;
+    let mut kills = 0;
+    for _ in 0..3 {
+        let mut worker = WorkerProcess::spawn(&env);
+        let before = sandbox_sends(&sandbox).await.0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while sandbox_sends(&sandbox).await.0 <= before + 300 {
+            if std::time::Instant::now() > deadline {
+                let log = worker.log();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "the worker sent nothing; the end of its log:\n{}",
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.kill_9();
+        kills += 1;
+    }
+    let sending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_sends WHERE status = 'sending'")
+            .fetch_one(&db)
+            .await
+            .expect("sending");
+    let worker = WorkerProcess::spawn(&env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = statuses(&db).await;
+        if s.get("sent") == Some(&5_000) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = worker.log();
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
+            panic!(
+                "not all sent: {s:?}; the end of the worker's log:\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = worker.log();
+    drop(worker);
+    assert_eq!(kills, 3);
+    exactly_once(&sandbox, &db, 5_000).await;
+    let reconciled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM email_sends WHERE history::text LIKE '%reconciled%' OR resent",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("reconciled");
+    assert!(
+        reconciled >= sending.min(1),
+        "rows left sending were reconciled ({sending} left, {reconciled} reconciled); log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_storm_and_5xx_bursts_neither_lose_nor_duplicate() {
+    let sandbox = sandbox().await;
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    store_request(&db, "storm", 2_000).await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(
+            json!({ "endpoint": "mailjet.send", "rate_limit_for_secs": 3, "retry_after_secs": 1 }),
+        ),
+    )
+    .await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(json!({ "endpoint": "mailjet.send", "error_rate": 0.3, "error_status": 500 })),
+    )
+    .await;
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(json!({ "endpoint": "mailjet.send", "error_rate": 0.1, "error_status": 503 })),
+    )
+    .await;
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    eventually(
+        Duration::from_secs(30),
+        "some sends through the faults",
+        || async { sandbox_sends(&sandbox).await.0 > 500 },
+    )
+    .await;
+    control(&sandbox, reqwest::Method::DELETE, "/_sandbox/faults", None).await;
+    wait_all_settled(&db, 2_000, Duration::from_secs(90)).await;
+    worker.stop().await;
+    let stats = control(&sandbox, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    assert!(
+        stats["endpoints"]["mailjet.send"]["rate_limited"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{stats}"
+    );
+    exactly_once(&sandbox, &db, 2_000).await;
+    let resent: i64 = sqlx::query_scalar("SELECT count(*) FROM email_sends WHERE resent")
+        .fetch_one(&db)
+        .await
+        .expect("resent");
+    assert!(resent > 0, "the ambiguous 500s were reconciled and resent");
+}
+
+/// A PostgreSQL server of our own, to restart mid-send.
+struct OwnPostgres {
+    port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin").join(name))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn as_postgres_user(program: &std::path::Path) -> Command {
+    // initdb and postgres refuse to run as root.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl OwnPostgres {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("cs-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let status = as_postgres_user(&pg_bin("initdb"))
+            .args([
+                "--no-sync",
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(status.success(), "initdb failed");
+        let log = std::env::temp_dir().join(format!("cs-pg-{}.log", uuid::Uuid::new_v4().simple()));
+        let mut pg = OwnPostgres {
+            port: closed_port(),
+            dir,
+            log,
+            child: None,
+        };
+        pg.spawn();
+        pg
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("pg log");
+        let child = as_postgres_user(&pg_bin("postgres"))
+            .arg("-D")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "unix_socket_directories=",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("postgres");
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    /// A fast shutdown (SIGINT): every connection is cut.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[tokio::test]
+async fn sends_go_on_exactly_once_across_a_postgres_restart() {
+    let sandbox = sandbox().await;
+    let mut pg = OwnPostgres::start();
+    let admin = PgPool::connect(&pg.url("postgres"))
+        .await
+        .expect("own postgres");
+    sqlx::query("CREATE DATABASE cs")
+        .execute(&admin)
+        .await
+        .expect("create");
+    admin.close().await;
+    let url = pg.url("cs");
+    let db = PgPool::connect(&url).await.expect("connect");
+    campaign_sync::store::MIGRATOR
+        .run(&db)
+        .await
+        .expect("migrate");
+    seed(&db).await;
+    store_request(&db, "restart", 3_000).await;
+    db.close().await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    // About 500 recipients a second, so the restart lands mid-send.
+    env.insert("MAILJET_RATE_PER_SEC".into(), "10".into());
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    eventually(Duration::from_secs(30), "some sends", || async {
+        sandbox_sends(&sandbox).await.0 > 500
+    })
+    .await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = sandbox_sends(&sandbox).await.0;
+    pg.spawn();
+    let db = PgPool::connect(&url).await.expect("reconnect");
+    wait_all_settled(&db, 3_000, Duration::from_secs(120)).await;
+    worker.stop().await;
+    assert!(
+        during < 3_000,
+        "the restart happened mid-send ({during} sent by then)"
+    );
+    exactly_once(&sandbox, &db, 3_000).await;
+}
+
+#[tokio::test]
+async fn the_send_command_stores_a_csv_once_and_refuses_a_bad_one() {
+    let sandbox = sandbox().await;
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    // No Redis: the request is still stored; the schedule would send it.
+    env.insert(
+        "REDIS_URL".into(),
+        format!("redis://127.0.0.1:{}", closed_port()),
+    );
+    let dir = std::env::temp_dir().join(format!("cs-send-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let good = dir.join("list.csv");
+    let mut csv = String::from("email,name,first_name,offer\n");
+    for i in 0..250 {
+        csv.push_str(&format!("p{i}@example.com,P {i},P{i},{}\n", i % 3));
+    }
+    std::fs::write(&good, csv).expect("csv");
+    let send = |file: &PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_campaign-sync"))
+            .env_clear()
+            .envs(&env)
+            .args([
+                "send",
+                "--campaign",
+                "spring",
+                "--template",
+                &TEMPLATE.to_string(),
+                "--file",
+            ])
+            .arg(file)
+            .output()
+            .expect("send")
+    };
+    let first = send(&good);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("250 recipients"));
+    let again = send(&good);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already stored"));
+    assert_eq!(
+        stored(&db).await,
+        (1, 250),
+        "the same file twice stores it once"
+    );
+    let variables: Value =
+        sqlx::query_scalar("SELECT variables FROM email_sends WHERE email = 'p4@example.com'")
+            .fetch_one(&db)
+            .await
+            .expect("variables");
+    assert_eq!(variables, json!({ "first_name": "P4", "offer": "1" }));
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "email,name\nok@example.com,A\nbroken,B\n").expect("csv");
+    let out = send(&bad);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("recipient 1 (CSV line 3)") && stderr.contains("\"broken\""),
+        "{stderr}"
+    );
+    assert_eq!(stored(&db).await, (1, 250), "nothing stored for a bad file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
