@@ -9,129 +9,20 @@
 //!   statistics request, MAILJET_RATE_PER_SEC=500 (target: 10,000 in ≤ 30 s);
 //! - `sync_slack_users` over 5,000 and 50,000 users, 999 a page (target: 50,000 in ≤ 10 s).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{
+    control, drop_database, peak_rss_mib, requests, reset_peak_rss, sandbox, scratch_database,
+};
 
 use campaign_sync::config::{self, Process};
 use campaign_sync::queue::{EnqueueOptions, Queue};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use tokio::sync::watch;
-
-struct Sandbox {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn sandbox(campaigns: u32, users: u32) -> Sandbox {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new(env!("CARGO_BIN_EXE_campaign-sync"))
-        .args(["sandbox", "--port", &port.to_string()])
-        .args(["--campaigns", &campaigns.to_string()])
-        .args(["--users", &users.to_string()])
-        .args(["--channels", "10", "--templates", "1"])
-        .args(["--slack-tier-scale", "1000"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the sandbox");
-    let sandbox = Sandbox {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        let ready = http
-            .get(format!("{}/_sandbox/requests", sandbox.base))
-            .send()
-            .await;
-        if ready.is_ok() {
-            return sandbox;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the sandbox did not start");
-}
-
-async fn control(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request
-        .send()
-        .await
-        .expect("control")
-        .json()
-        .await
-        .unwrap_or(Value::Null)
-}
-
-async fn requests(base: &str) -> u64 {
-    let stats = control(base, reqwest::Method::GET, "/_sandbox/requests", None).await;
-    stats["endpoints"]
-        .as_object()
-        .map(|e| e.values().filter_map(|v| v["count"].as_u64()).sum())
-        .unwrap_or(0)
-}
-
-/// Peak resident set size of this process in MiB, since the last reset.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-/// Resets the peak RSS to the current RSS (Linux: `echo 5 > /proc/self/clear_refs`).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-async fn scratch_database(admin: &str) -> (String, String, PgPool) {
-    let name = format!("bench_syncs_{}", uuid::Uuid::new_v4().simple());
-    let admin_pool = PgPool::connect(admin).await.expect("connect to Postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-        .execute(&admin_pool)
-        .await
-        .expect("create database");
-    let mut url = url::Url::parse(admin).expect("BENCH_DATABASE_URL");
-    url.set_path(&name);
-    let pool = PgPool::connect(url.as_str()).await.expect("connect");
-    campaign_sync::store::MIGRATOR
-        .run(&pool)
-        .await
-        .expect("migrate");
-    (name, url.to_string(), pool)
-}
-
-async fn drop_database(admin: &str, name: &str) {
-    if let Ok(pool) = PgPool::connect(admin).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-        )))
-        .execute(&pool)
-        .await;
-    }
-}
 
 struct Case {
     job: &'static str,
@@ -140,7 +31,19 @@ struct Case {
 }
 
 async fn run_case(admin: &str, redis_url: &str, case: &Case) {
-    let sandbox = sandbox(case.campaigns.max(1), case.users.max(1)).await;
+    let sandbox = sandbox(&[
+        "--campaigns",
+        &case.campaigns.max(1).to_string(),
+        "--users",
+        &case.users.max(1).to_string(),
+        "--channels",
+        "10",
+        "--templates",
+        "1",
+        "--slack-tier-scale",
+        "1000",
+    ])
+    .await;
     let (name, db_url, db) = scratch_database(admin).await;
     if case.campaigns > 0 {
         sqlx::query("INSERT INTO campaigns (id, name, subject) SELECT 'c' || lpad(i::text, 6, '0'), 'Campaign ' || i, 'Subject ' || i FROM generate_series(0, $1 - 1) i")

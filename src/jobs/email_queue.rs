@@ -33,6 +33,8 @@ use crate::store::audit::{self, Actor};
 pub const NAME: &str = "process_email_queue";
 /// Mailjet Send v3.1 takes at most 50 messages per call.
 pub const BATCH: i64 = 50;
+/// Send calls made from one claim (fewer, larger claims: less work for Postgres).
+const CALLS_PER_CLAIM: i64 = 4;
 /// Sending rows looked at per reconciliation round.
 const RECONCILE_ROUND: i64 = 500;
 
@@ -179,7 +181,9 @@ async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
     let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
     let reconciled = reconcile(&deps.db, &client, settings).await?;
-    let lanes = super::sync_mailjet_stats::concurrency(deps.settings.mailjet.rate_per_sec);
+    // As many calls in flight as the stats sync would make, CALLS_PER_CLAIM per lane.
+    let calls = super::sync_mailjet_stats::concurrency(deps.settings.mailjet.rate_per_sec);
+    let lanes = (calls / CALLS_PER_CLAIM as usize).max(2);
     let results = futures_util::future::join_all(
         (0..lanes).map(|_| lane(&deps.db, &client, settings.max_attempts)),
     )
@@ -238,48 +242,56 @@ async fn lane(
     max_attempts: i32,
 ) -> Result<Tally, JobError> {
     let mut tally = Tally::default();
-    let mut started_requests: HashSet<Uuid> = HashSet::new();
-    loop {
-        let claimed = claim(db, &mut tally).await?;
-        if claimed.is_empty() {
-            return Ok(tally);
-        }
-        let new_requests: Vec<Uuid> = claimed
-            .iter()
-            .map(|c| c.request_id)
-            .filter(|r| started_requests.insert(*r))
-            .collect();
-        if !new_requests.is_empty() {
-            sqlx::query("UPDATE email_requests SET status = 'sending' WHERE id = ANY($1) AND status = 'accepted'")
-                .bind(&new_requests)
-                .execute(db)
-                .await?;
-        }
-        let requests: Vec<Uuid> = {
-            let set: HashSet<Uuid> = claimed.iter().map(|c| c.request_id).collect();
-            set.into_iter().collect()
-        };
-        let mut stop = None;
-        for test_mode in [false, true] {
-            let part: Vec<&Claimed> = claimed
+    let mut seen_requests: HashSet<Uuid> = HashSet::new();
+    let result = async {
+        loop {
+            let claimed = claim(db, BATCH * CALLS_PER_CLAIM, &mut tally).await?;
+            if claimed.is_empty() {
+                return Ok(());
+            }
+            let new_requests: Vec<Uuid> = claimed
                 .iter()
-                .filter(|c| c.test_mode == test_mode)
+                .map(|c| c.request_id)
+                .filter(|r| seen_requests.insert(*r))
                 .collect();
-            if part.is_empty() {
-                continue;
+            if !new_requests.is_empty() {
+                sqlx::query("UPDATE email_requests SET status = 'sending' WHERE id = ANY($1) AND status = 'accepted'")
+                    .bind(&new_requests)
+                    .execute(db)
+                    .await?;
             }
-            let (outcomes, fatal) = send(client, &part, test_mode, max_attempts).await;
+            // Up to CALLS_PER_CLAIM Send calls at once, one SandboxMode per call.
+            let mut calls: Vec<(bool, Vec<&Claimed>)> = Vec::new();
+            for test_mode in [false, true] {
+                let part: Vec<&Claimed> = claimed.iter().filter(|c| c.test_mode == test_mode).collect();
+                for chunk in part.chunks(BATCH as usize) {
+                    calls.push((test_mode, chunk.to_vec()));
+                }
+            }
+            let answers = futures_util::future::join_all(
+                calls.iter().map(|(test_mode, batch)| send(client, batch, *test_mode, max_attempts)),
+            )
+            .await;
+            let mut outcomes = Vec::with_capacity(claimed.len());
+            let mut stop = None;
+            for (o, fatal) in answers {
+                outcomes.extend(o);
+                if let Some(e) = fatal {
+                    stop = Some(e);
+                }
+            }
             settle(db, &outcomes, &mut tally).await?;
-            if let Some(e) = fatal {
-                stop = Some(e);
+            tally.batches += calls.len() as u64;
+            if let Some(e) = stop {
+                return Err(e);
             }
-        }
-        complete(db, &requests).await?;
-        tally.batches += 1;
-        if let Some(e) = stop {
-            return Err(e);
         }
     }
+    .await;
+    // Requests this lane worked on that have nothing left to do.
+    let requests: Vec<Uuid> = seen_requests.into_iter().collect();
+    complete(db, &requests).await?;
+    result.map(|()| tally)
 }
 
 /// A claimed row as the claim returns it (the last column is the new status).
@@ -287,7 +299,7 @@ type ClaimRow = (Uuid, Uuid, String, String, Value, i32, i64, bool, String);
 
 /// Claims up to one batch of due recipients: suppressed addresses are settled at once, the
 /// rest committed as `sending` with one more attempt.
-async fn claim(db: &PgPool, tally: &mut Tally) -> Result<Vec<Claimed>, JobError> {
+async fn claim(db: &PgPool, limit: i64, tally: &mut Tally) -> Result<Vec<Claimed>, JobError> {
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH picked AS (
              SELECT s.id, r.template_id, r.test_mode, sup.reason
@@ -309,7 +321,7 @@ async fn claim(db: &PgPool, tally: &mut Tally) -> Result<Vec<Claimed>, JobError>
          FROM picked p WHERE s.id = p.id
          RETURNING s.id, s.request_id, s.email, s.name, s.variables, s.attempts, p.template_id, p.test_mode, s.status",
     )
-    .bind(BATCH)
+    .bind(limit)
     .fetch_all(db)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());

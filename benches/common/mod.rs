@@ -1,0 +1,127 @@
+//! What the benchmarks share: the sandbox as its own process (so a benchmark's peak RSS is
+//! its own), a scratch database, the sandbox's request counts and peak RSS.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+pub struct Sandbox {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `campaign-sync sandbox` with `args` on a free port and waits until it answers.
+pub async fn sandbox(args: &[&str]) -> Sandbox {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let child = Command::new(env!("CARGO_BIN_EXE_campaign-sync"))
+        .args(["sandbox", "--port", &port.to_string()])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the sandbox");
+    let sandbox = Sandbox {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let ready = http
+            .get(format!("{}/_sandbox/requests", sandbox.base))
+            .send()
+            .await;
+        if ready.is_ok() {
+            return sandbox;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the sandbox did not start");
+}
+
+pub async fn control(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request
+        .send()
+        .await
+        .expect("control")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+pub async fn requests(base: &str) -> u64 {
+    let stats = control(base, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    stats["endpoints"]
+        .as_object()
+        .map(|e| e.values().filter_map(|v| v["count"].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Peak resident set size of this process in MiB, since the last reset.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Resets the peak RSS to the current RSS (Linux: `echo 5 > /proc/self/clear_refs`).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub async fn scratch_database(admin: &str) -> (String, String, PgPool) {
+    let name = format!("bench_syncs_{}", uuid::Uuid::new_v4().simple());
+    let admin_pool = PgPool::connect(admin).await.expect("connect to Postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&admin_pool)
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(admin).expect("BENCH_DATABASE_URL");
+    url.set_path(&name);
+    let pool = PgPool::connect(url.as_str()).await.expect("connect");
+    campaign_sync::store::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate");
+    (name, url.to_string(), pool)
+}
+
+pub async fn drop_database(admin: &str, name: &str) {
+    if let Ok(pool) = PgPool::connect(admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+        )))
+        .execute(&pool)
+        .await;
+    }
+}
