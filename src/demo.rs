@@ -260,6 +260,13 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  API        curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/campaigns");
     println!("  metrics    curl -H \"Authorization: Bearer $METRICS_TOKEN\" {base}/metrics");
     println!(
+        "  send email curl -H \"Authorization: Bearer $API_TOKEN\" -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n             -d '{{\"campaignId\":\"demo-campaign-1\",\"templateId\":4000000,\"recipients\":[{{\"email\":\"ada@example.com\",\"name\":\"Ada\"}}]}}' {base}/api/email-requests"
+    );
+    println!(
+        "             (templates are imported within a minute; then GET {base}/api/email-requests/<id>; the sandbox's {}/_sandbox/sends lists what Mailjet accepted)",
+        sandbox.base_url()
+    );
+    println!(
         "  schedules  every 10–60 s; `campaign-sync jobs list` shows them (same DATABASE_URL and REDIS_URL)"
     );
     println!("  Ctrl-C stops everything.");
