@@ -55,11 +55,13 @@ pub async fn run(
     let registry = Arc::new(registry);
     let db = store::pool(&settings.database, "worker")?;
     let conn = redis_conn::connection(&settings.redis)?;
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let deps = Arc::new(JobDeps {
         db,
         redis: conn.clone(),
         prefix: settings.redis.key_prefix.clone(),
         settings: settings.clone(),
+        stopping,
     });
     let queues = queues(&settings, &conn, &registry);
     let name = consumer_name();
@@ -118,6 +120,7 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutdown requested; finishing running tasks");
+        let _ = stopping_tx.send(true);
         Ok::<(), std::io::Error>(())
     };
     let result = monitor.run_with_signal(signal).await;

@@ -185,7 +185,7 @@ async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
     let calls = super::sync_mailjet_stats::concurrency(deps.settings.mailjet.rate_per_sec);
     let lanes = (calls / CALLS_PER_CLAIM as usize).max(2);
     let results = futures_util::future::join_all(
-        (0..lanes).map(|_| lane(&deps.db, &client, settings.max_attempts)),
+        (0..lanes).map(|_| lane(&deps.db, &client, settings.max_attempts, &deps.stopping)),
     )
     .await;
     let mut tally = Tally::default();
@@ -240,11 +240,17 @@ async fn lane(
     db: &PgPool,
     client: &impl MailjetClient,
     max_attempts: i32,
+    stopping: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Tally, JobError> {
     let mut tally = Tally::default();
     let mut seen_requests: HashSet<Uuid> = HashSet::new();
     let result = async {
         loop {
+            // A stopping worker sends what it has claimed and claims no more: the rest is
+            // left pending for the next run, not cut off mid-call.
+            if *stopping.borrow() {
+                return Ok(());
+            }
             let claimed = claim(db, BATCH * CALLS_PER_CLAIM, &mut tally).await?;
             if claimed.is_empty() {
                 return Ok(());

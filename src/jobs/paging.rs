@@ -90,6 +90,7 @@ pub async fn pass<F: Fetch + Sync, W: Write<F::Item> + Send>(
     run_id: Uuid,
     source: &F,
     sink: &mut W,
+    stopping: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Pass, JobError> {
     let resumed = resume_point(db_pool, job).await?;
     let mut position = resumed.clone().unwrap_or_else(|| Position {
@@ -116,6 +117,12 @@ pub async fn pass<F: Fetch + Sync, W: Write<F::Item> + Send>(
         if position.next.is_empty() {
             write_page.await?;
             break;
+        }
+        if *stopping.borrow() {
+            write_page.await?;
+            return Err(JobError::Retry(
+                "the worker is stopping; the next run goes on from the saved cursor".to_owned(),
+            ));
         }
         let (written, next_page) = tokio::join!(write_page, source.fetch(&position.next));
         written?;

@@ -61,6 +61,9 @@ pub struct JobDeps {
     pub prefix: String,
     /// The settings.
     pub settings: Arc<crate::config::Settings>,
+    /// Becomes true when the worker is asked to stop: long jobs finish what they have in hand
+    /// and stop taking more, so they end within the grace period.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for JobDeps {

@@ -56,7 +56,7 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
             workspace: &workspace,
             tally: Tally::default(),
         };
-        let pass = paging::pass(&deps.db, NAME, run_id, &source, &mut sink).await?;
+        let pass = paging::pass(&deps.db, NAME, run_id, &source, &mut sink, &deps.stopping).await?;
         let tally = sink.tally;
         let gone = sqlx::query(
             "UPDATE slack_integrations SET is_active = false, updated_at = now()

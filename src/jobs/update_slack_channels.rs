@@ -37,7 +37,7 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
         let page_size = deps.settings.slack.page_size;
         let source = Channels { client: &client, page_size };
         let mut sink = Sink { workspace: &workspace, pattern: &pattern, tally: Tally::default() };
-        let pass = paging::pass(&deps.db, NAME, run_id, &source, &mut sink).await?;
+        let pass = paging::pass(&deps.db, NAME, run_id, &source, &mut sink, &deps.stopping).await?;
         let tally = sink.tally;
         let gone = sqlx::query(
             "UPDATE slack_channels SET is_archived = true, updated_at = now()

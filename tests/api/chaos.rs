@@ -51,7 +51,7 @@ impl WorkerProcess {
     }
 
     /// SIGTERM, then the exit status and how long it took.
-    fn terminate(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    pub(crate) fn terminate(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
         let started = Instant::now();
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

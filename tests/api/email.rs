@@ -499,6 +499,59 @@ async fn five_thousand_recipients_survive_three_kill_9s_exactly_once() {
     );
 }
 
+// Multi-threaded: the sandbox runs in this test's runtime and must answer while the test
+// waits for the worker to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_send_finishes_the_calls_in_hand_and_leaves_the_rest_pending() {
+    let sandbox = sandbox().await;
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    env.insert("MAILJET_RATE_PER_SEC".into(), "40".into());
+    env.insert("WORKER_SHUTDOWN_TIMEOUT_SECS".into(), "10".into());
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(json!({ "endpoint": "mailjet.send", "latency_ms": 300 })),
+    )
+    .await;
+    store_request(&db, "deploy", 3_000).await;
+    let mut worker = WorkerProcess::spawn(&env);
+    eventually(Duration::from_secs(30), "some sends", || async {
+        sandbox_sends(&sandbox).await.0 >= 200
+    })
+    .await;
+    let (status, took) = tokio::task::block_in_place(|| worker.terminate(Duration::from_secs(20)));
+    assert!(status.success(), "exit {status:?}; log:\n{}", worker.log());
+    assert!(
+        took < Duration::from_secs(10),
+        "stopped within the grace period ({took:?})"
+    );
+    let s = statuses(&db).await;
+    let errors: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT DISTINCT last_error FROM email_sends WHERE status = 'sending'")
+            .fetch_all(&db)
+            .await
+            .expect("errors");
+    assert_eq!(
+        s.get("sending"),
+        None,
+        "nothing cut off mid-call: {s:?} {errors:?}; log:\n{}",
+        worker.log()
+    );
+    assert!(
+        s.get("pending").copied().unwrap_or(0) > 0,
+        "the rest waits: {s:?}"
+    );
+    drop(worker);
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    wait_all_settled(&db, 3_000, Duration::from_secs(90)).await;
+    worker.stop().await;
+    exactly_once(&sandbox, &db, 3_000).await;
+}
+
 #[tokio::test]
 async fn a_429_storm_and_5xx_bursts_neither_lose_nor_duplicate() {
     let sandbox = sandbox().await;
