@@ -850,3 +850,48 @@ async fn the_send_command_stores_a_csv_once_and_refuses_a_bad_one() {
     assert_eq!(stored(&db).await, (1, 250), "nothing stored for a bad file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn without_a_message_search_a_stale_send_is_resent_once_then_left_dead_for_a_person() {
+    let sandbox = sandbox().await;
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    // The MCP agent cannot look messages up: only a `sent` event is evidence.
+    env.insert("MAILJET_ADAPTER".into(), "agent".into());
+    env.insert("MAILJET_MCP_URL".into(), sandbox.base_url());
+    env.insert(
+        "MAILJET_MCP_TOKEN".into(),
+        "sandbox-mcp-signing-secret".into(),
+    );
+    store_request(&db, "stale", 3).await;
+    // As a crash leaves them: two never resent, one already resent once.
+    sqlx::query("UPDATE email_sends SET status = 'sending', attempts = 1, sending_started_at = now() - interval '1 hour'")
+        .execute(&db)
+        .await
+        .expect("stale");
+    sqlx::query("UPDATE email_sends SET resent = true WHERE email = 'r2@example.com'")
+        .execute(&db)
+        .await
+        .expect("resent");
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    wait_all_settled(&db, 3, Duration::from_secs(30)).await;
+    worker.stop().await;
+    let rows: Vec<(String, String, bool, String)> = sqlx::query_as(
+        "SELECT email, status, resent, history::text FROM email_sends ORDER BY email",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("rows");
+    assert_eq!(rows[0].0, "r0@example.com");
+    assert_eq!((rows[0].1.as_str(), rows[0].2), ("sent", true), "{rows:?}");
+    assert!(rows[0].3.contains("resent once"), "{rows:?}");
+    assert_eq!((rows[2].1.as_str(), rows[2].2), ("dead", true), "{rows:?}");
+    assert!(rows[2].3.contains("check Mailjet"), "{rows:?}");
+    assert_eq!(
+        sandbox_sends(&sandbox).await,
+        (2, 0),
+        "two resent, the dead one not"
+    );
+}

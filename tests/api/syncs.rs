@@ -645,3 +645,64 @@ async fn sync_mailjet_templates_imports_variables_through_either_adapter_and_iso
             .expect("rows");
     assert_eq!(snapshot, again);
 }
+
+#[tokio::test]
+async fn sync_mailjet_stats_counts_a_bad_campaign_against_itself_and_rides_out_a_429_storm() {
+    let seed = SeedSpec {
+        seed: 13,
+        campaigns: 30,
+        templates: 1,
+        users: 1,
+        channels: 1,
+    };
+    let (sandbox, env, db) = slack_setup(seed, |_| {}).await;
+    for i in 0..30 {
+        let id = format!("c{i:02}");
+        sqlx::query("INSERT INTO campaigns (id, name) VALUES ($1, $1)")
+            .bind(&id)
+            .execute(&db)
+            .await
+            .expect("campaign");
+        // c07 is mapped to something that is not a Mailjet id.
+        let external = if i == 7 {
+            "not-a-number".to_owned()
+        } else {
+            (7_000_000 + i).to_string()
+        };
+        sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id) VALUES ('mailjet', $1, $2)")
+            .bind(external)
+            .bind(&id)
+            .execute(&db)
+            .await
+            .expect("mapping");
+    }
+    control(&sandbox, reqwest::Method::POST, "/_sandbox/faults", Some(serde_json::json!({ "endpoint": "mailjet.agent.campaigns.statistics", "rate_limit_for_secs": 2, "retry_after_secs": 1 }))).await;
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    run_once(&env, &db, "sync_mailjet_stats", 1).await;
+    worker.stop().await;
+    let (synced, failed, counts) = last_counts(&db, "sync_mailjet_stats").await;
+    assert_eq!((synced, failed), (29, 1), "{counts}");
+    assert!(
+        counts["errors"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("c07:"),
+        "{counts}"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(DISTINCT campaign_id) FROM email_statistics"
+        )
+        .await,
+        29
+    );
+    let stats = control(&sandbox, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    assert!(
+        stats["endpoints"]["mailjet.agent.campaigns.statistics"]["rate_limited"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "the storm was felt: {stats}"
+    );
+}
