@@ -198,6 +198,7 @@ async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
             }
         }
     }
+    complete(&deps.db).await?;
     if tally.batches > 0 || reconciled > 0 {
         tracing::info!(
             sent = tally.sent,
@@ -251,8 +252,8 @@ async fn lane(
             if *stopping.borrow() {
                 return Ok(());
             }
-            let claimed = claim(db, BATCH * CALLS_PER_CLAIM, &mut tally).await?;
-            if claimed.is_empty() {
+            let (claimed, touched) = claim(db, BATCH * CALLS_PER_CLAIM, &mut tally).await?;
+            if touched == 0 {
                 return Ok(());
             }
             let new_requests: Vec<Uuid> = claimed
@@ -294,9 +295,6 @@ async fn lane(
         }
     }
     .await;
-    // Requests this lane worked on that have nothing left to do.
-    let requests: Vec<Uuid> = seen_requests.into_iter().collect();
-    complete(db, &requests).await?;
     result.map(|()| tally)
 }
 
@@ -305,7 +303,12 @@ type ClaimRow = (Uuid, Uuid, String, String, Value, i32, i64, bool, String);
 
 /// Claims up to one batch of due recipients: suppressed addresses are settled at once, the
 /// rest committed as `sending` with one more attempt.
-async fn claim(db: &PgPool, limit: i64, tally: &mut Tally) -> Result<Vec<Claimed>, JobError> {
+/// Returns the recipients to send and how many rows the claim settled or took.
+async fn claim(
+    db: &PgPool,
+    limit: i64,
+    tally: &mut Tally,
+) -> Result<(Vec<Claimed>, usize), JobError> {
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH picked AS (
              SELECT s.id, r.template_id, r.test_mode, sup.reason
@@ -330,6 +333,7 @@ async fn claim(db: &PgPool, limit: i64, tally: &mut Tally) -> Result<Vec<Claimed
     .bind(limit)
     .fetch_all(db)
     .await?;
+    let touched = rows.len();
     let mut claimed = Vec::with_capacity(rows.len());
     for (id, request_id, email, name, variables, attempts, template_id, test_mode, status) in rows {
         if status == "suppressed" {
@@ -348,7 +352,7 @@ async fn claim(db: &PgPool, limit: i64, tally: &mut Tally) -> Result<Vec<Claimed
             test_mode,
         });
     }
-    Ok(claimed)
+    Ok((claimed, touched))
 }
 
 /// A recipient that may be tried again, or dead after its last attempt.
@@ -572,14 +576,15 @@ async fn settle(db: &PgPool, outcomes: &[Outcome], tally: &mut Tally) -> Result<
 }
 
 /// Marks requests with nothing left to do as completed, with an audit entry.
-async fn complete(db: &PgPool, requests: &[Uuid]) -> Result<(), JobError> {
+/// (Whoever settled the last recipient — a batch, a reconciliation, a `sent` event, a
+/// suppression — the next run's end completes the request.)
+async fn complete(db: &PgPool) -> Result<(), JobError> {
     let done: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE email_requests r SET status = 'completed', completed_at = now()
-         WHERE r.id = ANY($1) AND r.status <> 'completed'
+         WHERE r.status <> 'completed'
            AND NOT EXISTS (SELECT 1 FROM email_sends s WHERE s.request_id = r.id AND s.status IN ('pending', 'sending'))
          RETURNING r.id",
     )
-    .bind(requests)
     .fetch_all(db)
     .await?;
     for id in done {

@@ -895,3 +895,52 @@ async fn without_a_message_search_a_stale_send_is_resent_once_then_left_dead_for
         "two resent, the dead one not"
     );
 }
+
+#[tokio::test]
+async fn a_request_of_only_suppressed_addresses_completes_and_the_next_batch_still_goes() {
+    let sandbox = sandbox().await;
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    // The first 300 (more than one claim) are suppressed; the rest are not.
+    sqlx::query("INSERT INTO email_suppressions (email, reason) SELECT 'r' || i || '@example.com', 'unsubscribe' FROM generate_series(0, 299) i")
+        .execute(&db)
+        .await
+        .expect("suppressions");
+    store_request(&db, "suppressed", 300).await;
+    let input: campaign_sync::store::email_requests::EmailRequestInput =
+        serde_json::from_value(request(recipients(20, "other.example.com"))).expect("input");
+    campaign_sync::store::email_requests::accept(
+        &db,
+        "later",
+        &input,
+        &campaign_sync::store::audit::Actor::new("test"),
+        |_| {},
+    )
+    .await
+    .expect("stored");
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    wait_all_settled(&db, 320, Duration::from_secs(30)).await;
+    eventually(
+        Duration::from_secs(10),
+        "both requests completed",
+        || async { count_completed(&db).await == 2 },
+    )
+    .await;
+    worker.stop().await;
+    let s = statuses(&db).await;
+    assert_eq!(
+        (s.get("suppressed"), s.get("sent")),
+        (Some(&300), Some(&20)),
+        "{s:?}"
+    );
+    assert_eq!(sandbox_sends(&sandbox).await, (20, 0));
+}
+
+async fn count_completed(db: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM email_requests WHERE status = 'completed'")
+        .fetch_one(db)
+        .await
+        .expect("completed")
+}

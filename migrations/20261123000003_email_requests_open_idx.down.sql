@@ -1,0 +1,1 @@
+DROP INDEX email_requests_open_idx;
