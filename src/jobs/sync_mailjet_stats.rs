@@ -63,8 +63,8 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, run_id| async move {
         let deps = &ctx.deps;
         let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone()).map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-        let matched = match_by_subject(&deps.db, &client).await?;
         let parallel = concurrency(deps.settings.mailjet.rate_per_sec);
+        let matched = match_by_subject(&deps.db, &client, parallel).await?;
         let (mut synced, mut missing, mut failed) = (0usize, 0usize, 0usize);
         let mut errors: Vec<String> = Vec::new();
         let mut after = String::new();
@@ -119,46 +119,52 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
 async fn match_by_subject(
     pool: &sqlx::PgPool,
     client: &impl MailjetClient,
+    parallel: usize,
 ) -> Result<usize, JobError> {
     let unmapped: Vec<(String, String)> = sqlx::query_as(
         "SELECT c.id, c.subject FROM campaigns c WHERE c.active AND c.subject IS NOT NULL AND c.subject <> ''
            AND NOT EXISTS (SELECT 1 FROM mcp_integrations m WHERE m.service = 'mailjet' AND m.internal_id = c.id) ORDER BY c.id",
     )
     .fetch_all(pool)
-    .await
-    ?;
-    let mut matched = 0;
-    for (campaign, subject) in unmapped {
-        let found = match client.find_campaign_by_subject(&subject).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(campaign, error = %e, "matching by subject failed");
-                continue;
+    .await?;
+    let results: Vec<Result<bool, JobError>> = futures_util::stream::iter(unmapped)
+        .map(|(campaign, subject)| async move {
+            let found = match client.find_campaign_by_subject(&subject).await {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    tracing::warn!(campaign, error = %e, "matching by subject failed");
+                    return Ok(false);
+                }
+            };
+            // A Mailjet campaign already mapped to another campaign stays where it is.
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id, matched_by, metadata) VALUES ('mailjet', $1, $2, 'subject', $3) ON CONFLICT DO NOTHING")
+                .bind(found.id.to_string())
+                .bind(&campaign)
+                .bind(json!({ "subject": found.subject }))
+                .execute(&mut *tx)
+                .await?;
+            if inserted.rows_affected() == 1 {
+                crate::store::audit::record(
+                    &mut tx,
+                    &crate::store::audit::Actor::new("worker"),
+                    "campaign.mapped",
+                    "campaign",
+                    &campaign,
+                    json!({ "mailjet": found.id, "matched_by": "subject" }),
+                )
+                .await?;
             }
-        };
-        let Some(found) = found else { continue };
-        // A Mailjet campaign already mapped to another campaign stays where it is.
-        let inserted = sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id, matched_by, metadata) VALUES ('mailjet', $1, $2, 'subject', $3) ON CONFLICT DO NOTHING")
-            .bind(found.id.to_string())
-            .bind(&campaign)
-            .bind(json!({ "subject": found.subject }))
-            .execute(pool)
-            .await
-            ?;
-        if inserted.rows_affected() == 1 {
-            matched += 1;
-            let mut conn = pool.acquire().await?;
-            let actor = crate::store::audit::Actor::new("worker");
-            crate::store::audit::record(
-                &mut conn,
-                &actor,
-                "campaign.mapped",
-                "campaign",
-                &campaign,
-                json!({ "mailjet": found.id, "matched_by": "subject" }),
-            )
-            .await?;
-        }
+            tx.commit().await?;
+            Ok(inserted.rows_affected() == 1)
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    let mut matched = 0;
+    for r in results {
+        matched += usize::from(r?);
     }
     Ok(matched)
 }
