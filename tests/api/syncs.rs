@@ -706,3 +706,63 @@ async fn sync_mailjet_stats_counts_a_bad_campaign_against_itself_and_rides_out_a
         "the storm was felt: {stats}"
     );
 }
+
+#[tokio::test]
+async fn a_stopping_worker_ends_a_slack_sync_at_a_saved_page_and_the_next_run_resumes() {
+    let seed = SeedSpec {
+        seed: 21,
+        campaigns: 1,
+        templates: 1,
+        users: 500,
+        channels: 1,
+    };
+    let (sandbox, mut env, db) = slack_setup(seed.clone(), |_| {}).await;
+    env.insert("SLACK_PAGE_SIZE".into(), "25".into());
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(serde_json::json!({ "endpoint": "slack.users.list", "latency_ms": 200 })),
+    )
+    .await;
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    let queue = Queue::new(redis_conn().await, &env["REDIS_KEY_PREFIX"], "default");
+    queue
+        .enqueue("sync_slack_users", Value::Null, EnqueueOptions::default())
+        .await
+        .expect("enqueue");
+    eventually(Duration::from_secs(30), "a few pages", || async {
+        count(&db, "SELECT count(*) FROM slack_integrations").await >= 75
+    })
+    .await;
+    let started = std::time::Instant::now();
+    worker.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped at the next page, not after the grace period ({:?})",
+        started.elapsed()
+    );
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM sync_runs WHERE job = 'sync_slack_users'")
+            .fetch_one(&db)
+            .await
+            .expect("run");
+    assert_eq!(status, "failed");
+    assert!(error.unwrap_or_default().contains("stopping"));
+    control(&sandbox, reqwest::Method::DELETE, "/_sandbox/faults", None).await;
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    run_once(&env, &db, "sync_slack_users", 1).await;
+    worker.stop().await;
+    let (_, _, counts) = last_counts(&db, "sync_slack_users").await;
+    assert_eq!(counts["resumed"], true, "{counts}");
+    let humans = World::seeded(&seed)
+        .workspace
+        .users
+        .iter()
+        .filter(|u| !u.is_bot)
+        .count();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM slack_integrations").await as usize,
+        humans
+    );
+}
