@@ -147,10 +147,7 @@ pub fn slack_from_settings(
     redis: ConnectionManager,
 ) -> anyhow::Result<slack::SlackClient> {
     let s = &settings.slack;
-    let workspace = s
-        .workspace_id
-        .clone()
-        .unwrap_or_else(|| "default".to_owned());
+    let workspace = s.workspace().to_owned();
     let credential = match (&s.client_id, &s.client_secret, &settings.security.encryption_key) {
         (Some(client_id), Some(client_secret), Some(key)) => slack_tokens::SlackCredential::Rotating(std::sync::Arc::new(slack_tokens::TokenStore {
             db,

@@ -237,6 +237,14 @@ pub struct SlackSettings {
     pub sync_presence: bool,
 }
 
+impl SlackSettings {
+    /// The workspace this deployment serves, as every Slack row, cache key, rate-limit key and
+    /// stored token is keyed: `SLACK_WORKSPACE_ID`, or `default` when it is not set.
+    pub fn workspace(&self) -> &str {
+        self.workspace_id.as_deref().unwrap_or("default")
+    }
+}
+
 /// `SLACK_CHANNEL_PATTERN` split around its one `{slug}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChannelPattern {

@@ -46,14 +46,14 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
             deps.redis.clone(),
         )
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-        let workspace = workspace_of(&deps.settings);
+        let workspace = deps.settings.slack.workspace();
         let page_size = deps.settings.slack.page_size;
         let source = Users {
             client: &client,
             page_size,
         };
         let mut sink = Sink {
-            workspace: &workspace,
+            workspace,
             tally: Tally::default(),
         };
         let pass = paging::pass(&deps.db, NAME, run_id, &source, &mut sink, &deps.stopping).await?;
@@ -62,13 +62,13 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
             "UPDATE slack_integrations SET is_active = false, updated_at = now()
              WHERE workspace_id = $1 AND is_active AND last_synced < $2",
         )
-        .bind(&workspace)
+        .bind(workspace)
         .bind(pass.started_at)
         .execute(&deps.db)
         .await?
         .rows_affected();
         let (presence_ok, presence_failed) = if deps.settings.slack.sync_presence {
-            presence(&deps.db, &client, &workspace).await?
+            presence(&deps.db, &client, workspace).await?
         } else {
             (0, 0)
         };
@@ -121,15 +121,6 @@ impl paging::Write<SlackUser> for Sink<'_> {
     ) -> Result<(), JobError> {
         write_page(tx, self.workspace, users, &mut self.tally).await
     }
-}
-
-/// The workspace rows are stored under (`SLACK_WORKSPACE_ID`, else `default`).
-pub fn workspace_of(settings: &crate::config::Settings) -> String {
-    settings
-        .slack
-        .workspace_id
-        .clone()
-        .unwrap_or_else(|| "default".to_owned())
 }
 
 /// Whether `user` is a bot (Slackbot has `is_bot: false` but is one).

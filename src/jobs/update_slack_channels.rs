@@ -32,25 +32,25 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
         let deps = &ctx.deps;
         let client = crate::clients::slack_from_settings(&deps.settings, deps.db.clone(), deps.redis.clone())
             .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-        let workspace = super::sync_slack_users::workspace_of(&deps.settings);
+        let workspace = deps.settings.slack.workspace();
         let pattern = deps.settings.slack.channel_pattern.clone();
         let page_size = deps.settings.slack.page_size;
         let source = Channels { client: &client, page_size };
-        let mut sink = Sink { workspace: &workspace, pattern: &pattern, tally: Tally::default() };
+        let mut sink = Sink { workspace, pattern: &pattern, tally: Tally::default() };
         let pass = paging::pass(&deps.db, NAME, run_id, &source, &mut sink, &deps.stopping).await?;
         let tally = sink.tally;
         let gone = sqlx::query(
             "UPDATE slack_channels SET is_archived = true, updated_at = now()
              WHERE workspace_id = $1 AND NOT is_archived AND last_synced < $2",
         )
-        .bind(&workspace)
+        .bind(workspace)
         .bind(pass.started_at)
         .execute(&deps.db)
         .await
         ?
         .rows_affected();
         let mapped_total: i64 = sqlx::query_scalar("SELECT count(*) FROM slack_channels WHERE workspace_id = $1 AND campaign_id IS NOT NULL")
-            .bind(&workspace)
+            .bind(workspace)
             .fetch_one(&deps.db)
             .await
             ?;

@@ -62,6 +62,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<(), JobError> {
             slack_event(
                 &mut tx,
                 &deps.prefix,
+                deps.settings.slack.workspace(),
                 &event_type,
                 &payload,
                 &mut stale_keys,
@@ -168,14 +169,16 @@ async fn mailjet(
     Ok(Applied::Done)
 }
 
+/// Rows and cache keys are those of the deployment's workspace (`SLACK_WORKSPACE_ID`), as the
+/// syncs and the Slack client key them, not the envelope's `team_id`.
 async fn slack_event(
     tx: &mut PgConnection,
     prefix: &str,
+    workspace: &str,
     event: &str,
     envelope: &Value,
     stale: &mut Vec<String>,
 ) -> Result<Applied, JobError> {
-    let workspace = envelope["team_id"].as_str().unwrap_or("");
     let inner = &envelope["event"];
     match event {
         "user_change" | "team_join" => {

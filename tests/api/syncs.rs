@@ -766,3 +766,59 @@ async fn a_stopping_worker_ends_a_slack_sync_at_a_saved_page_and_the_next_run_re
         humans
     );
 }
+
+#[tokio::test]
+async fn a_slack_event_and_the_users_sync_keep_one_row_per_user() {
+    let seed = SeedSpec {
+        seed: 22,
+        campaigns: 1,
+        templates: 1,
+        users: 10,
+        channels: 1,
+    };
+    let world = World::seeded(&seed);
+    let user = &world.workspace.users[0];
+    let (_sandbox, env, db) = slack_setup(seed, |_| {}).await;
+    // A user_change event as the receiver stores it: Slack's envelope names its team id.
+    let envelope = serde_json::json!({
+        "type": "event_callback", "team_id": "T0SANDBOX1", "event_id": "Ev1",
+        "event": { "type": "user_change", "user": { "id": user.id, "name": user.name, "profile": { "email": user.email } } },
+    });
+    let id: i64 = sqlx::query_scalar("INSERT INTO webhook_events (source, external_id, event_type, payload) VALUES ('slack_events', 'Ev1', 'user_change', $1) RETURNING id")
+        .bind(&envelope)
+        .fetch_one(&db)
+        .await
+        .expect("event");
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    let webhooks = Queue::new(redis_conn().await, &env["REDIS_KEY_PREFIX"], "webhooks");
+    webhooks
+        .enqueue(
+            "process_webhook_events",
+            serde_json::json!({ "ids": [id] }),
+            EnqueueOptions::default(),
+        )
+        .await
+        .expect("enqueue");
+    eventually(Duration::from_secs(20), "the event processed", || async {
+        count(
+            &db,
+            "SELECT count(*) FROM webhook_events WHERE status = 'processed'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    run_once(&env, &db, "sync_slack_users", 1).await;
+    worker.stop().await;
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT workspace_id FROM slack_integrations WHERE slack_user_id = $1")
+            .bind(&user.id)
+            .fetch_all(&db)
+            .await
+            .expect("rows");
+    assert_eq!(
+        rows,
+        ["default"],
+        "one row, keyed by the deployment's workspace"
+    );
+}

@@ -11,20 +11,14 @@ use sqlx::PgPool;
 use crate::chaos::OwnRedis;
 use crate::helpers::{
     TestApp, TestWorker, closed_port, eventually, migrated_database, redis_conn, spawn_app,
-    spawn_app_with, test_env, worker_settings,
+    spawn_app_with, worker_settings,
 };
 
 const SECS_20: Duration = Duration::from_secs(20);
 
+/// The worker of the same deployment as `app` (its database, Redis prefix and settings).
 fn worker_for(app: &TestApp) -> TestWorker {
-    let mut env = test_env(&app.db_url);
-    env.insert("REDIS_KEY_PREFIX".into(), app.redis_prefix.clone());
-    for (k, v) in &app.env {
-        if k == "REDIS_URL" {
-            env.insert(k.clone(), v.clone());
-        }
-    }
-    TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin())
+    TestWorker::start(worker_settings(&app.env), campaign_sync::jobs::builtin())
 }
 
 fn mailjet_auth(app: &TestApp) -> (String, String) {
@@ -499,7 +493,12 @@ async fn sandbox_for(app: &TestApp) -> Sandbox {
 
 #[tokio::test]
 async fn slack_events_from_the_sandbox_update_users_and_channels_once_and_invalidate_the_cache() {
-    let app = spawn_app().await;
+    // The deployment serves the sandbox's workspace: rows and cache keys are keyed by it.
+    let (url, db) = crate::helpers::migrated_database().await;
+    let app = crate::helpers::spawn_app_with(url, db, |env| {
+        env.insert("SLACK_WORKSPACE_ID".into(), "T0SANDBOX1".into());
+    })
+    .await;
     let worker = worker_for(&app);
     let sandbox = sandbox_for(&app).await;
     sqlx::query("INSERT INTO team_members (id, email, name) VALUES ('tm-1', 'grace.hopper@example.com', 'Grace')").execute(&app.db).await.expect("member");
