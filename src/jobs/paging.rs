@@ -50,8 +50,7 @@ pub async fn resume_point(db_pool: &PgPool, job: &str) -> Result<Option<Position
     .bind(job)
     .bind(RESUME_WITHIN_HOURS)
     .fetch_optional(db_pool)
-    .await
-    ?;
+    .await?;
     Ok(saved.and_then(|s| serde_json::from_str(&s).ok()))
 }
 

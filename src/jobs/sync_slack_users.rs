@@ -198,8 +198,7 @@ async fn write_page(
     .bind(&emails)
     .bind(&active)
     .fetch_all(&mut *tx)
-    .await
-    ?;
+    .await?;
     let actor = Actor::new("worker");
     for (user, now, before, _new) in rows {
         tally.matched += usize::from(now.is_some());
@@ -242,8 +241,7 @@ async fn presence(
     )
     .bind(workspace)
     .fetch_all(pool)
-    .await
-    ?;
+    .await?;
     let results: Vec<Result<(), String>> = futures_util::stream::iter(users)
         .map(|user| async move {
             let presence = client.presence(&user).await.map_err(|e| e.to_string())?;

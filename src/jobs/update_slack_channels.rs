@@ -46,14 +46,12 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
         .bind(workspace)
         .bind(pass.started_at)
         .execute(&deps.db)
-        .await
-        ?
+        .await?
         .rows_affected();
         let mapped_total: i64 = sqlx::query_scalar("SELECT count(*) FROM slack_channels WHERE workspace_id = $1 AND campaign_id IS NOT NULL")
             .bind(workspace)
             .fetch_one(&deps.db)
-            .await
-            ?;
+            .await?;
         metrics::counter!("sync_items_total", "job" => NAME, "outcome" => "synced").increment(tally.seen as u64);
         Ok(RunSummary {
             items_synced: tally.seen as i32,
@@ -178,8 +176,7 @@ async fn write_page(
     .bind(&archived)
     .bind(&slugs)
     .fetch_all(&mut *tx)
-    .await
-    ?;
+    .await?;
     let actor = Actor::new("worker");
     for (channel, name, campaign) in mapped {
         tally.mapped += 1;

@@ -46,8 +46,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<(), JobError> {
     let row = sqlx::query("SELECT source, event_type, payload, received_at FROM webhook_events WHERE id = $1 AND status = 'received' FOR UPDATE SKIP LOCKED")
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await
-        ?;
+        .await?;
     let Some(row) = row else { return Ok(()) };
     let source: String = row.try_get("source")?;
     let event_type: String = row.try_get("event_type")?;
