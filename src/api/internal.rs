@@ -541,8 +541,7 @@ async fn get_email_request(
         ));
     }
     if let Some(status) = &query.status
-        && !["pending", "sending", "sent", "failed", "suppressed", "dead"]
-            .contains(&status.as_str())
+        && !crate::store::email_requests::SEND_STATUSES.contains(&status.as_str())
     {
         errors.push(FieldError::new(
             "status",

@@ -588,12 +588,7 @@ async fn complete(db: &PgPool) -> Result<(), JobError> {
     .fetch_all(db)
     .await?;
     for id in done {
-        let counts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, count(*) FROM email_sends WHERE request_id = $1 GROUP BY status",
-        )
-        .bind(id)
-        .fetch_all(db)
-        .await?;
+        let counts = crate::store::email_requests::status_counts(db, id).await?;
         let counts: serde_json::Map<String, Value> =
             counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
         let mut conn = db.acquire().await?;

@@ -19,6 +19,9 @@ use super::audit::{self, Actor};
 use super::batch::ItemErrors;
 use super::validate::{FieldError, check_email, check_len};
 
+/// Every status of a recipient (`email_sends.status`).
+pub const SEND_STATUSES: [&str; 6] = ["pending", "sending", "sent", "failed", "suppressed", "dead"];
+
 /// Recipients written per statement.
 const CHUNK: usize = 5_000;
 /// Most recipients listed in one validation answer.
@@ -193,13 +196,14 @@ impl EmailRequestInput {
 }
 
 /// A stored request, as the API answers it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     pub id: Uuid,
     pub idempotency_key: String,
     pub campaign_id: String,
     pub template_id: i64,
+    #[sqlx(rename = "recipient_count")]
     pub recipients: i32,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub test_mode: bool,
@@ -219,55 +223,43 @@ pub enum AcceptError {
     Db(#[from] sqlx::Error),
 }
 
-type RequestRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    i64,
-    i32,
-    Option<DateTime<Utc>>,
-    bool,
-    DateTime<Utc>,
-);
+/// The columns of [`Accepted`].
+const REQUEST_COLUMNS: &str = "id, idempotency_key, campaign_id, template_id, recipient_count, scheduled_at, test_mode, created_at";
 
-const REQUEST_COLUMNS: &str = "id, idempotency_key, request_hash, campaign_id, template_id, recipient_count, scheduled_at, test_mode, created_at";
-
-fn accepted(row: RequestRow) -> (Accepted, String) {
-    let (id, key, hash, campaign_id, template_id, recipients, scheduled_at, test_mode, created_at) =
-        row;
-    (
-        Accepted {
-            id,
-            idempotency_key: key,
-            campaign_id,
-            template_id,
-            recipients,
-            scheduled_at,
-            test_mode,
-            created_at,
-        },
-        hash,
-    )
+/// A stored request with the fingerprint of its body.
+#[derive(sqlx::FromRow)]
+struct Stored {
+    #[sqlx(flatten)]
+    request: Accepted,
+    request_hash: String,
 }
 
-async fn by_key(pool: &PgPool, key: &str) -> Result<Option<(Accepted, String)>, sqlx::Error> {
-    let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {REQUEST_COLUMNS} FROM email_requests WHERE idempotency_key = $1"
+async fn by_key(pool: &PgPool, key: &str) -> Result<Option<Stored>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REQUEST_COLUMNS}, request_hash FROM email_requests WHERE idempotency_key = $1"
     )))
     .bind(key)
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(accepted))
+    .await
 }
 
-fn replay(existing: (Accepted, String), hash: &str) -> Result<(Accepted, bool), AcceptError> {
-    let (accepted, stored) = existing;
-    if stored == hash {
-        Ok((accepted, false))
+fn replay(existing: Stored, hash: &str) -> Result<(Accepted, bool), AcceptError> {
+    if existing.request_hash == hash {
+        Ok((existing.request, false))
     } else {
-        Err(AcceptError::KeyReused(accepted.id))
+        Err(AcceptError::KeyReused(existing.request.id))
     }
+}
+
+/// Recipients of request `id` per status (statuses without recipients left out).
+pub async fn status_counts<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: Uuid,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, count(*) FROM email_sends WHERE request_id = $1 GROUP BY status")
+        .bind(id)
+        .fetch_all(db)
+        .await
 }
 
 /// Stores a checked request under `key`: (the request, whether it was created now). The same
@@ -316,7 +308,7 @@ pub async fn accept(
             "a template imported by sync_mailjet_templates (`campaign-sync jobs run sync_mailjet_templates` imports them now)",
         )));
     }
-    let inserted: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let inserted: Option<Accepted> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO email_requests (idempotency_key, request_hash, campaign_id, template_id, scheduled_at, test_mode, recipient_count)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING {REQUEST_COLUMNS}"
@@ -330,13 +322,12 @@ pub async fn accept(
     .bind(input.recipients.len() as i32)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(row) = inserted else {
+    let Some(request) = inserted else {
         // The same key committed by a concurrent request while this one was checking.
         tx.rollback().await?;
         let existing = by_key(pool, key).await?.ok_or(sqlx::Error::RowNotFound)?;
         return replay(existing, &hash);
     };
-    let (request, _) = accepted(row);
     let mut written = 0;
     for chunk in input.recipients.chunks(CHUNK) {
         let emails: Vec<&str> = chunk.iter().map(|r| r.email.trim()).collect();
@@ -403,20 +394,14 @@ pub struct RequestView {
     pub next_after: Option<Uuid>,
 }
 
-/// A request row with its status and completion time.
-type ViewRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    i64,
-    i32,
-    Option<DateTime<Utc>>,
-    bool,
-    DateTime<Utc>,
-    String,
-    Option<DateTime<Utc>>,
-);
+/// A request with its status and completion time.
+#[derive(sqlx::FromRow)]
+struct ViewRow {
+    #[sqlx(flatten)]
+    request: Accepted,
+    status: String,
+    completed_at: Option<DateTime<Utc>>,
+}
 
 /// The request `id` with recipients after `after` (at most `limit`, of `status` if given).
 pub async fn view(
@@ -432,20 +417,10 @@ pub async fn view(
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    let Some((id, key, hash, campaign, template, n, scheduled, test, created, state, completed)) =
-        row
-    else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let (request, _) = accepted((
-        id, key, hash, campaign, template, n, scheduled, test, created,
-    ));
-    let counts: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, count(*) FROM email_sends WHERE request_id = $1 GROUP BY status",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
+    let counts = status_counts(pool, id).await?;
     let mut items: Vec<RecipientView> = sqlx::query_as(
         "SELECT id, email, status, attempts, mailjet_message_id, last_error, sent_at, resent FROM email_sends
          WHERE request_id = $1 AND ($2::uuid IS NULL OR id > $2) AND ($3::text IS NULL OR status = $3)
@@ -463,16 +438,15 @@ pub async fn view(
     } else {
         None
     };
-    let mut all: BTreeMap<String, i64> =
-        ["pending", "sending", "sent", "failed", "suppressed", "dead"]
-            .into_iter()
-            .map(|s| (s.to_owned(), 0))
-            .collect();
+    let mut all: BTreeMap<String, i64> = SEND_STATUSES
+        .into_iter()
+        .map(|s| (s.to_owned(), 0))
+        .collect();
     all.extend(counts);
     Ok(Some(RequestView {
-        request,
-        status: state,
-        completed_at: completed,
+        request: row.request,
+        status: row.status,
+        completed_at: row.completed_at,
         counts: all,
         items,
         next_after,
