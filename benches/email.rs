@@ -11,19 +11,30 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use campaign_sync::config::{self, Process};
 use campaign_sync::store::audit::Actor;
 use campaign_sync::store::email_requests::{self, EmailRequestInput, RecipientInput};
 use common::{
-    control, drop_database, peak_rss_mib, requests, reset_peak_rss, sandbox, scratch_database,
+    Worker, control, drop_database, peak_rss_mib, redis, requests, reset_peak_rss, sandbox,
+    scratch_database, worker_settings,
 };
 use serde_json::{Map, Value, json};
-use tokio::sync::watch;
 
 const TEMPLATE: i64 = 4_000_000;
+
+/// The campaign and template a request needs.
+async fn seed(db: &sqlx::PgPool) {
+    sqlx::query("INSERT INTO campaigns (id, name) VALUES ('bench', 'Bench')")
+        .execute(db)
+        .await
+        .expect("campaign");
+    sqlx::query("INSERT INTO email_templates (id, name) VALUES ($1, 'Bench')")
+        .bind(TEMPLATE)
+        .execute(db)
+        .await
+        .expect("template");
+}
 
 async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u64) {
     let sandbox = sandbox(&["--campaigns", "1", "--users", "1", "--templates", "1"]).await;
@@ -37,15 +48,7 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
         .await;
     }
     let (name, db_url, db) = scratch_database(admin).await;
-    sqlx::query("INSERT INTO campaigns (id, name) VALUES ('bench', 'Bench')")
-        .execute(&db)
-        .await
-        .expect("campaign");
-    sqlx::query("INSERT INTO email_templates (id, name) VALUES ($1, 'Bench')")
-        .bind(TEMPLATE)
-        .execute(&db)
-        .await
-        .expect("template");
+    seed(&db).await;
     // Seeded by SQL, so that this process holds nothing of the list when the send starts.
     sqlx::query("INSERT INTO email_requests (idempotency_key, request_hash, campaign_id, template_id, recipient_count) VALUES ('bench', 'x', 'bench', $1, $2)")
         .bind(TEMPLATE)
@@ -59,8 +62,7 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
         .await
         .expect("recipients");
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
-    let env: HashMap<String, String> = [
-        ("APP_ENV", "test"),
+    let settings = worker_settings(&[
         ("DATABASE_URL", db_url.as_str()),
         ("DATABASE_MAX_CONNECTIONS", "30"),
         ("REDIS_URL", redis_url),
@@ -74,28 +76,12 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
         ("MAILJET_MCP_URL", sandbox.base.as_str()),
         ("MAILJET_MCP_TOKEN", "sandbox-mcp-signing-secret"),
         ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
-        ("LOG_LEVEL", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let settings = config::load_from(&env, Process::Worker).expect("bench configuration");
-    let redis = redis::Client::open(redis_url)
-        .expect("redis url")
-        .get_connection_manager()
-        .await
-        .expect("redis");
+    ]);
+    let redis = redis(redis_url).await;
     let before = requests(&sandbox.base).await;
     reset_peak_rss();
     let started = Instant::now();
-    let (stop, mut rx) = watch::channel(false);
-    let worker = tokio::spawn(campaign_sync::worker::run(
-        settings,
-        campaign_sync::jobs::builtin(),
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        },
-    ));
+    let worker = Worker::start(settings, campaign_sync::jobs::builtin());
     campaign_sync::jobs::email_queue::kick(redis, &prefix, None, "manual")
         .await
         .expect("kick");
@@ -127,8 +113,7 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
         sends["duplicates"],
         sent as f64 / wall,
     );
-    let _ = stop.send(true);
-    let _ = worker.await;
+    worker.stop().await;
     db.close().await;
     drop_database(admin, &name).await;
 }
@@ -165,15 +150,7 @@ async fn main() {
 /// The time to check and store one request (what `POST /api/email-requests` and `send` do).
 async fn store(admin: &str, recipients: usize) {
     let (name, _, db) = scratch_database(admin).await;
-    sqlx::query("INSERT INTO campaigns (id, name) VALUES ('bench', 'Bench')")
-        .execute(&db)
-        .await
-        .expect("campaign");
-    sqlx::query("INSERT INTO email_templates (id, name) VALUES ($1, 'Bench')")
-        .bind(TEMPLATE)
-        .execute(&db)
-        .await
-        .expect("template");
+    seed(&db).await;
     let input = EmailRequestInput {
         campaign_id: "bench".to_owned(),
         template_id: TEMPLATE,

@@ -5,21 +5,22 @@
 //! and a 50,000 backlog, p50/p99 enqueue-to-start latency at low load, and Redis memory while
 //! 1,000,000 jobs pass through (BENCH_MILLION=0 skips that part).
 
-use std::collections::HashMap;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use campaign_sync::config::{self, Process, Settings};
+use campaign_sync::config::Settings;
 use campaign_sync::jobs::registry::Registry;
 use campaign_sync::queue::{EnqueueOptions, Queue};
+use common::Worker;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 const CONCURRENCY: &str = "200";
 
 fn settings(redis_url: &str, prefix: &str) -> Settings {
-    let env: HashMap<String, String> = [
-        ("APP_ENV", "test"),
+    common::worker_settings(&[
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused"),
         ("REDIS_URL", redis_url),
         ("REDIS_KEY_PREFIX", prefix),
@@ -28,12 +29,7 @@ fn settings(redis_url: &str, prefix: &str) -> Settings {
         ("MAILJET_MCP_URL", "http://127.0.0.1:9/"),
         ("MAILJET_MCP_TOKEN", "bench-signing-secret-0000"),
         ("SLACK_BOT_TOKEN", "bench"),
-        ("LOG_LEVEL", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    config::load_from(&env, Process::Worker).expect("bench configuration")
+    ])
 }
 
 fn now_us() -> u64 {
@@ -41,11 +37,6 @@ fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
-}
-
-struct Worker {
-    stop: watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 fn start_worker(settings: Settings, latencies: Arc<Mutex<Vec<u64>>>) -> Worker {
@@ -61,19 +52,7 @@ fn start_worker(settings: Settings, latencies: Arc<Mutex<Vec<u64>>>) -> Worker {
             Ok(())
         }
     });
-    let (stop, mut rx) = watch::channel(false);
-    let shutdown = async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let handle = tokio::spawn(campaign_sync::worker::run(settings, registry, shutdown));
-    Worker { stop, handle }
-}
-
-impl Worker {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.handle.await;
-    }
+    Worker::start(settings, registry)
 }
 
 async fn succeeded(queue: &Queue) -> u64 {
@@ -129,11 +108,7 @@ async fn main() {
         std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
     let settings = settings(&redis_url, &prefix);
-    let client = redis::Client::open(redis_url.as_str()).expect("redis url");
-    let mut conn = client
-        .get_connection_manager()
-        .await
-        .expect("connect to Redis");
+    let mut conn = common::redis(&redis_url).await;
     let queue = Queue::new(conn.clone(), &prefix, "default");
     println!("queue benchmark (worker concurrency {CONCURRENCY}, Redis {redis_url})");
 

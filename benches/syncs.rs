@@ -12,17 +12,15 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    control, drop_database, peak_rss_mib, requests, reset_peak_rss, sandbox, scratch_database,
+    Worker, control, drop_database, peak_rss_mib, redis, requests, reset_peak_rss, sandbox,
+    scratch_database, worker_settings,
 };
 
-use campaign_sync::config::{self, Process};
 use campaign_sync::queue::{EnqueueOptions, Queue};
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 struct Case {
     job: &'static str,
@@ -65,8 +63,8 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
         .await;
     }
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
-    let env: HashMap<String, String> = [
-        ("APP_ENV", "test"),
+    let slack_api = format!("{}/api", sandbox.base);
+    let settings = worker_settings(&[
         ("DATABASE_URL", db_url.as_str()),
         ("DATABASE_MAX_CONNECTIONS", "20"),
         ("REDIS_URL", redis_url),
@@ -75,29 +73,13 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
         ("MAILJET_MCP_URL", sandbox.base.as_str()),
         ("MAILJET_MCP_TOKEN", "sandbox-mcp-signing-secret"),
         ("MAILJET_RATE_PER_SEC", "500"),
-        ("SLACK_API_URL", &format!("{}/api", sandbox.base)),
+        ("SLACK_API_URL", &slack_api),
         ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
         ("SLACK_TIER2_PER_MIN", "6000"),
         ("SLACK_PAGE_SIZE", "999"),
-        ("LOG_LEVEL", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let settings = config::load_from(&env, Process::Worker).expect("bench configuration");
-    let (stop, mut rx) = watch::channel(false);
-    let worker = tokio::spawn(campaign_sync::worker::run(
-        settings,
-        campaign_sync::jobs::builtin(),
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        },
-    ));
-    let redis = redis::Client::open(redis_url)
-        .expect("redis url")
-        .get_connection_manager()
-        .await
-        .expect("redis");
+    ]);
+    let worker = Worker::start(settings, campaign_sync::jobs::builtin());
+    let redis = redis(redis_url).await;
     let queue = Queue::new(redis, &prefix, "default");
     let before = requests(&sandbox.base).await;
     reset_peak_rss();
@@ -135,8 +117,7 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
         case.job,
         calls as f64 / wall,
     );
-    let _ = stop.send(true);
-    let _ = worker.await;
+    worker.stop().await;
     db.close().await;
     drop_database(admin, &name).await;
     drop(sandbox);

@@ -125,3 +125,55 @@ pub async fn drop_database(admin: &str, name: &str) {
         .await;
     }
 }
+
+/// Worker settings from `pairs` (environment variables; `APP_ENV=test` and `LOG_LEVEL=warn`
+/// unless given).
+pub fn worker_settings(pairs: &[(&str, &str)]) -> campaign_sync::config::Settings {
+    let mut env: std::collections::HashMap<String, String> =
+        [("APP_ENV", "test"), ("LOG_LEVEL", "warn")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    env.extend(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    campaign_sync::config::load_from(&env, campaign_sync::config::Process::Worker)
+        .expect("bench configuration")
+}
+
+/// A worker running in this process.
+pub struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Worker {
+    /// Runs `registry`'s jobs and schedules under `settings`.
+    pub fn start(
+        settings: campaign_sync::config::Settings,
+        registry: campaign_sync::jobs::registry::Registry,
+    ) -> Self {
+        let (stop, mut rx) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(campaign_sync::worker::run(settings, registry, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        Worker { stop, handle }
+    }
+
+    /// Stops it and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
+    }
+}
+
+/// A Redis connection to `url`.
+pub async fn redis(url: &str) -> redis::aio::ConnectionManager {
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_connection_manager()
+        .await
+        .expect("redis")
+}
