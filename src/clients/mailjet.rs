@@ -256,8 +256,21 @@ impl MailjetRestClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, UpstreamError> {
+        self.request_with(&self.policy, method, path, query, body)
+            .await
+    }
+
+    /// A request under `policy`.
+    async fn request_with(
+        &self,
+        policy: &RetryPolicy,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, UpstreamError> {
         retry::call(
-            &self.policy,
+            policy,
             SERVICE,
             path,
             || self.attempt(method.clone(), path, query, body),
@@ -367,14 +380,8 @@ impl MailjetClient for MailjetRestClient {
 
     async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
         let policy = send_policy(&self.policy);
-        retry::call(
-            &policy,
-            SERVICE,
-            "v3.1/send",
-            || self.attempt(reqwest::Method::POST, "v3.1/send", &[], Some(body)),
-            || async { Ok(()) },
-        )
-        .await
+        self.request_with(&policy, reqwest::Method::POST, "v3.1/send", &[], Some(body))
+            .await
     }
 
     async fn find_message(&self, custom_id: &str) -> Result<Lookup, UpstreamError> {
