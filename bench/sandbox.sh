@@ -9,7 +9,7 @@ if ! command -v wrk >/dev/null; then
 fi
 cargo build --release --locked --quiet
 port="${SANDBOX_BENCH_PORT:-4811}"
-target/release/campaign-sync sandbox --port "$port" --campaigns 10000 --users 50000 --channels 2000 \
+"${CARGO_TARGET_DIR:-target}/release/campaign-sync" sandbox --port "$port" --campaigns 10000 --users 50000 --channels 2000 \
   --slack-tier-scale 1000000 >/tmp/campaign-sync-sandbox-bench.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT

@@ -10,4 +10,4 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 cargo build --release --locked
-exec target/release/campaign-sync demo
+exec "${CARGO_TARGET_DIR:-target}/release/campaign-sync" demo
