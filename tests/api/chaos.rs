@@ -79,9 +79,17 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A worker's environment with every schedule off (a test that wants one turns it on): a
+/// scheduled tick landing mid-test would add a task the test does not count.
 fn worker_env(db_url: &str) -> HashMap<String, String> {
     let mut env = test_env(db_url);
     env.insert("LOG_LEVEL".into(), "info".into());
+    for job in campaign_sync::jobs::SCHEDULED_JOBS {
+        env.insert(
+            format!("SCHEDULE_{}", job.name.to_uppercase()),
+            "off".into(),
+        );
+    }
     env
 }
 
