@@ -74,6 +74,96 @@ impl TemplateContent {
     }
 }
 
+/// A Send v3.1 body: one message per recipient, each from a template. It borrows what it
+/// sends (the variables as stored, unparsed) and is serialised once per call.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendBody<'a> {
+    /// Full validation, no delivery (`testMode`).
+    pub sandbox_mode: bool,
+    pub messages: Vec<Message<'a>>,
+}
+
+/// One message of a Send call.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Message<'a> {
+    pub to: [Address<'a>; 1],
+    #[serde(rename = "TemplateID")]
+    pub template_id: i64,
+    /// Always true: `{{var:…}}` is evaluated only then.
+    pub template_language: bool,
+    pub variables: &'a serde_json::value::RawValue,
+    /// Our id of the send, by which Mailjet's events and message search find it again.
+    #[serde(rename = "CustomID")]
+    pub custom_id: uuid::Uuid,
+    /// Our id of the request, carried back by events as `Payload`.
+    pub event_payload: uuid::Uuid,
+}
+
+/// A recipient (`{Email, Name?}`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Address<'a> {
+    pub email: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub name: &'a str,
+}
+
+/// A Send v3.1 answer (HTTP 200, or 400 with per-message results).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendAnswer {
+    #[serde(default)]
+    pub messages: Vec<SendResult>,
+}
+
+/// What became of one message of a Send call.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendResult {
+    /// `success` or `error`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(rename = "CustomID", default)]
+    pub custom_id: Option<String>,
+    #[serde(default)]
+    pub to: Vec<Delivery>,
+    #[serde(default)]
+    pub errors: Vec<SendError>,
+}
+
+/// A message accepted for one recipient (`MessageID` 0 and `MessageUUID` "" in sandbox mode).
+#[derive(Debug, Default, Deserialize)]
+pub struct Delivery {
+    #[serde(rename = "MessageID", default, deserialize_with = "lenient_id")]
+    pub message_id: Option<i64>,
+    #[serde(rename = "MessageUUID", default)]
+    pub message_uuid: Option<String>,
+}
+
+/// Why one message was refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendError {
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub status_code: Option<u16>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// `MessageID` is an int64 number, though one of Mailjet's samples shows it as a string:
+/// take either, and anything else as absent rather than failing the whole answer.
+fn lenient_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
 /// What Mailjet knows of a message by its `CustomID` (reconciliation evidence).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -112,7 +202,10 @@ pub trait MailjetClient: Send + Sync {
     ) -> impl Future<Output = Result<Option<MailjetCampaign>, UpstreamError>> + Send;
     /// Send v3.1 with `body` (`Messages`, `SandboxMode`, …); per-message results are in the
     /// answer, also when it is HTTP 400.
-    fn send(&self, body: &Value) -> impl Future<Output = Result<Value, UpstreamError>> + Send;
+    fn send(
+        &self,
+        body: &SendBody<'_>,
+    ) -> impl Future<Output = Result<SendAnswer, UpstreamError>> + Send;
     /// Whether Mailjet has a message with `custom_id`.
     fn find_message(
         &self,
@@ -168,7 +261,7 @@ impl MailjetClient for MailjetAgentClient {
         )
     }
 
-    async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
+    async fn send(&self, body: &SendBody<'_>) -> Result<SendAnswer, UpstreamError> {
         self.call_with(&send_policy(self.policy()), "send_bulk", body)
             .await
     }
@@ -260,32 +353,37 @@ impl MailjetRestClient {
             .await
     }
 
-    /// A request under `policy`.
-    async fn request_with(
+    /// A request under `policy`, its answer decoded as a `T`.
+    async fn request_with<B, T>(
         &self,
         policy: &RetryPolicy,
         method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<Value, UpstreamError> {
+        body: Option<&B>,
+    ) -> Result<T, UpstreamError>
+    where
+        B: Serialize + ?Sized,
+        T: serde::de::DeserializeOwned,
+    {
+        let body = body.map(|b| retry::encode(SERVICE, path, b)).transpose()?;
         retry::call(
             policy,
             SERVICE,
             path,
-            || self.attempt(method.clone(), path, query, body),
+            || self.attempt(method.clone(), path, query, body.clone()),
             || async { Ok(()) },
         )
         .await
     }
 
-    async fn attempt(
+    async fn attempt<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<Value, UpstreamError> {
+        body: Option<bytes::Bytes>,
+    ) -> Result<T, UpstreamError> {
         use secrecy::ExposeSecret;
         let failed = |kind, status, code, message: String| UpstreamError {
             service: SERVICE,
@@ -309,7 +407,9 @@ impl MailjetRestClient {
             .basic_auth(&self.key, Some(self.secret.expose_secret()))
             .query(query);
         if let Some(body) = body {
-            request = request.json(body);
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
         let limit = self
             .limiter
@@ -317,11 +417,16 @@ impl MailjetRestClient {
             .map(|(l, r)| (l, "mailjet:account", *r));
         let (status, retry_after, answer) =
             retry::send_limited(request, limit, &self.policy, SERVICE, path).await?;
-        if status.is_success() || (status.as_u16() == 400 && answer.get("Messages").is_some()) {
-            return Ok(answer);
+        if status.is_success() {
+            return retry::decode(SERVICE, path, &answer);
         }
-        let code = answer["ErrorCode"].as_str().map(str::to_owned);
-        let message = answer["ErrorMessage"]
+        // Error answers are rare and not always JSON: read leniently.
+        let refusal: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        if status.as_u16() == 400 && refusal.get("Messages").is_some() {
+            return retry::decode(SERVICE, path, &answer);
+        }
+        let code = refusal["ErrorCode"].as_str().map(str::to_owned);
+        let message = refusal["ErrorMessage"]
             .as_str()
             .unwrap_or("no message")
             .to_owned();
@@ -378,7 +483,7 @@ impl MailjetClient for MailjetRestClient {
         }
     }
 
-    async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
+    async fn send(&self, body: &SendBody<'_>) -> Result<SendAnswer, UpstreamError> {
         let policy = send_policy(&self.policy);
         self.request_with(&policy, reqwest::Method::POST, "v3.1/send", &[], Some(body))
             .await
@@ -421,9 +526,4 @@ impl MailjetClient for MailjetRestClient {
             Err(e) => Err(e),
         }
     }
-}
-
-/// A Send v3.1 body for one message per recipient (used by tests and the email queue).
-pub fn send_body(messages: Vec<Value>, sandbox_mode: bool) -> Value {
-    json!({ "SandboxMode": sandbox_mode, "Messages": messages })
 }

@@ -60,18 +60,23 @@ impl MailjetAgentClient {
     }
 
     /// Calls tool `path` under `policy`.
-    pub async fn call_with(
+    pub async fn call_with<B, T>(
         &self,
         policy: &RetryPolicy,
         path: &str,
-        body: &Value,
-    ) -> Result<Value, UpstreamError> {
+        body: &B,
+    ) -> Result<T, UpstreamError>
+    where
+        B: serde::Serialize + ?Sized,
+        T: serde::de::DeserializeOwned,
+    {
         let endpoint = path.to_owned();
+        let body = retry::encode(SERVICE, path, body)?;
         retry::call(
             policy,
             SERVICE,
             &endpoint,
-            || self.attempt(path, body),
+            || self.attempt(path, body.clone()),
             || async {
                 self.tokens.invalidate();
                 Ok(())
@@ -80,7 +85,11 @@ impl MailjetAgentClient {
         .await
     }
 
-    async fn attempt(&self, path: &str, body: &Value) -> Result<Value, UpstreamError> {
+    async fn attempt<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> Result<T, UpstreamError> {
         let failed = |kind, status, code, message: String| UpstreamError {
             service: SERVICE,
             endpoint: path.to_owned(),
@@ -105,13 +114,20 @@ impl MailjetAgentClient {
                 format!("bad agent URL: {e}"),
             )
         })?;
-        let request = self.http.post(url).bearer_auth(token).json(body);
+        let request = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         let limit = self.limiter.as_ref().map(|(l, r)| (l, LIMIT_KEY, *r));
-        let (status, retry_after, answer) =
+        let (status, retry_after, body) =
             retry::send_limited(request, limit, &self.policy, SERVICE, path).await?;
         if status.is_success() {
-            return Ok(answer);
+            return retry::decode(SERVICE, path, &body);
         }
+        // Error answers are rare and not always JSON: read leniently.
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let code = answer["error"]
             .as_str()
             .or_else(|| answer["ErrorCode"].as_str())
@@ -126,7 +142,7 @@ impl MailjetAgentClient {
             401 => FailureKind::AuthExpired,
             500..=599 => FailureKind::Transient,
             // Send answers 400 with per-message results: that is an answer, not a failure.
-            400 if answer.get("Messages").is_some() => return Ok(answer),
+            400 if answer.get("Messages").is_some() => return retry::decode(SERVICE, path, &body),
             _ => FailureKind::Permanent,
         };
         Err(failed(kind, Some(status.as_u16()), code, message))

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use redis::aio::ConnectionManager;
-use serde_json::Value;
 
 use crate::config::{MailjetAdapter, Settings};
 use error::UpstreamError;
@@ -51,7 +50,10 @@ impl MailjetClient for AnyMailjet {
         }
     }
 
-    async fn send(&self, body: &Value) -> Result<Value, UpstreamError> {
+    async fn send(
+        &self,
+        body: &mailjet::SendBody<'_>,
+    ) -> Result<mailjet::SendAnswer, UpstreamError> {
         match self {
             AnyMailjet::Agent(c) => MailjetClient::send(c, body).await,
             AnyMailjet::Rest(c) => c.send(body).await,

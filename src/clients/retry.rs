@@ -216,14 +216,14 @@ pub async fn pause(
 
 /// Sends `request` under a shared limit (`limiter`, its key and rate), if any: waits for the
 /// limit first, and after a 429 pauses the key for every process. Returns the status, the
-/// `Retry-After` and the JSON answer.
+/// `Retry-After` and the body, for the caller to decode into what it expects (`decode`).
 pub async fn send_limited(
     request: reqwest::RequestBuilder,
     limit: Option<(&super::limiter::Limiter, &str, super::limiter::Rate)>,
     policy: &RetryPolicy,
     service: &'static str,
     endpoint: &str,
-) -> Result<(reqwest::StatusCode, Option<Duration>, serde_json::Value), UpstreamError> {
+) -> Result<(reqwest::StatusCode, Option<Duration>, bytes::Bytes), UpstreamError> {
     if let Some((limiter, key, rate)) = limit {
         self::limit(Some(limiter), key, rate, policy, service, endpoint).await?;
     }
@@ -239,8 +239,43 @@ pub async fn send_limited(
         pause(Some(limiter), key, retry_after, policy).await;
     }
     let answer = response
-        .json()
+        .bytes()
         .await
         .map_err(|e| transport_error(service, endpoint, &e))?;
     Ok((status, retry_after, answer))
+}
+
+/// An answer's JSON `body` as a `T`. An answer that is not what the API documents is a
+/// transient failure, as when it could not be read at all (a proxy's error page, a cut body).
+pub fn decode<T: serde::de::DeserializeOwned>(
+    service: &'static str,
+    endpoint: &str,
+    body: &[u8],
+) -> Result<T, UpstreamError> {
+    serde_json::from_slice(body).map_err(|e| UpstreamError {
+        service,
+        endpoint: endpoint.to_owned(),
+        kind: FailureKind::Transient,
+        status: None,
+        code: None,
+        message: format!("the answer could not be read: {e}"),
+    })
+}
+
+/// `body` serialised once, to be sent as it is by every attempt.
+pub fn encode<B: serde::Serialize + ?Sized>(
+    service: &'static str,
+    endpoint: &str,
+    body: &B,
+) -> Result<bytes::Bytes, UpstreamError> {
+    serde_json::to_vec(body)
+        .map(bytes::Bytes::from)
+        .map_err(|e| UpstreamError {
+            service,
+            endpoint: endpoint.to_owned(),
+            kind: FailureKind::Permanent,
+            status: None,
+            code: None,
+            message: format!("the request could not be encoded: {e}"),
+        })
 }

@@ -18,13 +18,16 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::registry::{JobContext, JobError};
 use crate::clients::error::{FailureKind, UpstreamError};
-use crate::clients::mailjet::{Lookup, MailjetClient, send_body};
+use crate::clients::mailjet::{
+    Address, Lookup, MailjetClient, Message, SendAnswer, SendBody, SendResult,
+};
 use crate::config::EmailSettings;
 use crate::queue::{EnqueueOptions, Queue};
 use crate::store::audit::{self, Actor};
@@ -80,7 +83,8 @@ struct Claimed {
     request_id: Uuid,
     email: String,
     name: String,
-    variables: Value,
+    /// As stored: passed through to Mailjet without being parsed.
+    variables: Box<RawValue>,
     attempts: i32,
     template_id: i64,
     test_mode: bool,
@@ -299,7 +303,17 @@ async fn lane(
 }
 
 /// A claimed row as the claim returns it (the last column is the new status).
-type ClaimRow = (Uuid, Uuid, String, String, Value, i32, i64, bool, String);
+type ClaimRow = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    sqlx::types::Json<Box<RawValue>>,
+    i32,
+    i64,
+    bool,
+    String,
+);
 
 /// Claims up to one batch of due recipients: suppressed addresses are settled at once, the
 /// rest committed as `sending` with one more attempt.
@@ -346,7 +360,7 @@ async fn claim(
             request_id,
             email,
             name,
-            variables,
+            variables: variables.0,
             attempts,
             template_id,
             test_mode,
@@ -379,26 +393,26 @@ async fn send(
     test_mode: bool,
     max_attempts: i32,
 ) -> (Vec<Outcome>, Option<JobError>) {
-    let messages: Vec<Value> = batch
-        .iter()
-        .map(|c| {
-            let mut to = json!({ "Email": c.email });
-            if !c.name.is_empty() {
-                to["Name"] = Value::String(c.name.clone());
-            }
-            json!({
-                "To": [to],
-                "TemplateID": c.template_id,
-                "TemplateLanguage": true,
-                "Variables": c.variables,
-                "CustomID": c.id.to_string(),
-                "EventPayload": c.request_id.to_string(),
+    let body = SendBody {
+        sandbox_mode: test_mode,
+        messages: batch
+            .iter()
+            .map(|c| Message {
+                to: [Address {
+                    email: &c.email,
+                    name: &c.name,
+                }],
+                template_id: c.template_id,
+                template_language: true,
+                variables: &c.variables,
+                custom_id: c.id,
+                event_payload: c.request_id,
             })
-        })
-        .collect();
+            .collect(),
+    };
     metrics::histogram!("email_batch_size").record(batch.len() as f64);
     let started = std::time::Instant::now();
-    let result = client.send(&send_body(messages, test_mode)).await;
+    let result = client.send(&body).await;
     metrics::histogram!("email_send_latency_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(answer) => (per_message(batch, &answer, max_attempts), None),
@@ -407,18 +421,17 @@ async fn send(
 }
 
 /// Outcomes from a Send answer (HTTP 200, or 400 with per-message results).
-fn per_message(batch: &[&Claimed], answer: &Value, max_attempts: i32) -> Vec<Outcome> {
-    let results = answer["Messages"].as_array();
+fn per_message(batch: &[&Claimed], answer: &SendAnswer, max_attempts: i32) -> Vec<Outcome> {
+    let results = &answer.messages;
     batch
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let custom = c.id.to_string();
-            let result = results.and_then(|r| {
-                r.iter()
-                    .find(|m| m["CustomID"].as_str() == Some(custom.as_str()))
-                    .or_else(|| r.get(i))
-            });
+            let result: Option<&SendResult> = results
+                .iter()
+                .find(|m| m.custom_id.as_deref() == Some(custom.as_str()))
+                .or_else(|| results.get(i));
             let Some(result) = result else {
                 // No word on this message: it may have gone out.
                 let mut o = Outcome::new(c.id, "sending");
@@ -426,22 +439,25 @@ fn per_message(batch: &[&Claimed], answer: &Value, max_attempts: i32) -> Vec<Out
                 o.note = Some("ambiguous: no result for this message".to_owned());
                 return o;
             };
-            if result["Status"] == "success" {
-                let to = &result["To"][0];
+            if result.status == "success" {
+                let to = result.to.first();
                 let mut o = Outcome::new(c.id, "sent");
-                o.message_id = to["MessageID"].as_i64().filter(|id| *id != 0);
-                o.uuid = to["MessageUUID"]
-                    .as_str()
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_owned);
+                o.message_id = to.and_then(|t| t.message_id).filter(|id| *id != 0);
+                o.uuid = to
+                    .and_then(|t| t.message_uuid.clone())
+                    .filter(|u| !u.is_empty());
                 return o;
             }
-            let error = &result["Errors"][0];
-            let code = error["ErrorCode"].as_str().unwrap_or("unknown");
-            let status = error["StatusCode"].as_u64().unwrap_or(400);
+            let error = result.errors.first();
+            let code = error
+                .and_then(|e| e.error_code.as_deref())
+                .unwrap_or("unknown");
+            let status = error.and_then(|e| e.status_code).unwrap_or(400);
             let message = format!(
                 "{code} ({status}): {}",
-                error["ErrorMessage"].as_str().unwrap_or("no message")
+                error
+                    .and_then(|e| e.error_message.as_deref())
+                    .unwrap_or("no message")
             );
             if status >= 500 {
                 again(c, max_attempts, message, false, backoff(c.attempts))

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use campaign_sync::clients::auth::AgentTokens;
 use campaign_sync::clients::error::FailureKind;
 use campaign_sync::clients::limiter::{Limiter, Rate};
-use campaign_sync::clients::mailjet::{MailjetClient, MailjetRestClient, StatCounters, send_body};
+use campaign_sync::clients::mailjet::{
+    Address, MailjetClient, MailjetRestClient, Message, SendAnswer, SendBody, StatCounters,
+};
 use campaign_sync::clients::mailjet_agent::MailjetAgentClient;
 use campaign_sync::clients::retry::RetryPolicy;
 use campaign_sync::jobs::registry::JobError;
@@ -340,7 +342,7 @@ fn rest_client(sandbox: &Sandbox, secret: &str) -> MailjetRestClient {
 
 async fn exercise(
     client: &impl MailjetClient,
-) -> (Option<StatCounters>, Option<StatCounters>, Value) {
+) -> (Option<StatCounters>, Option<StatCounters>, SendAnswer) {
     let stats = client
         .campaign_statistics(7_000_003)
         .await
@@ -349,13 +351,27 @@ async fn exercise(
         .campaign_statistics(1)
         .await
         .expect("missing campaign is None");
+    let template = client.templates(0, 1).await.expect("templates")[0].id;
+    let variables = serde_json::value::to_raw_value(&json!({ "first_name": "Ann" })).expect("raw");
+    let message = |email, custom_id| Message {
+        to: [Address { email, name: "" }],
+        template_id: template,
+        template_language: true,
+        variables: &variables,
+        custom_id,
+        event_payload: uuid::Uuid::nil(),
+    };
+    let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let answer = client
-        .send(&send_body(vec![
-            json!({ "From": { "Email": "news@example.com" }, "To": [{ "Email": "ok@example.com" }], "TextPart": "hi", "CustomID": "c-1" }),
-            json!({ "From": { "Email": "news@example.com" }, "To": [{ "Email": "broken" }], "TextPart": "hi", "CustomID": "c-2" }),
-        ], false))
+        .send(&SendBody {
+            sandbox_mode: false,
+            messages: vec![message("ok@example.com", first), message("broken", second)],
+        })
         .await
         .expect("a mixed answer is an answer");
+    assert_eq!(answer.messages[0].custom_id, Some(first.to_string()));
+    // Like Mailjet, an error result does not repeat the CustomID: results follow the order.
+    assert_eq!(answer.messages.len(), 2);
     (stats, missing, answer)
 }
 
@@ -372,8 +388,18 @@ async fn both_mailjet_adapters_answer_the_same_typed_results() {
     assert!(stats.message_sent_count > 0 && stats.total >= stats.message_sent_count);
     assert_eq!((agent_missing, rest_missing), (None, None));
     for answer in [agent_send, rest_send] {
-        assert_eq!(answer["Messages"][0]["Status"], "success");
-        assert_eq!(answer["Messages"][1]["Errors"][0]["ErrorCode"], "mj-0013");
+        let (ok, broken) = (&answer.messages[0], &answer.messages[1]);
+        assert_eq!(ok.status, "success");
+        assert!(ok.to[0].message_id.unwrap_or(0) > 0);
+        assert!(
+            ok.to[0]
+                .message_uuid
+                .as_deref()
+                .is_some_and(|u| !u.is_empty())
+        );
+        assert_eq!(broken.status, "error");
+        assert_eq!(broken.errors[0].error_code.as_deref(), Some("mj-0013"));
+        assert_eq!(broken.errors[0].status_code, Some(400));
     }
     let campaigns: Value = reqwest::Client::new()
         .get(format!(
@@ -468,4 +494,91 @@ async fn the_clients_are_built_from_settings_for_either_adapter() {
             true
         );
     }
+}
+
+/// A proxy in front of Mailjet answers with HTML: such an answer is judged by its status
+/// (a 503 refused the call, a 401 is a configuration problem), and a 200 that is not JSON is
+/// a transient failure that is retried, never an empty success.
+#[tokio::test]
+async fn an_answer_that_is_not_json_is_judged_by_its_status() {
+    use axum::http::StatusCode;
+    use axum::response::Html;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let garbled = Arc::new(AtomicUsize::new(0));
+    let counter = garbled.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v3.1/send",
+            axum::routing::post(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Html("<h1>Service Unavailable</h1>"),
+                )
+            }),
+        )
+        .route(
+            "/v3/REST/statcounters",
+            axum::routing::get(|| async { (StatusCode::UNAUTHORIZED, Html("<h1>401</h1>")) }),
+        )
+        .route(
+            "/v3/REST/template",
+            axum::routing::get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { (StatusCode::OK, "{\"Data\": [") }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base =
+        url::Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = MailjetRestClient::new(
+        base,
+        "key",
+        secrecy::SecretString::from("secret".to_owned()),
+        Duration::from_secs(5),
+        fast_policy(),
+    )
+    .expect("client");
+
+    let variables = serde_json::value::to_raw_value(&json!({})).expect("raw");
+    let refused = client
+        .send(&SendBody {
+            sandbox_mode: false,
+            messages: vec![Message {
+                to: [Address {
+                    email: "a@example.com",
+                    name: "",
+                }],
+                template_id: 1,
+                template_language: true,
+                variables: &variables,
+                custom_id: uuid::Uuid::new_v4(),
+                event_payload: uuid::Uuid::nil(),
+            }],
+        })
+        .await
+        .expect_err("a 503 page");
+    assert_eq!(
+        (refused.kind, refused.status),
+        (FailureKind::Transient, Some(503))
+    );
+
+    let unauthorised = client.campaign_statistics(1).await.expect_err("a 401 page");
+    assert_eq!(
+        (unauthorised.kind, unauthorised.status),
+        (FailureKind::Permanent, Some(401))
+    );
+
+    let cut = client.templates(0, 10).await.expect_err("a cut body");
+    assert_eq!(cut.kind, FailureKind::Transient);
+    assert!(cut.message.contains("could not be read"), "{}", cut.message);
+    assert_eq!(
+        garbled.load(Ordering::SeqCst),
+        RetryPolicy::default().max_retries + 1,
+        "retried as a transient failure"
+    );
 }
