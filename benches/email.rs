@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use campaign_sync::store::audit::Actor;
 use campaign_sync::store::email_requests::{self, EmailRequestInput, RecipientInput};
 use common::{
-    Worker, control, drop_database, peak_rss_mib, redis, requests, reset_peak_rss, sandbox,
+    Worker, control, drop_database, peak_rss_mib, redis, requests_to, reset_peak_rss, sandbox,
     scratch_database, worker_settings,
 };
 use serde_json::{Map, Value, json};
@@ -78,7 +78,7 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
         ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
     ]);
     let redis = redis(redis_url).await;
-    let before = requests(&sandbox.base).await;
+    let (before, limited_before) = requests_to(&sandbox.base, "mailjet.send").await;
     reset_peak_rss();
     let started = Instant::now();
     let worker = Worker::start(settings, campaign_sync::jobs::builtin());
@@ -100,7 +100,8 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
     }
     let wall = started.elapsed().as_secs_f64();
     let peak = peak_rss_mib();
-    let calls = requests(&sandbox.base).await - before;
+    let (calls, limited) = requests_to(&sandbox.base, "mailjet.send").await;
+    let (calls, limited) = (calls - before, limited - limited_before);
     let (sent, others): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status <> 'sent') FROM email_sends",
     )
@@ -109,7 +110,7 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
     .expect("counts");
     let sends = control(&sandbox.base, reqwest::Method::GET, "/_sandbox/sends", None).await;
     println!(
-        "{recipients:>7} recipients, {latency_ms:>3} ms per call: sent {sent} (other {others}, duplicates {}) in {wall:6.2} s = {:7.0} recipients/s, {calls} Send calls, worker peak RSS {peak:6.1} MiB",
+        "{recipients:>7} recipients, {latency_ms:>3} ms per call: sent {sent} (other {others}, duplicates {}) in {wall:6.2} s = {:7.0} recipients/s, {calls} Send calls ({limited} answered 429), worker peak RSS {peak:6.1} MiB",
         sends["duplicates"],
         sent as f64 / wall,
     );

@@ -72,6 +72,14 @@ pub async fn control(
         .unwrap_or(Value::Null)
 }
 
+/// Calls the sandbox answered on `endpoint` (`mailjet.send`, …), and how many of them with 429.
+pub async fn requests_to(base: &str, endpoint: &str) -> (u64, u64) {
+    let stats = control(base, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    let of = |field: &str| stats["endpoints"][endpoint][field].as_u64().unwrap_or(0);
+    (of("count"), of("rate_limited"))
+}
+
+/// Calls the sandbox answered, on every endpoint.
 pub async fn requests(base: &str) -> u64 {
     let stats = control(base, reqwest::Method::GET, "/_sandbox/requests", None).await;
     stats["endpoints"]
