@@ -213,6 +213,14 @@ pub struct MailjetSettings {
     pub rate_per_sec: u32,
 }
 
+impl MailjetSettings {
+    /// Calls a job keeps in flight: enough to use the whole rate at up to about 250 ms per
+    /// request, and at least 8; the shared rate limit paces them.
+    pub fn calls_in_flight(&self) -> usize {
+        (self.rate_per_sec as usize / 4).clamp(8, 64)
+    }
+}
+
 /// Slack.
 #[derive(Debug, Clone)]
 pub struct SlackSettings {

@@ -185,8 +185,8 @@ async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
     let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
     let reconciled = reconcile(&deps.db, &client, settings).await?;
-    // As many calls in flight as the stats sync would make, CALLS_PER_CLAIM per lane.
-    let calls = super::sync_mailjet_stats::concurrency(deps.settings.mailjet.rate_per_sec);
+    // The calls in flight the rate allows, CALLS_PER_CLAIM per lane.
+    let calls = deps.settings.mailjet.calls_in_flight();
     let lanes = (calls / CALLS_PER_CLAIM as usize).max(2);
     let results = futures_util::future::join_all(
         (0..lanes).map(|_| lane(&deps.db, &client, settings.max_attempts, &deps.stopping)),

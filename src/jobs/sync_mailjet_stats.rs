@@ -22,12 +22,6 @@ pub const NAME: &str = "sync_mailjet_stats";
 /// Mapped campaigns read from Postgres at a time: memory stays flat however many there are.
 const CHUNK: i64 = 1000;
 
-/// Campaigns fetched at once: enough to use the whole rate (`MAILJET_RATE_PER_SEC`) at up to
-/// about 250 ms per request, and at least 8; the shared rate limit paces them.
-pub fn concurrency(rate_per_sec: u32) -> usize {
-    (rate_per_sec as usize / 4).clamp(8, 64)
-}
-
 /// Rates and score of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scores {
@@ -63,7 +57,7 @@ pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, run_id| async move {
         let deps = &ctx.deps;
         let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone()).map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-        let parallel = concurrency(deps.settings.mailjet.rate_per_sec);
+        let parallel = deps.settings.mailjet.calls_in_flight();
         let matched = match_by_subject(&deps.db, &client, parallel).await?;
         let (mut synced, mut missing, mut failed) = (0usize, 0usize, 0usize);
         let mut errors: Vec<String> = Vec::new();
