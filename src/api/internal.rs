@@ -22,7 +22,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::store::audit::Actor;
 use crate::store::batch::{self, BatchReport, MAX_ITEMS, Upsert};
 use crate::store::campaigns::{self, CampaignInput, CampaignView};
-use crate::store::team_members::{self, TeamMemberInput, TeamMemberView};
+use crate::store::team_members::{TeamMemberInput, TeamMemberView};
 use crate::store::validate::{FieldError, from_serde};
 use crate::store::{Outcome, WriteError};
 
@@ -167,6 +167,30 @@ async fn upsert_one<T: Upsert>(
     Ok(outcome)
 }
 
+/// `PUT /api/{kind}/{id}`: checks the item, upserts it in one transaction and answers with
+/// what is stored (201 when created).
+async fn put_one<T: Upsert>(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    check_path_id(id)?;
+    let input: T = parse(body)?;
+    check_fields(input.problems())?;
+    let outcome = upsert_one(state, headers, id, &input).await?;
+    let view = found::<T>(state, id).await?;
+    Ok((status_of(outcome), axum::Json(view)).into_response())
+}
+
+/// The stored item `id`, or a 404 naming it.
+async fn found<T: Upsert>(state: &AppState, id: &str) -> Result<T::View, ApiError> {
+    T::view(&state.db, id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no {} {id:?}", T::KIND)))
+}
+
 fn status_of(outcome: Outcome) -> StatusCode {
     if outcome == Outcome::Created {
         StatusCode::CREATED
@@ -189,15 +213,7 @@ async fn put_campaign(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_path_id(&id)?;
-    let input: CampaignInput = parse(&body)?;
-    check_fields(input.validate())?;
-    let outcome = upsert_one(&state, &headers, &id, &input).await?;
-    let view = campaigns::get(&state.db, &id)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id:?}")))?;
-    Ok((status_of(outcome), axum::Json(view)).into_response())
+    put_one::<CampaignInput>(&state, &headers, &id, &body).await
 }
 
 /// A campaign with its mappings, latest statistics and last sync.
@@ -209,9 +225,7 @@ async fn get_campaign(
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, ApiError> {
     check_path_id(&id)?;
-    let view = campaigns::get(&state.db, &id).await.map_err(db_error)?;
-    view.map(axum::Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id:?}")))
+    found::<CampaignInput>(&state, &id).await.map(axum::Json)
 }
 
 /// Deactivate a campaign (its history is kept).
@@ -373,15 +387,7 @@ async fn put_team_member(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_path_id(&id)?;
-    let input: TeamMemberInput = parse(&body)?;
-    check_fields(input.validate())?;
-    let outcome = upsert_one(&state, &headers, &id, &input).await?;
-    let view = team_members::get(&state.db, &id)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| ApiError::NotFound(format!("no team member {id:?}")))?;
-    Ok((status_of(outcome), axum::Json(view)).into_response())
+    put_one::<TeamMemberInput>(&state, &headers, &id, &body).await
 }
 
 /// A team member with the Slack identity the user sync matched.
@@ -393,9 +399,7 @@ async fn get_team_member(
     Path(id): Path<String>,
 ) -> Result<axum::Json<TeamMemberView>, ApiError> {
     check_path_id(&id)?;
-    let view = team_members::get(&state.db, &id).await.map_err(db_error)?;
-    view.map(axum::Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no team member {id:?}")))
+    found::<TeamMemberInput>(&state, &id).await.map(axum::Json)
 }
 
 /// Upsert up to 1,000 team members in one transaction.

@@ -16,8 +16,17 @@ pub const MAX_ITEMS: usize = 1000;
 
 /// Something that can be upserted by id.
 pub trait Upsert: DeserializeOwned + Send + Sync {
+    /// What is stored, as the API shows it.
+    type View: Serialize + Send;
+    /// The kind of thing, as messages name it (`campaign`).
+    const KIND: &'static str;
     /// Field problems of this item.
     fn problems(&self) -> Vec<FieldError>;
+    /// The stored item `id`, if any.
+    fn view(
+        pool: &PgPool,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Self::View>, sqlx::Error>> + Send;
     /// Writes it inside `conn`'s transaction.
     fn upsert(
         &self,
@@ -28,8 +37,13 @@ pub trait Upsert: DeserializeOwned + Send + Sync {
 }
 
 impl Upsert for campaigns::CampaignInput {
+    type View = campaigns::CampaignView;
+    const KIND: &'static str = "campaign";
     fn problems(&self) -> Vec<FieldError> {
         self.validate()
+    }
+    async fn view(pool: &PgPool, id: &str) -> Result<Option<Self::View>, sqlx::Error> {
+        campaigns::get(pool, id).await
     }
     async fn upsert(
         &self,
@@ -42,8 +56,13 @@ impl Upsert for campaigns::CampaignInput {
 }
 
 impl Upsert for team_members::TeamMemberInput {
+    type View = team_members::TeamMemberView;
+    const KIND: &'static str = "team member";
     fn problems(&self) -> Vec<FieldError> {
         self.validate()
+    }
+    async fn view(pool: &PgPool, id: &str) -> Result<Option<Self::View>, sqlx::Error> {
+        team_members::get(pool, id).await
     }
     async fn upsert(
         &self,
