@@ -323,6 +323,14 @@ async fn claim(
     limit: i64,
     tally: &mut Tally,
 ) -> Result<(Vec<Claimed>, usize), JobError> {
+    // The claim must walk the pending index in order and stop at the limit. Planner
+    // statistics lag behind a large new request (pending rows look rare), and with them the
+    // planner fetches and sorts every pending row for each claim: 227 ms instead of 1 ms at
+    // 100,000 pending, half the throughput. This transaction plans without those paths.
+    let mut tx = db.begin().await?;
+    sqlx::raw_sql("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+        .execute(&mut *tx)
+        .await?;
     let rows: Vec<ClaimRow> = sqlx::query_as(
         "WITH picked AS (
              SELECT s.id, r.template_id, r.test_mode, sup.reason
@@ -345,8 +353,9 @@ async fn claim(
          RETURNING s.id, s.request_id, s.email, s.name, s.variables, s.attempts, p.template_id, p.test_mode, s.status",
     )
     .bind(limit)
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let touched = rows.len();
     let mut claimed = Vec::with_capacity(rows.len());
     for (id, request_id, email, name, variables, attempts, template_id, test_mode, status) in rows {
