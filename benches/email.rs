@@ -108,9 +108,16 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
     .fetch_one(&db)
     .await
     .expect("counts");
-    let sends = control(&sandbox.base, reqwest::Method::GET, "/_sandbox/sends", None).await;
+    let sends = control(
+        &sandbox.base,
+        reqwest::Method::GET,
+        "/_sandbox/sends?list=false",
+        None,
+    )
+    .await;
     println!(
-        "{recipients:>7} recipients, {latency_ms:>3} ms per call: sent {sent} (other {others}, duplicates {}) in {wall:6.2} s = {:7.0} recipients/s, {calls} Send calls ({limited} answered 429), worker peak RSS {peak:6.1} MiB",
+        "{recipients:>7} recipients, {latency_ms:>3} ms per call: sent {sent} (other {others}; Mailjet got {} messages, {} twice) in {wall:6.2} s = {:7.0} recipients/s, {calls} Send calls ({limited} answered 429), worker peak RSS {peak:6.1} MiB",
+        sends["messages"],
         sends["duplicates"],
         sent as f64 / wall,
     );

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -146,11 +146,31 @@ async fn list_faults(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(json!({ "faults": *lock(&shared.faults) })).into_response()
 }
 
-async fn sends(State(shared): State<Arc<Shared>>) -> Response {
-    let sends: Vec<super::SendRecord> = lock(&shared.sends).values().cloned().collect();
-    let accepted: u64 = sends.iter().map(|s| u64::from(s.accepted)).sum();
-    let duplicates = sends.iter().filter(|s| s.accepted > 1).count();
-    axum::Json(json!({ "messages": sends.len(), "accepted": accepted, "duplicates": duplicates, "sends": sends })).into_response()
+/// `GET /_sandbox/sends[?list=false]`: what `list=false` leaves out is the list itself, for
+/// callers that need only the counts of a very large send.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendsQuery {
+    #[serde(default = "listed")]
+    list: bool,
+}
+
+fn listed() -> bool {
+    true
+}
+
+async fn sends(State(shared): State<Arc<Shared>>, Query(query): Query<SendsQuery>) -> Response {
+    let all = lock(&shared.sends);
+    let accepted: u64 = all.values().map(|s| u64::from(s.accepted)).sum();
+    let duplicates = all.values().filter(|s| s.accepted > 1).count();
+    let mut answer =
+        json!({ "messages": all.len(), "accepted": accepted, "duplicates": duplicates });
+    if query.list {
+        let sends: Vec<&super::SendRecord> = all.values().collect();
+        answer["sends"] = json!(sends);
+    }
+    drop(all);
+    axum::Json(answer).into_response()
 }
 
 async fn requests(State(shared): State<Arc<Shared>>) -> Response {

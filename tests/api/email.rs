@@ -275,7 +275,13 @@ async fn the_same_key_returns_the_first_answer_and_another_body_is_a_conflict() 
 
 /// What the sandbox accepted: (distinct messages, duplicates).
 async fn sandbox_sends(sandbox: &Sandbox) -> (u64, u64) {
-    let sends = control(sandbox, reqwest::Method::GET, "/_sandbox/sends", None).await;
+    let sends = control(
+        sandbox,
+        reqwest::Method::GET,
+        "/_sandbox/sends?list=false",
+        None,
+    )
+    .await;
     (
         sends["messages"].as_u64().unwrap_or(0),
         sends["duplicates"].as_u64().unwrap_or(0),

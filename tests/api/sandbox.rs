@@ -191,6 +191,36 @@ async fn send_answers_400_on_mixed_results_and_applies_the_good_messages() {
     let sends = sandbox.sends();
     assert_eq!(sends.len(), 1);
     assert_eq!((sends[0].custom_id.as_str(), sends[0].accepted), ("s-1", 1));
+    // The control endpoint: the list, the counts alone, and a clear 400 for a bad option.
+    let http = reqwest::Client::new();
+    let control = |query: &'static str| {
+        http.get(format!("{}/_sandbox/sends{query}", sandbox.base_url()))
+            .send()
+    };
+    let listed: Value = control("")
+        .await
+        .expect("sends")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (listed["messages"].as_u64(), listed["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(listed["sends"][0]["custom_id"], "s-1");
+    let counts: Value = control("?list=false")
+        .await
+        .expect("sends")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (counts["messages"].as_u64(), counts["accepted"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(counts.get("sends").is_none(), "{counts}");
+    let bad = control("?list=maybe").await.expect("sends");
+    assert_eq!(bad.status(), 400);
     let (_, found) = mj_get(&sandbox, "/v3/REST/message?CustomID=s-1").await;
     assert_eq!(found["Data"][0]["ID"], id);
 }
