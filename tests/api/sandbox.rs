@@ -197,23 +197,17 @@ async fn send_answers_400_on_mixed_results_and_applies_the_good_messages() {
         http.get(format!("{}/_sandbox/sends{query}", sandbox.base_url()))
             .send()
     };
-    let listed: Value = control("")
-        .await
-        .expect("sends")
-        .json()
-        .await
-        .expect("json");
+    let json_of = |query: &'static str| async move {
+        let answer = control(query).await.expect("sends");
+        answer.json::<Value>().await.expect("json")
+    };
+    let listed = json_of("").await;
     assert_eq!(
         (listed["messages"].as_u64(), listed["duplicates"].as_u64()),
         (Some(1), Some(0))
     );
     assert_eq!(listed["sends"][0]["custom_id"], "s-1");
-    let counts: Value = control("?list=false")
-        .await
-        .expect("sends")
-        .json()
-        .await
-        .expect("json");
+    let counts = json_of("?list=false").await;
     assert_eq!(
         (counts["messages"].as_u64(), counts["accepted"].as_u64()),
         (Some(1), Some(1))
