@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::{FailureKind, UpstreamError};
@@ -94,6 +95,16 @@ impl SlackClient {
         method: &str,
         params: &[(&str, String)],
     ) -> Result<Value, UpstreamError> {
+        self.call_as(method, params).await
+    }
+
+    /// Calls `method` with form `params`; the answer, when `ok` is true, decoded as a `T`
+    /// (only the fields `T` has are kept).
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &[(&str, String)],
+    ) -> Result<T, UpstreamError> {
         let seen = std::sync::Mutex::new(0);
         retry::call(
             &self.policy,
@@ -112,12 +123,12 @@ impl SlackClient {
         .await
     }
 
-    async fn attempt(
+    async fn attempt<T: DeserializeOwned>(
         &self,
         method: &str,
         params: &[(&str, String)],
         token: &Token,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<T, UpstreamError> {
         let failed = |kind, status, code: Option<String>, message: String| UpstreamError {
             service: SERVICE,
             endpoint: method.to_owned(),
@@ -186,17 +197,15 @@ impl SlackClient {
                 format!("HTTP {status}"),
             ));
         }
-        let answer: Value = response
-            .json()
+        let body = response
+            .bytes()
             .await
             .map_err(|e| retry::transport_error(SERVICE, method, &e))?;
-        if answer["ok"] == true {
-            return Ok(answer);
+        let head: Head = retry::decode(SERVICE, method, &body)?;
+        if head.ok {
+            return retry::decode(SERVICE, method, &body);
         }
-        let error = answer["error"]
-            .as_str()
-            .unwrap_or("unknown_error")
-            .to_owned();
+        let error = head.error.unwrap_or_else(|| "unknown_error".to_owned());
         let kind = match error.as_str() {
             "ratelimited" | "rate_limited" => FailureKind::RateLimited { retry_after },
             "token_expired" => FailureKind::AuthExpired,
@@ -216,46 +225,36 @@ impl SlackClient {
         ))
     }
 
-    /// One page of a cursor-paginated method (`key` is `members`, `channels`, …) from `cursor`
-    /// ("" for the first page), with the cursor of the next page ("" at the end).
-    pub async fn page(
+    /// One page of a cursor-paginated list (`users.list` members, `conversations.list`
+    /// channels) from `cursor` ("" for the first page), with the cursor of the next page (""
+    /// at the end). Items are decoded straight into `T`.
+    pub async fn page<T: DeserializeOwned>(
         &self,
         method: &str,
-        key: &str,
         params: &[(&str, String)],
         limit: u32,
         cursor: &str,
-    ) -> Result<(Vec<Value>, String), UpstreamError> {
+    ) -> Result<(Vec<T>, String), UpstreamError> {
         let mut page_params: Vec<(&str, String)> = params.to_vec();
         page_params.push(("limit", limit.to_string()));
         if !cursor.is_empty() {
             page_params.push(("cursor", cursor.to_owned()));
         }
-        let mut answer = self.call(method, &page_params).await?;
-        let next = answer
-            .pointer("/response_metadata/next_cursor")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let items = match answer[key].take() {
-            Value::Array(items) => items,
-            _ => Vec::new(),
-        };
-        Ok((items, next))
+        let page: Page<T> = self.call_as(method, &page_params).await?;
+        Ok((page.items, page.response_metadata.next_cursor))
     }
 
-    /// Every item of a cursor-paginated method, page by page.
-    pub async fn paginate(
+    /// Every item of a cursor-paginated list, page by page.
+    pub async fn paginate<T: DeserializeOwned>(
         &self,
         method: &str,
-        key: &str,
         params: &[(&str, String)],
         limit: u32,
-        mut each_page: impl FnMut(Vec<Value>),
+        mut each_page: impl FnMut(Vec<T>),
     ) -> Result<(), UpstreamError> {
         let mut cursor = String::new();
         loop {
-            let (items, next) = self.page(method, key, params, limit, &cursor).await?;
+            let (items, next) = self.page(method, params, limit, &cursor).await?;
             each_page(items);
             if next.is_empty() {
                 return Ok(());
@@ -306,14 +305,16 @@ impl SlackClient {
         }
         let mut found = None;
         let params = [("types", "public_channel,private_channel".to_owned())];
-        self.paginate("conversations.list", "channels", &params, 200, |page| {
-            if found.is_none() {
-                found = page
-                    .iter()
-                    .find(|c| c["name"] == name)
-                    .and_then(|c| c["id"].as_str().map(str::to_owned));
-            }
-        })
+        self.paginate(
+            "conversations.list",
+            &params,
+            200,
+            |page: Vec<SlackChannel>| {
+                if found.is_none() {
+                    found = page.into_iter().find(|c| c.name == name).map(|c| c.id);
+                }
+            },
+        )
         .await?;
         if let Some(id) = &found {
             self.remember(&key, id).await;
@@ -329,16 +330,17 @@ impl SlackClient {
         }
         let wanted = email.to_lowercase();
         let mut found = None;
-        self.paginate("users.list", "members", &[], 200, |page| {
+        self.paginate("users.list", &[], 200, |page: Vec<SlackUser>| {
             if found.is_none() {
                 found = page
-                    .iter()
+                    .into_iter()
                     .find(|u| {
-                        u.pointer("/profile/email")
-                            .and_then(Value::as_str)
+                        u.profile
+                            .email
+                            .as_deref()
                             .is_some_and(|e| e.to_lowercase() == wanted)
                     })
-                    .and_then(|u| u["id"].as_str().map(str::to_owned));
+                    .map(|u| u.id);
             }
         })
         .await?;
@@ -399,6 +401,30 @@ pub struct SlackText {
     pub value: String,
 }
 
+/// What every Slack answer says first.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// One page of a cursor-paginated list: the items under the method's key, and the cursor.
+#[derive(serde::Deserialize)]
+struct Page<T> {
+    #[serde(default = "Vec::new", alias = "members", alias = "channels")]
+    items: Vec<T>,
+    #[serde(default)]
+    response_metadata: NextCursor,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct NextCursor {
+    #[serde(default)]
+    next_cursor: String,
+}
+
 /// What `chat.postMessage` answers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct PostedMessage {
@@ -424,10 +450,7 @@ impl SlackClient {
         limit: u32,
         cursor: &str,
     ) -> Result<(Vec<SlackUser>, String), UpstreamError> {
-        let (items, next) = self
-            .page("users.list", "members", &[], limit, cursor)
-            .await?;
-        Ok((typed("users.list", Value::Array(items))?, next))
+        self.page("users.list", &[], limit, cursor).await
     }
 
     /// One page of public and private channels from `cursor`, with the next cursor.
@@ -437,49 +460,28 @@ impl SlackClient {
         cursor: &str,
     ) -> Result<(Vec<SlackChannel>, String), UpstreamError> {
         let params = [("types", "public_channel,private_channel".to_owned())];
-        let (items, next) = self
-            .page("conversations.list", "channels", &params, limit, cursor)
-            .await?;
-        Ok((typed("conversations.list", Value::Array(items))?, next))
+        self.page("conversations.list", &params, limit, cursor)
+            .await
     }
 
     /// Every user, page by page (`limit` per page).
     pub async fn users(
         &self,
         limit: u32,
-        mut each_page: impl FnMut(Vec<SlackUser>),
+        each_page: impl FnMut(Vec<SlackUser>),
     ) -> Result<(), UpstreamError> {
-        let mut bad = None;
-        self.paginate("users.list", "members", &[], limit, |page| {
-            match typed::<Vec<SlackUser>>("users.list", Value::Array(page)) {
-                Ok(users) => each_page(users),
-                Err(e) => bad = Some(e),
-            }
-        })
-        .await?;
-        bad.map_or(Ok(()), Err)
+        self.paginate("users.list", &[], limit, each_page).await
     }
 
     /// Every public and private channel, page by page.
     pub async fn channels(
         &self,
         limit: u32,
-        mut each_page: impl FnMut(Vec<SlackChannel>),
+        each_page: impl FnMut(Vec<SlackChannel>),
     ) -> Result<(), UpstreamError> {
-        let mut bad = None;
         let params = [("types", "public_channel,private_channel".to_owned())];
-        self.paginate(
-            "conversations.list",
-            "channels",
-            &params,
-            limit,
-            |page| match typed::<Vec<SlackChannel>>("conversations.list", Value::Array(page)) {
-                Ok(channels) => each_page(channels),
-                Err(e) => bad = Some(e),
-            },
-        )
-        .await?;
-        bad.map_or(Ok(()), Err)
+        self.paginate("conversations.list", &params, limit, each_page)
+            .await
     }
 
     /// Posts `text` (and optional Block Kit `blocks`) to `channel`.

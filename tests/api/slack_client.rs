@@ -91,7 +91,9 @@ async fn a_static_token_pages_through_every_user_and_look_ups_are_cached() {
     .with_cache(redis_conn().await, &prefix, Duration::from_secs(60));
     let mut users = 0;
     client
-        .paginate("users.list", "members", &[], 50, |page| users += page.len())
+        .paginate("users.list", &[], 50, |page: Vec<Value>| {
+            users += page.len()
+        })
         .await
         .expect("pages");
     assert_eq!(users, 120);
