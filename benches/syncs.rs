@@ -7,7 +7,9 @@
 //! RSS of the run (VmHWM, reset before each case) of
 //! - `sync_mailjet_stats` over 1,000 and 10,000 active mapped campaigns, 50 ms added to every
 //!   statistics request, MAILJET_RATE_PER_SEC=500 (target: 10,000 in ≤ 30 s);
-//! - `sync_slack_users` over 5,000 and 50,000 users, 999 a page (target: 50,000 in ≤ 10 s).
+//! - `sync_slack_users` over 5,000 and 50,000 users, 999 a page (target: 50,000 in ≤ 10 s);
+//! - `sync_mailjet_stats` matching 200 unmapped campaigns by subject among 5,000 Mailjet
+//!   campaigns through the REST adapter (each match pages through Mailjet's list).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -26,6 +28,9 @@ struct Case {
     job: &'static str,
     campaigns: u32,
     users: u32,
+    /// Of the campaigns, this many are not mapped and are matched by subject through the REST
+    /// adapter (which pages through Mailjet's campaigns, 1,000 at a time, to find each one).
+    by_subject: u32,
 }
 
 async fn run_case(admin: &str, redis_url: &str, case: &Case) {
@@ -43,7 +48,45 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
     ])
     .await;
     let (name, db_url, db) = scratch_database(admin).await;
-    if case.campaigns > 0 {
+    if let Some(step) = case.campaigns.checked_div(case.by_subject) {
+        // Subjects spread over Mailjet's list, so a match pages half-way through it on average.
+        let mut subjects = Vec::new();
+        let step = step.max(1) as usize;
+        let mut offset = 0;
+        loop {
+            let page: Value = reqwest::Client::new()
+                .get(format!(
+                    "{}/v3/REST/campaign?Limit=1000&Offset={offset}",
+                    sandbox.base
+                ))
+                .basic_auth("sandbox-key", Some("sandbox-secret"))
+                .send()
+                .await
+                .expect("campaigns")
+                .json()
+                .await
+                .expect("json");
+            let rows = page["Data"].as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                break;
+            }
+            offset += rows.len();
+            subjects.extend(
+                rows.iter()
+                    .filter_map(|r| r["Subject"].as_str().map(str::to_owned)),
+            );
+        }
+        let subjects: Vec<String> = subjects
+            .into_iter()
+            .step_by(step)
+            .take(case.by_subject as usize)
+            .collect();
+        sqlx::query("INSERT INTO campaigns (id, name, subject) SELECT 's' || lpad(n::text, 6, '0'), 'By subject ' || n, subject FROM unnest($1::text[]) WITH ORDINALITY AS t(subject, n)")
+            .bind(&subjects)
+            .execute(&db)
+            .await
+            .expect("campaigns by subject");
+    } else if case.campaigns > 0 {
         sqlx::query("INSERT INTO campaigns (id, name, subject) SELECT 'c' || lpad(i::text, 6, '0'), 'Campaign ' || i, 'Subject ' || i FROM generate_series(0, $1 - 1) i")
             .bind(case.campaigns as i32)
             .execute(&db)
@@ -77,6 +120,13 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
         ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
         ("SLACK_TIER2_PER_MIN", "6000"),
         ("SLACK_PAGE_SIZE", "999"),
+        ("MAILJET_API_URL", sandbox.base.as_str()),
+        ("MAILJET_API_KEY", "sandbox-key"),
+        ("MAILJET_API_SECRET", "sandbox-secret"),
+        (
+            "MAILJET_ADAPTER",
+            if case.by_subject > 0 { "rest" } else { "agent" },
+        ),
     ]);
     let worker = Worker::start(settings, campaign_sync::jobs::builtin());
     let redis = redis(redis_url).await;
@@ -107,7 +157,12 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
     let wall = started.elapsed().as_secs_f64();
     let peak = peak_rss_mib();
     let calls = requests(&sandbox.base).await - before;
-    let size = if case.campaigns > 0 {
+    let size = if case.by_subject > 0 {
+        format!(
+            "{:>6} campaigns matched by subject among {} (REST)",
+            case.by_subject, case.campaigns
+        )
+    } else if case.campaigns > 0 {
         format!("{:>6} campaigns", case.campaigns)
     } else {
         format!("{:>6} users    ", case.users)
@@ -134,21 +189,31 @@ async fn main() {
             job: "sync_mailjet_stats",
             campaigns: 1_000,
             users: 0,
+            by_subject: 0,
         },
         Case {
             job: "sync_mailjet_stats",
             campaigns: 10_000,
             users: 0,
+            by_subject: 0,
         },
         Case {
             job: "sync_slack_users",
             campaigns: 0,
             users: 5_000,
+            by_subject: 0,
         },
         Case {
             job: "sync_slack_users",
             campaigns: 0,
             users: 50_000,
+            by_subject: 0,
+        },
+        Case {
+            job: "sync_mailjet_stats",
+            campaigns: 5_000,
+            users: 0,
+            by_subject: 200,
         },
     ];
     for case in &cases {

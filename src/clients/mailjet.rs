@@ -2,8 +2,11 @@
 //! and two adapters chosen by `MAILJET_ADAPTER`: the MCP agent (`MailjetAgentClient`) and
 //! Mailjet's own REST v3 + Send v3.1 API (`MailjetRestClient`).
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -200,6 +203,40 @@ pub trait MailjetClient: Send + Sync {
         &self,
         subject: &str,
     ) -> impl Future<Output = Result<Option<MailjetCampaign>, UpstreamError>> + Send;
+    /// The campaigns whose subject equals one of `subjects` (as `find_campaign_by_subject`
+    /// compares), keyed by `subject_key`; subjects Mailjet does not have are absent. By
+    /// default one look-up per subject, `parallel` at once; a look-up that fails leaves its
+    /// subject absent, with a warning, so one bad subject does not hold up the others.
+    fn find_campaigns_by_subjects(
+        &self,
+        subjects: &[String],
+        parallel: usize,
+    ) -> impl Future<Output = Result<HashMap<String, MailjetCampaign>, UpstreamError>> + Send {
+        async move {
+            let mut next = subjects.iter();
+            let mut running = futures_util::stream::FuturesUnordered::new();
+            let mut found = HashMap::new();
+            loop {
+                while running.len() < parallel.max(1) {
+                    let Some(subject) = next.next() else { break };
+                    running.push(
+                        async move { (subject, self.find_campaign_by_subject(subject).await) },
+                    );
+                }
+                let Some((subject, answer)) = running.next().await else {
+                    break;
+                };
+                match answer {
+                    Ok(Some(campaign)) => {
+                        found.insert(subject_key(subject), campaign);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(subject, error = %e, "matching by subject failed"),
+                }
+            }
+            Ok(found)
+        }
+    }
     /// Send v3.1 with `body` (`Messages`, `SandboxMode`, …); per-message results are in the
     /// answer, also when it is HTTP 400.
     fn send(
@@ -224,11 +261,23 @@ pub trait MailjetClient: Send + Sync {
     ) -> impl Future<Output = Result<Option<TemplateContent>, UpstreamError>> + Send;
 }
 
+/// How subjects are compared: surrounding spaces and ASCII case do not count.
+pub fn subject_key(subject: &str) -> String {
+    subject.trim().to_ascii_lowercase()
+}
+
+/// The rows of an answer (`{"Data": [...]}`), decoded straight from the body.
+#[derive(Deserialize)]
+struct Rows<T> {
+    #[serde(rename = "Data")]
+    data: Vec<T>,
+}
+
 fn rows<T: serde::de::DeserializeOwned>(
-    answer: &Value,
+    mut answer: Value,
     endpoint: &str,
 ) -> Result<Vec<T>, UpstreamError> {
-    serde_json::from_value(answer["Data"].clone()).map_err(|e| UpstreamError {
+    serde_json::from_value(answer["Data"].take()).map_err(|e| UpstreamError {
         service: "mailjet",
         endpoint: endpoint.to_owned(),
         kind: FailureKind::Permanent,
@@ -241,7 +290,7 @@ fn rows<T: serde::de::DeserializeOwned>(
 impl MailjetClient for MailjetAgentClient {
     async fn campaign_statistics(&self, id: i64) -> Result<Option<StatCounters>, UpstreamError> {
         match MailjetAgentClient::campaign_statistics(self, id).await {
-            Ok(answer) => Ok(rows::<StatCounters>(&answer, "campaigns/statistics")?
+            Ok(answer) => Ok(rows::<StatCounters>(answer, "campaigns/statistics")?
                 .into_iter()
                 .next()),
             Err(e) if e.status == Some(404) => Ok(None),
@@ -255,7 +304,7 @@ impl MailjetClient for MailjetAgentClient {
     ) -> Result<Option<MailjetCampaign>, UpstreamError> {
         let answer = self.find_by_subject(subject).await?;
         Ok(
-            rows::<MailjetCampaign>(&answer, "campaigns/find_by_subject")?
+            rows::<MailjetCampaign>(answer, "campaigns/find_by_subject")?
                 .into_iter()
                 .next(),
         )
@@ -281,7 +330,7 @@ impl MailjetClient for MailjetAgentClient {
                 &json!({ "offset": offset, "limit": limit }),
             )
             .await?;
-        rows(&answer, "templates/list")
+        rows(answer, "templates/list")
     }
 
     async fn template_content(&self, id: i64) -> Result<Option<TemplateContent>, UpstreamError> {
@@ -292,7 +341,7 @@ impl MailjetClient for MailjetAgentClient {
                     .cloned()
                     .unwrap_or(Value::Null);
                 Ok(
-                    rows::<TemplateContent>(&json!({ "Data": [content] }), "templates/get")?
+                    rows::<TemplateContent>(json!({ "Data": [content] }), "templates/get")?
                         .into_iter()
                         .next(),
                 )
@@ -351,6 +400,19 @@ impl MailjetRestClient {
     ) -> Result<Value, UpstreamError> {
         self.request_with(&self.policy, method, path, query, body)
             .await
+    }
+
+    /// The rows (`Data`) of a GET, decoded straight into `T` (a page of 1,000 campaigns never
+    /// becomes a tree of maps).
+    async fn rows<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, UpstreamError> {
+        let answer: Rows<T> = self
+            .request_with(&self.policy, reqwest::Method::GET, path, query, None::<&()>)
+            .await?;
+        Ok(answer.data)
     }
 
     /// A request under `policy`, its answer decoded as a `T`.
@@ -449,38 +511,46 @@ impl MailjetClient for MailjetRestClient {
             ("CounterTiming", "Message".to_owned()),
             ("CounterResolution", "Lifetime".to_owned()),
         ];
-        let answer = self
-            .request(reqwest::Method::GET, "v3/REST/statcounters", &query, None)
-            .await?;
-        Ok(rows::<StatCounters>(&answer, "v3/REST/statcounters")?
-            .into_iter()
-            .next())
+        let rows: Vec<StatCounters> = self.rows("v3/REST/statcounters", &query).await?;
+        Ok(rows.into_iter().next())
     }
 
     async fn find_campaign_by_subject(
         &self,
         subject: &str,
     ) -> Result<Option<MailjetCampaign>, UpstreamError> {
-        // REST has no subject filter: page through campaigns (1,000 at a time) until found.
-        let wanted = subject.trim();
+        let found = self
+            .find_campaigns_by_subjects(&[subject.to_owned()], 1)
+            .await?;
+        Ok(found.into_values().next())
+    }
+
+    async fn find_campaigns_by_subjects(
+        &self,
+        subjects: &[String],
+        _parallel: usize,
+    ) -> Result<HashMap<String, MailjetCampaign>, UpstreamError> {
+        // REST has no subject filter: one pass over the campaigns, 1,000 at a time, for every
+        // subject at once, ending as soon as each has been found. The first campaign listed
+        // with a subject is the one taken.
+        let mut wanted: HashSet<String> = subjects.iter().map(|s| subject_key(s)).collect();
+        let mut found = HashMap::new();
         let mut offset = 0;
-        loop {
+        while !wanted.is_empty() {
             let query = [("Limit", "1000".to_owned()), ("Offset", offset.to_string())];
-            let answer = self
-                .request(reqwest::Method::GET, "v3/REST/campaign", &query, None)
-                .await?;
-            let page: Vec<MailjetCampaign> = rows(&answer, "v3/REST/campaign")?;
+            let page: Vec<MailjetCampaign> = self.rows("v3/REST/campaign", &query).await?;
             if page.is_empty() {
-                return Ok(None);
-            }
-            if let Some(found) = page
-                .iter()
-                .find(|c| c.subject.trim().eq_ignore_ascii_case(wanted))
-            {
-                return Ok(Some(found.clone()));
+                break;
             }
             offset += page.len();
+            for campaign in page {
+                let key = subject_key(&campaign.subject);
+                if wanted.remove(&key) {
+                    found.insert(key, campaign);
+                }
+            }
         }
+        Ok(found)
     }
 
     async fn send(&self, body: &SendBody<'_>) -> Result<SendAnswer, UpstreamError> {
@@ -512,16 +582,13 @@ impl MailjetClient for MailjetRestClient {
         limit: usize,
     ) -> Result<Vec<MailjetTemplate>, UpstreamError> {
         let query = [("Limit", limit.to_string()), ("Offset", offset.to_string())];
-        let answer = self
-            .request(reqwest::Method::GET, "v3/REST/template", &query, None)
-            .await?;
-        rows(&answer, "v3/REST/template")
+        self.rows("v3/REST/template", &query).await
     }
 
     async fn template_content(&self, id: i64) -> Result<Option<TemplateContent>, UpstreamError> {
         let path = format!("v3/REST/template/{id}/detailcontent");
-        match self.request(reqwest::Method::GET, &path, &[], None).await {
-            Ok(answer) => Ok(rows::<TemplateContent>(&answer, &path)?.into_iter().next()),
+        match self.rows::<TemplateContent>(&path, &[]).await {
+            Ok(rows) => Ok(rows.into_iter().next()),
             Err(e) if e.status == Some(404) => Ok(None),
             Err(e) => Err(e),
         }

@@ -50,6 +50,17 @@ impl MailjetClient for AnyMailjet {
         }
     }
 
+    async fn find_campaigns_by_subjects(
+        &self,
+        subjects: &[String],
+        parallel: usize,
+    ) -> Result<std::collections::HashMap<String, MailjetCampaign>, UpstreamError> {
+        match self {
+            AnyMailjet::Agent(c) => c.find_campaigns_by_subjects(subjects, parallel).await,
+            AnyMailjet::Rest(c) => c.find_campaigns_by_subjects(subjects, parallel).await,
+        }
+    }
+
     async fn send(
         &self,
         body: &mailjet::SendBody<'_>,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::registry::{JobContext, JobError};
 use super::runs::{self, RunSummary};
-use crate::clients::mailjet::{MailjetClient, StatCounters};
+use crate::clients::mailjet::{MailjetClient, StatCounters, subject_key};
 
 /// Stable name.
 pub const NAME: &str = "sync_mailjet_stats";
@@ -121,44 +121,44 @@ async fn match_by_subject(
     )
     .fetch_all(pool)
     .await?;
-    let results: Vec<Result<bool, JobError>> = futures_util::stream::iter(unmapped)
-        .map(|(campaign, subject)| async move {
-            let found = match client.find_campaign_by_subject(&subject).await {
-                Ok(Some(found)) => found,
-                Ok(None) => return Ok(false),
-                Err(e) => {
-                    tracing::warn!(campaign, error = %e, "matching by subject failed");
-                    return Ok(false);
-                }
-            };
-            // A Mailjet campaign already mapped to another campaign stays where it is.
-            let mut tx = pool.begin().await?;
-            let inserted = sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id, matched_by, metadata) VALUES ('mailjet', $1, $2, 'subject', $3) ON CONFLICT DO NOTHING")
-                .bind(found.id.to_string())
-                .bind(&campaign)
-                .bind(json!({ "subject": found.subject }))
-                .execute(&mut *tx)
-                .await?;
-            if inserted.rows_affected() == 1 {
-                crate::store::audit::record(
-                    &mut tx,
-                    &crate::store::audit::Actor::new("worker"),
-                    "campaign.mapped",
-                    "campaign",
-                    &campaign,
-                    json!({ "mailjet": found.id, "matched_by": "subject" }),
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(inserted.rows_affected() == 1)
-        })
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
+    if unmapped.is_empty() {
+        return Ok(0);
+    }
+    let subjects: Vec<String> = unmapped.iter().map(|(_, s)| s.clone()).collect();
+    let found = match client.find_campaigns_by_subjects(&subjects, parallel).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "matching campaigns by subject failed; trying again next run");
+            return Ok(0);
+        }
+    };
+    // In id order: of two campaigns with one subject, the first takes the Mailjet campaign.
     let mut matched = 0;
-    for r in results {
-        matched += usize::from(r?);
+    for (campaign, subject) in &unmapped {
+        let Some(found) = found.get(&subject_key(subject)) else {
+            continue;
+        };
+        // A Mailjet campaign already mapped to another campaign stays where it is.
+        let mut tx = pool.begin().await?;
+        let inserted = sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id, matched_by, metadata) VALUES ('mailjet', $1, $2, 'subject', $3) ON CONFLICT DO NOTHING")
+            .bind(found.id.to_string())
+            .bind(campaign)
+            .bind(json!({ "subject": found.subject }))
+            .execute(&mut *tx)
+            .await?;
+        if inserted.rows_affected() == 1 {
+            crate::store::audit::record(
+                &mut tx,
+                &crate::store::audit::Actor::new("worker"),
+                "campaign.mapped",
+                "campaign",
+                campaign,
+                json!({ "mailjet": found.id, "matched_by": "subject" }),
+            )
+            .await?;
+            matched += 1;
+        }
+        tx.commit().await?;
     }
     Ok(matched)
 }

@@ -8,6 +8,7 @@ use campaign_sync::clients::error::FailureKind;
 use campaign_sync::clients::limiter::{Limiter, Rate};
 use campaign_sync::clients::mailjet::{
     Address, MailjetClient, MailjetRestClient, Message, SendAnswer, SendBody, StatCounters,
+    subject_key,
 };
 use campaign_sync::clients::mailjet_agent::MailjetAgentClient;
 use campaign_sync::clients::retry::RetryPolicy;
@@ -433,6 +434,55 @@ async fn both_mailjet_adapters_answer_the_same_typed_results() {
             .expect("paged to the end"),
         None
     );
+
+    // Many subjects at once: the agent asks per subject, REST lists the campaigns once.
+    let all: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v3/REST/campaign?Limit=1000",
+            sandbox.base_url()
+        ))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    let listed: Vec<(String, i64)> = all["Data"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|c| {
+            (
+                c["Subject"].as_str().expect("subject").to_owned(),
+                c["ID"].as_i64().expect("id"),
+            )
+        })
+        .collect();
+    let mut subjects: Vec<String> = listed
+        .iter()
+        .map(|(subject, _)| format!(" {} ", subject.to_uppercase()))
+        .collect();
+    subjects.push("no such subject".to_owned());
+    let before = count(&sandbox, "mailjet.rest.campaign").await;
+    let by_rest = rest
+        .find_campaigns_by_subjects(&subjects, 4)
+        .await
+        .expect("rest subjects");
+    let listing = count(&sandbox, "mailjet.rest.campaign").await - before;
+    assert_eq!(
+        listing, 2,
+        "one page and the empty one after it, for every subject at once"
+    );
+    let by_agent = agent
+        .find_campaigns_by_subjects(&subjects, 4)
+        .await
+        .expect("agent subjects");
+    assert_eq!(by_agent, by_rest);
+    assert_eq!(by_rest.len(), listed.len());
+    for (subject, id) in &listed {
+        assert_eq!(by_rest[&subject_key(subject)].id, *id, "{subject}");
+    }
 }
 
 #[tokio::test]
