@@ -329,6 +329,19 @@ async fn a_429_seen_by_one_process_pauses_the_others() {
     );
 }
 
+/// A GET on the sandbox's Mailjet REST API with its credentials.
+async fn rest_get(sandbox: &Sandbox, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", sandbox.base_url()))
+        .basic_auth("sandbox-key", Some("sandbox-secret"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn rest_client(sandbox: &Sandbox, secret: &str) -> MailjetRestClient {
     let base = url::Url::parse(&format!("{}/", sandbox.base_url())).expect("url");
     MailjetRestClient::new(
@@ -402,18 +415,7 @@ async fn both_mailjet_adapters_answer_the_same_typed_results() {
         assert_eq!(broken.errors[0].error_code.as_deref(), Some("mj-0013"));
         assert_eq!(broken.errors[0].status_code, Some(400));
     }
-    let campaigns: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v3/REST/campaign?Limit=1&Offset=2",
-            sandbox.base_url()
-        ))
-        .basic_auth("sandbox-key", Some("sandbox-secret"))
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("json");
+    let campaigns = rest_get(&sandbox, "/v3/REST/campaign?Limit=1&Offset=2").await;
     let subject = campaigns["Data"][0]["Subject"]
         .as_str()
         .expect("subject")
@@ -436,18 +438,7 @@ async fn both_mailjet_adapters_answer_the_same_typed_results() {
     );
 
     // Many subjects at once: the agent asks per subject, REST lists the campaigns once.
-    let all: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v3/REST/campaign?Limit=1000",
-            sandbox.base_url()
-        ))
-        .basic_auth("sandbox-key", Some("sandbox-secret"))
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("json");
+    let all = rest_get(&sandbox, "/v3/REST/campaign?Limit=1000").await;
     let listed: Vec<(String, i64)> = all["Data"]
         .as_array()
         .expect("rows")
