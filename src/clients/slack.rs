@@ -304,17 +304,11 @@ impl SlackClient {
             return Ok(Some(id));
         }
         let mut found = None;
-        let params = [("types", "public_channel,private_channel".to_owned())];
-        self.paginate(
-            "conversations.list",
-            &params,
-            200,
-            |page: Vec<SlackChannel>| {
-                if found.is_none() {
-                    found = page.into_iter().find(|c| c.name == name).map(|c| c.id);
-                }
-            },
-        )
+        self.channels(200, |page| {
+            if found.is_none() {
+                found = page.into_iter().find(|c| c.name == name).map(|c| c.id);
+            }
+        })
         .await?;
         if let Some(id) = &found {
             self.remember(&key, id).await;
@@ -330,7 +324,7 @@ impl SlackClient {
         }
         let wanted = email.to_lowercase();
         let mut found = None;
-        self.paginate("users.list", &[], 200, |page: Vec<SlackUser>| {
+        self.users(200, |page| {
             if found.is_none() {
                 found = page
                     .into_iter()
@@ -401,6 +395,11 @@ pub struct SlackText {
     pub value: String,
 }
 
+/// The channels listed: public and private ones.
+fn channel_types() -> [(&'static str, String); 1] {
+    [("types", "public_channel,private_channel".to_owned())]
+}
+
 /// What every Slack answer says first.
 #[derive(serde::Deserialize)]
 struct Head {
@@ -459,8 +458,7 @@ impl SlackClient {
         limit: u32,
         cursor: &str,
     ) -> Result<(Vec<SlackChannel>, String), UpstreamError> {
-        let params = [("types", "public_channel,private_channel".to_owned())];
-        self.page("conversations.list", &params, limit, cursor)
+        self.page("conversations.list", &channel_types(), limit, cursor)
             .await
     }
 
@@ -479,8 +477,7 @@ impl SlackClient {
         limit: u32,
         each_page: impl FnMut(Vec<SlackChannel>),
     ) -> Result<(), UpstreamError> {
-        let params = [("types", "public_channel,private_channel".to_owned())];
-        self.paginate("conversations.list", &params, limit, each_page)
+        self.paginate("conversations.list", &channel_types(), limit, each_page)
             .await
     }
 
