@@ -486,61 +486,42 @@ fn failed_call(
     max_attempts: i32,
 ) -> (Vec<Outcome>, Option<JobError>) {
     let message = e.to_string();
-    match (&e.kind, e.status) {
+    // Refused before anything was sent: back to pending, and stop this run loudly.
+    let refused = matches!(
+        (&e.kind, e.status),
+        (FailureKind::AuthExpired, _) | (FailureKind::Permanent, Some(401 | 403))
+    );
+    let outcome = |c: &Claimed| match (&e.kind, e.status) {
+        _ if refused => again(c, i32::MAX, message.clone(), true, 60.0),
         (FailureKind::RateLimited { retry_after }, _) => {
             let wait = retry_after.unwrap_or(Duration::from_secs(1)).as_secs_f64();
-            let outcomes = batch
-                .iter()
-                .map(|c| again(c, max_attempts, message.clone(), true, wait))
-                .collect();
-            (outcomes, None)
-        }
-        // Refused before anything was sent: back to pending, and stop this run loudly.
-        (FailureKind::AuthExpired, _) | (FailureKind::Permanent, Some(401 | 403)) => {
-            let outcomes = batch
-                .iter()
-                .map(|c| again(c, i32::MAX, message.clone(), true, 60.0))
-                .collect();
-            (
-                outcomes,
-                Some(JobError::Retry(format!(
-                    "Mailjet refused the credentials; recipients stay pending: {message}"
-                ))),
-            )
+            again(c, max_attempts, message.clone(), true, wait)
         }
         // 503: the service refused the call; nothing was sent.
         (FailureKind::Transient, Some(503)) => {
-            let outcomes = batch
-                .iter()
-                .map(|c| again(c, max_attempts, message.clone(), false, backoff(c.attempts)))
-                .collect();
-            (outcomes, None)
+            again(c, max_attempts, message.clone(), false, backoff(c.attempts))
         }
         // A timeout, a dropped connection, another 5xx: it may have been sent.
         (FailureKind::Transient, _) => {
-            let outcomes = batch
-                .iter()
-                .map(|c| {
-                    let mut o = Outcome::new(c.id, "sending");
-                    o.error = Some(format!("ambiguous: {message}"));
-                    o.note = Some(format!("ambiguous: {message}; to be reconciled"));
-                    o
-                })
-                .collect();
-            (outcomes, None)
+            let mut o = Outcome::new(c.id, "sending");
+            o.error = Some(format!("ambiguous: {message}"));
+            o.note = Some(format!("ambiguous: {message}; to be reconciled"));
+            o
         }
-        (FailureKind::Permanent, _) => {
-            let outcomes = batch
-                .iter()
-                .map(|c| {
-                    let mut o = Outcome::new(c.id, "failed");
-                    o.error = Some(message.clone());
-                    o
-                })
-                .collect();
-            (outcomes, None)
+        // Mailjet refused these messages for good.
+        _ => {
+            let mut o = Outcome::new(c.id, "failed");
+            o.error = Some(message.clone());
+            o
         }
-    }
+    };
+    let outcomes = batch.iter().map(|c| outcome(c)).collect();
+    let stop = refused.then(|| {
+        JobError::Retry(format!(
+            "Mailjet refused the credentials; recipients stay pending: {message}"
+        ))
+    });
+    (outcomes, stop)
 }
 
 /// Writes the outcomes of one batch (only rows still `sending`: a `sent` event may have been
