@@ -402,10 +402,15 @@ async fn a_scheduled_request_waits_for_its_time() {
     assert!(first >= at, "sent at {first}, scheduled {at}");
 }
 
-/// A request of `n` recipients stored through the store (as the API does).
+/// A request of `n` recipients at example.com stored through the store (as the API does).
 async fn store_request(db: &PgPool, key: &str, n: usize) {
+    store_recipients(db, key, recipients(n, "example.com")).await;
+}
+
+/// A request of `recipients` stored through the store.
+async fn store_recipients(db: &PgPool, key: &str, recipients: Vec<Value>) {
     let input: campaign_sync::store::email_requests::EmailRequestInput =
-        serde_json::from_value(request(recipients(n, "example.com"))).expect("input");
+        serde_json::from_value(request(recipients)).expect("input");
     campaign_sync::store::email_requests::accept(
         db,
         key,
@@ -915,17 +920,7 @@ async fn a_request_of_only_suppressed_addresses_completes_and_the_next_batch_sti
         .await
         .expect("suppressions");
     store_request(&db, "suppressed", 300).await;
-    let input: campaign_sync::store::email_requests::EmailRequestInput =
-        serde_json::from_value(request(recipients(20, "other.example.com"))).expect("input");
-    campaign_sync::store::email_requests::accept(
-        &db,
-        "later",
-        &input,
-        &campaign_sync::store::audit::Actor::new("test"),
-        |_| {},
-    )
-    .await
-    .expect("stored");
+    store_recipients(&db, "later", recipients(20, "other.example.com")).await;
     let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
     wait_all_settled(&db, 320, Duration::from_secs(30)).await;
     eventually(
@@ -949,4 +944,41 @@ async fn count_completed(db: &PgPool) -> i64 {
         .fetch_one(db)
         .await
         .expect("completed")
+}
+
+/// Mailjet refusing our credentials refuses the call before anything is sent: every
+/// recipient goes back to `pending` without spending an attempt, to be tried in a minute.
+#[tokio::test]
+async fn credentials_mailjet_refuses_leave_every_recipient_pending_without_spending_an_attempt() {
+    let sandbox = sandbox().await;
+    let (url, db) = migrated_database().await;
+    seed(&db).await;
+    let mut env = test_env(&url);
+    mailjet_env(&mut env, &sandbox);
+    env.insert("MAILJET_API_SECRET".into(), "not-the-secret".into());
+    store_request(&db, "refused", 120).await;
+    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
+    let refused = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM email_sends WHERE status = 'pending' AND attempts = 0
+               AND last_error LIKE '%Invalid credentials%' AND next_attempt_at > now() + interval '30 seconds'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("refused")
+    };
+    eventually(
+        Duration::from_secs(15),
+        "every recipient refused and pending",
+        || async { refused().await == 120 },
+    )
+    .await;
+    worker.stop().await;
+    assert_eq!(statuses(&db).await.get("pending"), Some(&120));
+    assert_eq!(
+        sandbox_sends(&sandbox).await,
+        (0, 0),
+        "nothing reached Mailjet"
+    );
+    assert_eq!(count_completed(&db).await, 0);
 }
