@@ -96,13 +96,7 @@ fn default_key(bytes: &[u8], args: &SendArgs) -> String {
         )
         .as_bytes(),
     );
-    let hex: String = ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("cli-{hex}")
+    format!("cli-{}", hex::encode(ctx.finish()))
 }
 
 /// Runs `send`: 0 stored (or already stored), 2 invalid input, 1 anything else.

@@ -225,12 +225,7 @@ pub fn slack_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mut ctx = hmac::Context::with_key(&key);
     ctx.update(format!("v0:{timestamp}:").as_bytes());
     ctx.update(body);
-    let tag = ctx.sign();
-    let mut out = String::from("v0=");
-    for byte in tag.as_ref() {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("v0={}", hex::encode(ctx.sign()))
 }
 
 /// The result of one signed delivery.

@@ -191,7 +191,7 @@ impl EmailRequestInput {
     pub fn fingerprint(&self) -> String {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(digest)
     }
 }
 
