@@ -480,17 +480,15 @@ async fn post_email_request(
     metrics::counter!("email_requests_total", "outcome" => outcome).increment(1);
     if created {
         // The stored request is the durable kick; this only makes it prompt.
-        for at in [None, request.scheduled_at] {
-            if let Err(e) = crate::jobs::email_queue::kick(
-                state.redis.clone(),
-                &state.settings.redis.key_prefix,
-                at,
-                "api",
-            )
-            .await
-            {
-                tracing::warn!(error = %e, "could not kick the email queue; its schedule will send the request");
-            }
+        if let Err(e) = crate::jobs::email_queue::kick_request(
+            state.redis.clone(),
+            &state.settings.redis.key_prefix,
+            request.scheduled_at,
+            "api",
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "could not kick the email queue; its schedule will send the request");
         }
     }
     Ok((StatusCode::ACCEPTED, axum::Json(request)).into_response())

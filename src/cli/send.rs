@@ -188,20 +188,14 @@ pub async fn run(settings: Settings, args: SendArgs) -> anyhow::Result<ExitCode>
             if request.test_mode { ", test mode" } else { "" }
         );
         let kicked = match crate::redis_conn::connection(&settings.redis) {
-            Ok(redis) => {
-                let mut ok = true;
-                for at in [None, request.scheduled_at] {
-                    ok &= crate::jobs::email_queue::kick(
-                        redis.clone(),
-                        &settings.redis.key_prefix,
-                        at,
-                        "manual",
-                    )
-                    .await
-                    .is_ok();
-                }
-                ok
-            }
+            Ok(redis) => crate::jobs::email_queue::kick_request(
+                redis,
+                &settings.redis.key_prefix,
+                request.scheduled_at,
+                "manual",
+            )
+            .await
+            .is_ok(),
             Err(_) => false,
         };
         if !kicked {

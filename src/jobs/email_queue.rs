@@ -76,6 +76,22 @@ pub async fn kick(
         .map(|_| ())
 }
 
+/// Kicks the queue for a request just stored: now, and again at its `scheduledAt` (both are
+/// tried; the first failure is returned).
+pub async fn kick_request(
+    redis: redis::aio::ConnectionManager,
+    prefix: &str,
+    scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    trigger: &str,
+) -> Result<(), crate::queue::QueueError> {
+    let now = kick(redis.clone(), prefix, None, trigger).await;
+    let later = match scheduled_at {
+        Some(at) => kick(redis, prefix, Some(at), trigger).await,
+        None => Ok(()),
+    };
+    now.and(later)
+}
+
 /// A claimed recipient.
 #[derive(Debug, Clone)]
 struct Claimed {
