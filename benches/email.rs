@@ -17,7 +17,7 @@ use campaign_sync::store::audit::Actor;
 use campaign_sync::store::email_requests::{self, EmailRequestInput, RecipientInput};
 use common::{
     Worker, control, drop_database, peak_rss_mib, redis, requests_to, reset_peak_rss, sandbox,
-    scratch_database, worker_settings,
+    sandbox_worker_settings, scratch_database,
 };
 use serde_json::{Map, Value, json};
 
@@ -62,21 +62,17 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
         .await
         .expect("recipients");
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
-    let settings = worker_settings(&[
-        ("DATABASE_URL", db_url.as_str()),
-        ("DATABASE_MAX_CONNECTIONS", "30"),
-        ("REDIS_URL", redis_url),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("WORKER_LEASE_SECS", "60"),
-        ("MAILJET_ADAPTER", "rest"),
-        ("MAILJET_API_URL", sandbox.base.as_str()),
-        ("MAILJET_API_KEY", "sandbox-key"),
-        ("MAILJET_API_SECRET", "sandbox-secret"),
-        ("MAILJET_RATE_PER_SEC", "1000"),
-        ("MAILJET_MCP_URL", sandbox.base.as_str()),
-        ("MAILJET_MCP_TOKEN", "sandbox-mcp-signing-secret"),
-        ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
-    ]);
+    let settings = sandbox_worker_settings(
+        &sandbox,
+        &db_url,
+        redis_url,
+        &prefix,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "30"),
+            ("MAILJET_ADAPTER", "rest"),
+            ("MAILJET_RATE_PER_SEC", "1000"),
+        ],
+    );
     let redis = redis(redis_url).await;
     let (before, limited_before) = requests_to(&sandbox.base, "mailjet.send").await;
     reset_peak_rss();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Worker, control, drop_database, peak_rss_mib, redis, requests, reset_peak_rss, sandbox,
-    scratch_database, worker_settings,
+    sandbox_worker_settings, scratch_database,
 };
 
 use campaign_sync::queue::{EnqueueOptions, Queue};
@@ -106,28 +106,22 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
         .await;
     }
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
-    let slack_api = format!("{}/api", sandbox.base);
-    let settings = worker_settings(&[
-        ("DATABASE_URL", db_url.as_str()),
-        ("DATABASE_MAX_CONNECTIONS", "20"),
-        ("REDIS_URL", redis_url),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("WORKER_LEASE_SECS", "60"),
-        ("MAILJET_MCP_URL", sandbox.base.as_str()),
-        ("MAILJET_MCP_TOKEN", "sandbox-mcp-signing-secret"),
-        ("MAILJET_RATE_PER_SEC", "500"),
-        ("SLACK_API_URL", &slack_api),
-        ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
-        ("SLACK_TIER2_PER_MIN", "6000"),
-        ("SLACK_PAGE_SIZE", "999"),
-        ("MAILJET_API_URL", sandbox.base.as_str()),
-        ("MAILJET_API_KEY", "sandbox-key"),
-        ("MAILJET_API_SECRET", "sandbox-secret"),
-        (
-            "MAILJET_ADAPTER",
-            if case.by_subject > 0 { "rest" } else { "agent" },
-        ),
-    ]);
+    let settings = sandbox_worker_settings(
+        &sandbox,
+        &db_url,
+        redis_url,
+        &prefix,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "20"),
+            ("MAILJET_RATE_PER_SEC", "500"),
+            ("SLACK_TIER2_PER_MIN", "6000"),
+            ("SLACK_PAGE_SIZE", "999"),
+            (
+                "MAILJET_ADAPTER",
+                if case.by_subject > 0 { "rest" } else { "agent" },
+            ),
+        ],
+    );
     let worker = Worker::start(settings, campaign_sync::jobs::builtin());
     let redis = redis(redis_url).await;
     let queue = Queue::new(redis, &prefix, "default");

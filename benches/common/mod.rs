@@ -151,6 +151,40 @@ pub fn worker_settings(pairs: &[(&str, &str)]) -> campaign_sync::config::Setting
         .expect("bench configuration")
 }
 
+/// Worker settings against `sandbox` (both Mailjet adapters and Slack, with the sandbox's
+/// credentials), the database at `db_url` and Redis at `redis_url` under `prefix`, every
+/// schedule off (a benchmark enqueues what it measures, and nothing else runs beside it),
+/// then `pairs` (which win).
+pub fn sandbox_worker_settings(
+    sandbox: &Sandbox,
+    db_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    pairs: &[(&str, &str)],
+) -> campaign_sync::config::Settings {
+    let slack_api = format!("{}/api", sandbox.base);
+    let mut all = vec![
+        ("DATABASE_URL", db_url),
+        ("REDIS_URL", redis_url),
+        ("REDIS_KEY_PREFIX", prefix),
+        ("WORKER_LEASE_SECS", "60"),
+        ("MAILJET_API_URL", sandbox.base.as_str()),
+        ("MAILJET_API_KEY", "sandbox-key"),
+        ("MAILJET_API_SECRET", "sandbox-secret"),
+        ("MAILJET_MCP_URL", sandbox.base.as_str()),
+        ("MAILJET_MCP_TOKEN", "sandbox-mcp-signing-secret"),
+        ("SLACK_API_URL", slack_api.as_str()),
+        ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
+    ];
+    let schedules: Vec<String> = campaign_sync::jobs::SCHEDULED_JOBS
+        .iter()
+        .map(|job| format!("SCHEDULE_{}", job.name.to_uppercase()))
+        .collect();
+    all.extend(schedules.iter().map(|name| (name.as_str(), "off")));
+    all.extend_from_slice(pairs);
+    worker_settings(&all)
+}
+
 /// A worker running in this process.
 pub struct Worker {
     stop: tokio::sync::watch::Sender<bool>,
