@@ -318,23 +318,37 @@ async fn sync_slack_users_pages_to_the_end_matches_by_email_and_a_second_run_cha
     drop(sandbox);
 }
 
-#[tokio::test]
-async fn sync_slack_users_resumes_an_interrupted_pass_from_its_saved_cursor() {
+/// A users sync under way over `users` Slack users, `page_size` a page, each page
+/// `latency_ms` slow so that the run can be broken off part-way.
+struct SlowUsersSync {
+    seed: SeedSpec,
+    sandbox: Sandbox,
+    env: std::collections::HashMap<String, String>,
+    db: PgPool,
+    worker: TestWorker,
+    queue: Queue,
+}
+
+async fn slow_users_sync(
+    seed: u64,
+    users: usize,
+    page_size: u32,
+    latency_ms: u64,
+) -> SlowUsersSync {
     let seed = SeedSpec {
-        seed: 6,
+        seed,
         campaigns: 1,
         templates: 1,
-        users: 600,
+        users,
         channels: 1,
     };
     let (sandbox, mut env, db) = slack_setup(seed.clone(), |_| {}).await;
-    env.insert("SLACK_PAGE_SIZE".into(), "50".into());
-    // Slow pages, so the run can be broken off part-way.
+    env.insert("SLACK_PAGE_SIZE".into(), page_size.to_string());
     control(
         &sandbox,
         reqwest::Method::POST,
         "/_sandbox/faults",
-        Some(serde_json::json!({ "endpoint": "slack.users.list", "latency_ms": 150 })),
+        Some(serde_json::json!({ "endpoint": "slack.users.list", "latency_ms": latency_ms })),
     )
     .await;
     let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
@@ -343,6 +357,26 @@ async fn sync_slack_users_resumes_an_interrupted_pass_from_its_saved_cursor() {
         .enqueue("sync_slack_users", Value::Null, EnqueueOptions::default())
         .await
         .expect("enqueue");
+    SlowUsersSync {
+        seed,
+        sandbox,
+        env,
+        db,
+        worker,
+        queue,
+    }
+}
+
+#[tokio::test]
+async fn sync_slack_users_resumes_an_interrupted_pass_from_its_saved_cursor() {
+    let SlowUsersSync {
+        seed,
+        sandbox,
+        env: _,
+        db,
+        worker,
+        queue,
+    } = slow_users_sync(6, 600, 50, 150).await;
     eventually(
         Duration::from_secs(30),
         "a few pages to be saved",
@@ -709,28 +743,14 @@ async fn sync_mailjet_stats_counts_a_bad_campaign_against_itself_and_rides_out_a
 
 #[tokio::test]
 async fn a_stopping_worker_ends_a_slack_sync_at_a_saved_page_and_the_next_run_resumes() {
-    let seed = SeedSpec {
-        seed: 21,
-        campaigns: 1,
-        templates: 1,
-        users: 500,
-        channels: 1,
-    };
-    let (sandbox, mut env, db) = slack_setup(seed.clone(), |_| {}).await;
-    env.insert("SLACK_PAGE_SIZE".into(), "25".into());
-    control(
-        &sandbox,
-        reqwest::Method::POST,
-        "/_sandbox/faults",
-        Some(serde_json::json!({ "endpoint": "slack.users.list", "latency_ms": 200 })),
-    )
-    .await;
-    let worker = TestWorker::start(worker_settings(&env), campaign_sync::jobs::builtin());
-    let queue = Queue::new(redis_conn().await, &env["REDIS_KEY_PREFIX"], "default");
-    queue
-        .enqueue("sync_slack_users", Value::Null, EnqueueOptions::default())
-        .await
-        .expect("enqueue");
+    let SlowUsersSync {
+        seed,
+        sandbox,
+        env,
+        db,
+        worker,
+        queue: _,
+    } = slow_users_sync(21, 500, 25, 200).await;
     eventually(Duration::from_secs(30), "a few pages", || async {
         count(&db, "SELECT count(*) FROM slack_integrations").await >= 75
     })
