@@ -40,22 +40,41 @@ impl Rate {
     }
 }
 
-/// GCRA: KEYS cell, pause. ARGV now_ms, interval_ms, burst. Returns 0 when the call may go
-/// now, else the milliseconds to wait.
+/// GCRA: KEYS cell, pause. ARGV interval_ms, burst. Returns 0 when the call may go now, else
+/// the milliseconds to wait. The time is Redis's own (`TIME`), so every process shares one
+/// clock however far the dynos' clocks drift apart.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local now = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then return paused - now end
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local allow_at = tat - interval * (burst - 1)
 if allow_at > now then return allow_at - now end
 redis.call('SET', KEYS[1], tat + interval, 'PX', interval * burst + 1000)
 return 0
+"#,
+    )
+});
+
+/// KEYS pause. ARGV wait_ms. Pauses until Redis's `TIME` + wait, never shortening a longer
+/// pause another process set.
+static PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = tonumber(ARGV[1])
+local until_ms = now + wait
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current >= until_ms then return current end
+redis.call('SET', KEYS[1], until_ms, 'PX', wait + 1000)
+return until_ms
 "#,
     )
 });
@@ -100,11 +119,9 @@ impl Limiter {
         let mut waited = Duration::ZERO;
         loop {
             let mut conn = self.conn.clone();
-            let now = chrono::Utc::now().timestamp_millis();
             let wait_ms: Result<u64, _> = ACQUIRE
                 .key(&cell)
                 .key(&paused)
-                .arg(now)
                 .arg(rate.interval_ms())
                 .arg(rate.burst.max(1))
                 .invoke_async(&mut conn)
@@ -134,14 +151,11 @@ impl Limiter {
     /// Pauses `key` for every process until `wait` has passed (after a 429).
     pub async fn pause(&self, key: &str, wait: Duration) {
         let (_, paused) = self.keys(key);
-        let until = chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64;
         let mut conn = self.conn.clone();
-        let set: Result<(), _> = redis::cmd("SET")
-            .arg(&paused)
-            .arg(until)
-            .arg("PX")
-            .arg(wait.as_millis() as u64 + 1000)
-            .query_async(&mut conn)
+        let set: Result<i64, _> = PAUSE
+            .key(&paused)
+            .arg(wait.as_millis() as u64)
+            .invoke_async(&mut conn)
             .await;
         if let Err(e) = set {
             tracing::warn!(error = %e, key, "could not share a rate-limit pause");

@@ -155,13 +155,21 @@ pub fn transport_error(service: &'static str, endpoint: &str, e: &reqwest::Error
     }
 }
 
-/// `Retry-After` in seconds, when present.
+/// `Retry-After`, when present: delay-seconds or an HTTP-date (RFC 9110 §10.2.3). A date in
+/// the past means "now" (zero); a value that is neither is ignored (the default wait applies).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    let value = headers.get("retry-after")?.to_str().ok()?;
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// `Retry-After`'s value read at `now`.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The HTTP client of every upstream client: a timeout and our user agent, always.
@@ -278,4 +286,38 @@ pub fn encode<B: serde::Serialize + ?Sized>(
             code: None,
             message: format!("the request could not be encoded: {e}"),
         })
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::parse_retry_after;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        // 1994-11-06T08:49:37Z, the RFC's example date.
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let in_90s = "Sun, 06 Nov 1994 08:51:07 GMT";
+        assert_eq!(
+            parse_retry_after(in_90s, now),
+            Some(Duration::from_secs(90))
+        );
+        // The obsolete RFC 850 and asctime forms are HTTP dates too.
+        let rfc850 = "Sunday, 06-Nov-94 08:50:37 GMT";
+        assert_eq!(
+            parse_retry_after(rfc850, now),
+            Some(Duration::from_secs(60))
+        );
+        let asctime = "Sun Nov  6 08:49:47 1994";
+        assert_eq!(
+            parse_retry_after(asctime, now),
+            Some(Duration::from_secs(10))
+        );
+        let past = "Sun, 06 Nov 1994 08:00:00 GMT";
+        assert_eq!(parse_retry_after(past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", SystemTime::now()), None);
+    }
 }

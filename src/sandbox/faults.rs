@@ -55,6 +55,10 @@ pub struct Fault {
     /// `Retry-After` of storm answers (default 1).
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
+    /// Give the storm's `Retry-After` as an HTTP date instead of seconds (RFC 9110 allows
+    /// both; some proxies send the date).
+    #[serde(default)]
+    pub retry_after_as_date: bool,
     /// Share of requests whose connection is dropped mid-answer.
     #[serde(default)]
     pub drop_rate: f64,
@@ -134,11 +138,16 @@ pub async fn apply(State(shared): State<Arc<Shared>>, request: Request, next: Ne
             .storm_until
             .is_some_and(|until| Instant::now() < until)
         {
-            return rate_limited(
-                &shared,
-                &endpoint,
-                Some(fault.retry_after_secs.unwrap_or(1)),
-            );
+            let secs = fault.retry_after_secs.unwrap_or(1);
+            let mut response = rate_limited(&shared, &endpoint, Some(secs));
+            if fault.retry_after_as_date {
+                // Rounded up to the next whole second, as a date cannot say less.
+                let at = std::time::SystemTime::now() + Duration::from_secs(secs + 1);
+                if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                    response.headers_mut().insert("retry-after", value);
+                }
+            }
+            return response;
         }
         if fault.drop_rate > 0.0 && fastrand::f64() < fault.drop_rate {
             return dropped();

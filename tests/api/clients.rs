@@ -142,6 +142,39 @@ async fn a_429_storm_is_waited_out_without_calling_inside_retry_after() {
 }
 
 #[tokio::test]
+async fn a_retry_after_given_as_an_http_date_is_waited_out() {
+    let sandbox = sandbox().await;
+    let storm = json!({ "endpoint": "mailjet.agent", "rate_limit_for_secs": 2, "retry_after_secs": 2, "retry_after_as_date": true });
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "/_sandbox/faults",
+        Some(storm),
+    )
+    .await;
+    let client = client(&sandbox, Duration::from_secs(5), fast_policy());
+    let started = Instant::now();
+    client
+        .find_by_subject("nothing like it")
+        .await
+        .expect("completes after the storm");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it waited out the storm"
+    );
+    let requests = control(&sandbox, reqwest::Method::GET, "/_sandbox/requests", None).await;
+    let stats = &requests["endpoints"]["mailjet.agent.campaigns.find_by_subject"];
+    // Read as a date 2-3 s ahead: one refused call, perhaps a second at the edge, then the
+    // one that succeeds; without the date the default 1 s wait would make three or more 429s.
+    assert!(
+        stats["rate_limited"]
+            .as_u64()
+            .is_some_and(|n| (1..=2).contains(&n)),
+        "waited for the date, not the default: {stats}"
+    );
+}
+
+#[tokio::test]
 async fn a_long_rate_limit_is_handed_to_the_queue_instead_of_holding_a_worker() {
     let sandbox = sandbox().await;
     control(&sandbox, reqwest::Method::POST, "/_sandbox/faults", Some(json!({ "endpoint": "mailjet.agent", "rate_limit_for_secs": 60, "retry_after_secs": 30 }))).await;
