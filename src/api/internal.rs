@@ -97,6 +97,7 @@ fn actor(headers: &HeaderMap) -> Actor {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    refuse_nul(body)?;
     serde_json::from_slice(body).map_err(|e| {
         let detail = from_serde(&e);
         ApiError::Invalid(
@@ -104,6 +105,23 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             vec![detail],
         )
     })
+}
+
+/// A body with U+0000 in any string is refused naming every such field: PostgreSQL can hold
+/// it neither in text nor in jsonb. (Only bodies holding the escape are walked.)
+fn refuse_nul(body: &[u8]) -> Result<(), ApiError> {
+    if !body.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Ok(()); // the typed parse reports what is wrong
+    };
+    let mut errors = Vec::new();
+    crate::store::validate::check_nul(&mut errors, "", &value);
+    match errors.first() {
+        None => Ok(()),
+        Some(first) => Err(ApiError::Invalid(format!("invalid body: {first}"), errors)),
+    }
 }
 
 fn check_path_id(id: &str) -> Result<(), ApiError> {

@@ -153,6 +153,11 @@ pub fn check<T: Upsert>(values: Vec<Value>) -> Result<Vec<Item<T>>, Vec<ItemErro
 }
 
 fn check_one<T: Upsert>(value: Value) -> Result<(String, T), Vec<FieldError>> {
+    let mut nul = Vec::new();
+    super::validate::check_nul(&mut nul, "", &value);
+    if !nul.is_empty() {
+        return Err(nul);
+    }
     let Value::Object(mut fields) = value else {
         return Err(vec![FieldError::new(
             "",

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Actor};
 use super::batch::ItemErrors;
-use super::validate::{FieldError, check_email, check_len};
+use super::validate::{FieldError, check_email, check_len, check_nul, check_text};
 
 /// Every status of a recipient (`email_sends.status`).
 pub const SEND_STATUSES: [&str; 6] = ["pending", "sending", "sent", "failed", "suppressed", "dead"];
@@ -159,6 +159,11 @@ impl EmailRequestInput {
             let mut errors = Vec::new();
             check_email(&mut errors, "email", r.email.trim());
             check_len(&mut errors, "name", &r.name, 0, 500);
+            check_text(&mut errors, "name", &r.name);
+            for (key, value) in &r.variables {
+                check_text(&mut errors, "variables", key);
+                check_nul(&mut errors, &format!("variables.{key}"), value);
+            }
             let size = serde_json::to_vec(&r.variables).map_or(0, |v| v.len());
             if size > MAX_VARIABLES_BYTES {
                 errors.push(FieldError::new(

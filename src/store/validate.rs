@@ -85,8 +85,78 @@ pub fn check_id(errors: &mut Vec<FieldError>, field: &str, id: &str) {
     );
 }
 
-/// A plausible email address (one @, a dot in the domain, no spaces, at most 320 characters).
+/// A character that does not show: controls (C0, C1), and the format and filler characters
+/// that render as nothing (zero-width spaces and joiners, bidirectional marks, the BOM, soft
+/// hyphens, Hangul fillers). An address containing one looks like another address.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Every string (and object key) of `value` holding U+0000, which PostgreSQL cannot store in
+/// text or jsonb, as one problem each, named by its path in the body (`recipients[2].name`).
+pub fn check_nul(errors: &mut Vec<FieldError>, path: &str, value: &serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => errors.push(nul_error(path)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_nul(errors, &format!("{path}[{i}]"), item);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let field = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if key.contains('\0') {
+                    errors.push(nul_error(&field.replace('\0', "\\u0000")));
+                } else {
+                    check_nul(errors, &field, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A text field holding U+0000.
+pub fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str) {
+    if value.contains('\0') {
+        errors.push(nul_error(field));
+    }
+}
+
+fn nul_error(field: &str) -> FieldError {
+    FieldError::new(
+        field,
+        "contains the NUL character (U+0000), which cannot be stored",
+        "text without U+0000",
+    )
+}
+
+/// A plausible email address (one @, a dot in the domain, no spaces, no control or invisible
+/// characters, at most 320 characters).
 pub fn check_email(errors: &mut Vec<FieldError>, field: &str, email: &str) {
+    if let Some((at, c)) = email.chars().enumerate().find(|(_, c)| is_invisible(*c)) {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "contains the invisible or control character U+{:04X} at position {}",
+                u32::from(c),
+                at + 1
+            ),
+            "an address of visible characters only, such as name@example.com",
+        ));
+        return;
+    }
     let ok = email.len() <= 320
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
@@ -125,4 +195,52 @@ pub fn from_serde(e: &serde_json::Error) -> FieldError {
         problem,
         "a body that follows the schema in /api/openapi.json",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn nul_is_found_in_any_string_or_key_and_named_by_its_path() {
+        let body = json!({
+            "name": "ok",
+            "recipients": [{"email": "a@example.com"}, {"name": "Ad\u{0}a", "variables": {"x\u{0}": 1, "y": ["\u{0}"]}}]
+        });
+        let mut errors = Vec::new();
+        check_nul(&mut errors, "", &body);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "recipients[1].name",
+                "recipients[1].variables.x\\u0000",
+                "recipients[1].variables.y[0]"
+            ]
+        );
+        assert!(errors[0].problem.contains("U+0000"));
+    }
+
+    #[test]
+    fn addresses_with_control_or_invisible_characters_are_refused() {
+        for bad in [
+            "a\u{200B}@example.com",
+            "a@exa\u{0}mple.com",
+            "\u{FEFF}a@example.com",
+            "a@example.com\u{7}",
+            "a\u{202E}@example.com",
+            "a\u{00AD}b@example.com",
+        ] {
+            let mut errors = Vec::new();
+            check_email(&mut errors, "recipients[0].email", bad);
+            assert_eq!(errors.len(), 1, "{bad:?}");
+            assert!(errors[0].problem.contains("U+"), "{:?}", errors[0]);
+        }
+        let mut errors = Vec::new();
+        check_email(&mut errors, "email", "ada.lovelace+news@example.co.uk");
+        check_email(&mut errors, "email", "jos\u{e9}@exampl\u{e9}.fr");
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 }

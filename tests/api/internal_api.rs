@@ -164,6 +164,38 @@ async fn invalid_input_is_a_precise_400_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn nul_in_any_text_field_is_a_400_naming_the_field_never_a_500() {
+    let app = spawn_app().await;
+    let mut campaign = spring();
+    campaign["name"] = json!("Spring\u{0}launch");
+    let (status, body) = put(&app, "/api/campaigns/spring", campaign).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "name", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("U+0000")),
+        "{body}"
+    );
+    let member = json!({ "name": "Ada\u{0}", "email": "ada@example.com" });
+    let (status, body) = put(&app, "/api/team-members/ada", member).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "name", "{body}");
+    let batch = json!({ "items": [{ "id": "x", "name": "X", "subject": "\u{0}" }] });
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/campaigns:batch",
+        Some(batch),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("items[0].subject"), "{body}");
+    let (status, _) = get(&app, "/api/campaigns/spring").await;
+    assert_eq!(status, 404, "nothing stored");
+}
+
+#[tokio::test]
 async fn a_mapping_or_slug_already_used_elsewhere_is_a_409_that_stores_nothing() {
     let app = spawn_app().await;
     put(&app, "/api/campaigns/cmp-1", json!({ "name": "A", "status": "active", "slug": "a", "mailjetCampaignId": 1, "slackChannel": "C000000A1" })).await;
