@@ -7,6 +7,7 @@ mod import;
 mod jobs;
 mod sandbox;
 mod send;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -64,6 +65,11 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Send an email to the recipients of a file (like POST /api/email-requests).
     Send(send::SendArgs),
+    /// Webhook events that could not be used: list, show and replay them.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+    },
     /// Schedules, queues, running a job now, dead letters.
     Jobs {
         #[command(subcommand)]
@@ -91,9 +97,11 @@ pub fn main() -> ExitCode {
         Command::Migrate { .. } => Process::Migrate,
         Command::Web => Process::Web,
         Command::Worker => Process::Worker,
-        Command::Doctor | Command::Jobs { .. } | Command::Sandbox(_) | Command::Demo => {
-            Process::Tool
-        }
+        Command::Doctor
+        | Command::Jobs { .. }
+        | Command::Webhooks { .. }
+        | Command::Sandbox(_)
+        | Command::Demo => Process::Tool,
         Command::Campaigns { .. } | Command::Team { .. } | Command::Send(_) => Process::Migrate,
     };
     let settings = match config::load(process) {
@@ -136,6 +144,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
+        Command::Webhooks { command } => webhooks::run(settings, command).await,
         Command::Send(args) => send::run(settings, args).await,
         Command::Sandbox(_) | Command::Demo => Ok(ExitCode::SUCCESS),
         Command::Campaigns { command } => {

@@ -19,6 +19,17 @@ pub struct MailjetEvent {
     body: Value,
 }
 
+/// What became of the Mailjet events the sandbox emitted.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct EventCounts {
+    /// Events queued for delivery.
+    pub emitted: u64,
+    /// Events in deliveries the receiver acknowledged (a redelivery counts again).
+    pub delivered: u64,
+    /// Events whose retries were given up.
+    pub dropped: u64,
+}
+
 fn common(message: &SentMessage, event: &str) -> Value {
     json!({
         "event": event, "time": super::data::now(), "MessageID": message.id, "Message_GUID": message.uuid,
@@ -85,6 +96,7 @@ pub fn schedule_events(shared: &Shared, message: &SentMessage) {
             }
         }
     }
+    lock(&shared.event_counts).emitted += events.len() as u64;
     for (i, body) in events.into_iter().enumerate() {
         let _ = shared.events.send(MailjetEvent {
             due: start + step * i as u32,
@@ -171,6 +183,7 @@ pub async fn run_mailjet_emitter(
             .await
             {
                 consecutive_failures = 0;
+                lock(&shared.event_counts).delivered += batch.events.len() as u64;
                 continue;
             }
             consecutive_failures = consecutive_failures.saturating_add(1);
@@ -178,6 +191,8 @@ pub async fn run_mailjet_emitter(
             if now.duration_since(first) < config.mailjet_retry_for {
                 batch.next_attempt = now + config.mailjet_retry_interval;
                 retries.push(batch);
+            } else {
+                lock(&shared.event_counts).dropped += batch.events.len() as u64;
             }
         }
     }

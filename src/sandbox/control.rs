@@ -163,8 +163,8 @@ async fn sends(State(shared): State<Arc<Shared>>, Query(query): Query<SendsQuery
     let all = lock(&shared.sends);
     let accepted: u64 = all.values().map(|s| u64::from(s.accepted)).sum();
     let duplicates = all.values().filter(|s| s.accepted > 1).count();
-    let mut answer =
-        json!({ "messages": all.len(), "accepted": accepted, "duplicates": duplicates });
+    let events = *lock(&shared.event_counts);
+    let mut answer = json!({ "messages": all.len(), "accepted": accepted, "duplicates": duplicates, "events": events });
     if query.list {
         let sends: Vec<&super::SendRecord> = all.values().collect();
         answer["sends"] = json!(sends);

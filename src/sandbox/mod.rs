@@ -193,6 +193,8 @@ pub(crate) struct Shared {
     response_urls: Mutex<HashMap<String, control::ResponseUrl>>,
     own_addr: Mutex<Option<SocketAddr>>,
     events: mpsc::UnboundedSender<callbacks::MailjetEvent>,
+    /// Mailjet events emitted, delivered (acknowledged 200) and dropped (retries given up).
+    event_counts: Mutex<callbacks::EventCounts>,
     http: reqwest::Client,
 }
 
@@ -236,6 +238,7 @@ impl Sandbox {
             response_urls: Mutex::new(HashMap::new()),
             own_addr: Mutex::new(Some(addr)),
             events: events_tx,
+            event_counts: Mutex::new(callbacks::EventCounts::default()),
             http,
         });
         let (stop, stop_rx) = watch::channel(false);

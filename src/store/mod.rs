@@ -5,8 +5,10 @@ pub mod audit;
 pub mod batch;
 pub mod campaigns;
 pub mod email_requests;
+pub mod email_sends;
 pub mod team_members;
 pub mod validate;
+pub mod webhook_events;
 
 use std::str::FromStr;
 

@@ -12,22 +12,15 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::slack_signature;
+use super::{intake, slack_signature};
 use crate::api::AppState;
 use crate::api::auth::constant_time_eq;
 use crate::api::error::ApiError;
 use crate::jobs::webhook_events::{NAME as PROCESS_JOB, QUEUE};
 use crate::queue::{EnqueueOptions, Queue};
 
-/// One event ready to be stored.
-pub struct NewEvent {
-    /// Identity used to deduplicate deliveries of the same event.
-    pub external_id: String,
-    /// `sent`, `open`, `user_change`, `block_actions`, …
-    pub event_type: String,
-    /// The event as received.
-    pub payload: Value,
-}
+pub use crate::store::webhook_events::NewEvent;
+use crate::store::webhook_events::{self, NewRejection};
 
 fn outcome(source: &str, outcome: &str) {
     metrics::counter!("webhook_requests_total", "source" => source.to_owned(), "outcome" => outcome.to_owned()).increment(1);
@@ -48,35 +41,36 @@ fn refuse(source: &str, status: StatusCode, why: &'static str) -> ApiError {
     }
 }
 
-/// Stores events (one statement, duplicates skipped) and returns the ids of the new rows.
+/// Stores events (duplicates skipped) and returns the ids of the new rows.
 pub async fn store(
     state: &AppState,
     source: &str,
     events: &[NewEvent],
 ) -> Result<Vec<i64>, ApiError> {
-    let external: Vec<&str> = events.iter().map(|e| e.external_id.as_str()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let payloads: Vec<Value> = events.iter().map(|e| e.payload.clone()).collect();
-    let inserted = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO webhook_events (source, external_id, event_type, payload)
-         SELECT $1, e, t, p FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS x(e, t, p)
-         ON CONFLICT (source, external_id) DO NOTHING RETURNING id",
-    )
-    .bind(source)
-    .bind(&external)
-    .bind(&types)
-    .bind(&payloads)
-    .fetch_all(&state.db)
-    .await;
-    match inserted {
+    store_delivery(state, source, events, &[]).await
+}
+
+/// Stores the events and the rejections of one delivery in one transaction and returns the
+/// ids of the new event rows; Postgres failing is a 503 so the sender retries.
+async fn store_delivery(
+    state: &AppState,
+    source: &str,
+    events: &[NewEvent],
+    rejections: &[NewRejection],
+) -> Result<Vec<i64>, ApiError> {
+    match webhook_events::store_delivery(&state.db, source, events, rejections).await {
         Ok(ids) => {
-            for t in &types {
-                metrics::counter!("webhook_events_total", "source" => source.to_owned(), "type" => (*t).to_owned()).increment(1);
+            for e in events {
+                metrics::counter!("webhook_events_total", "source" => source.to_owned(), "type" => e.event_type.clone()).increment(1);
             }
             let duplicates = events.len() - ids.len();
             if duplicates > 0 {
                 metrics::counter!("webhook_events_duplicate_total", "source" => source.to_owned())
                     .increment(duplicates as u64);
+            }
+            if !rejections.is_empty() {
+                metrics::counter!("webhook_events_rejected_total", "source" => source.to_owned())
+                    .increment(rejections.len() as u64);
             }
             Ok(ids)
         }
@@ -135,64 +129,45 @@ pub async fn mailjet(
             "invalid Basic credentials",
         ));
     }
-    let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
+    let items = intake::split_group(&body).map_err(|why| {
         outcome(S, "bad_request");
-        ApiError::BadRequest(format!("body is not JSON: {e}"))
+        ApiError::BadRequest(why)
     })?;
-    let items = match parsed {
-        Value::Array(items) => items,
-        object @ Value::Object(_) => vec![object],
-        _ => {
-            return Err(refuse(
-                S,
-                StatusCode::BAD_REQUEST,
-                "expected an event object or an array of them",
-            ));
-        }
-    };
     let mut events = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        events.push(mailjet_event(item).map_err(|why| {
-            outcome(S, "bad_request");
-            ApiError::BadRequest(format!("event {i}: {why}"))
-        })?);
+    let mut rejections = Vec::new();
+    for (i, raw) in items.iter().enumerate() {
+        match intake::mailjet_event(raw.get()) {
+            Ok(event) => events.push(event),
+            Err(why) => rejections.push(NewRejection {
+                position: i32::try_from(i).unwrap_or(i32::MAX),
+                raw: raw.get().as_bytes().to_vec(),
+                reason: format!("event {i}: {why}"),
+            }),
+        }
     }
-    let ids = store(&state, S, &events).await?;
+    let ids = store_delivery(&state, S, &events, &rejections).await?;
     kick(&state, ids).await;
-    outcome(S, "accepted");
+    // 200 even with rejected events: they are kept for an operator, and a retry by Mailjet
+    // would neither mend them nor let the good events through any sooner.
+    outcome(
+        S,
+        if rejections.is_empty() {
+            "accepted"
+        } else {
+            "partly_rejected"
+        },
+    );
+    let rejected: Vec<Value> = rejections
+        .iter()
+        .map(|r| json!({ "index": r.position, "reason": r.reason }))
+        .collect();
     Ok((
         StatusCode::OK,
-        axum::Json(json!({ "accepted": events.len() })),
+        axum::Json(
+            json!({ "accepted": events.len(), "rejected": rejected.len(), "rejections": rejected }),
+        ),
     )
         .into_response())
-}
-
-/// The identity of a Mailjet event: message, type, time (and the URL of a click).
-fn mailjet_event(item: Value) -> Result<NewEvent, String> {
-    let event = item
-        .get("event")
-        .and_then(Value::as_str)
-        .ok_or("\"event\" is missing or not a string")?
-        .to_owned();
-    let time = item
-        .get("time")
-        .and_then(Value::as_i64)
-        .ok_or("\"time\" is missing or not an integer (unix seconds)")?;
-    let message_id = match item.get("MessageID") {
-        Some(Value::Number(n)) => n.as_i64().ok_or("\"MessageID\" is not a 64-bit integer")?,
-        _ => return Err("\"MessageID\" is missing or not an integer".to_owned()),
-    };
-    let email = item.get("email").and_then(Value::as_str).unwrap_or("");
-    let url = item.get("url").and_then(Value::as_str).unwrap_or("");
-    let external_id = format!(
-        "{message_id}:{event}:{time}:{}:{url}",
-        email.to_ascii_lowercase()
-    );
-    Ok(NewEvent {
-        external_id: truncate_id(external_id),
-        event_type: event,
-        payload: item,
-    })
 }
 
 fn truncate_id(mut id: String) -> String {
@@ -249,10 +224,13 @@ pub async fn slack_events(
 ) -> Result<Response, ApiError> {
     const S: &str = "slack_events";
     verify_slack(&state, &headers, &body, S)?;
-    let envelope: Value = serde_json::from_slice(&body).map_err(|e| {
+    let mut envelope: Value = serde_json::from_slice(&body).map_err(|e| {
         outcome(S, "bad_request");
         ApiError::BadRequest(format!("body is not JSON: {e}"))
     })?;
+    if intake::sanitize(&mut envelope) {
+        metrics::counter!("webhook_events_sanitized_total", "source" => S).increment(1);
+    }
     match envelope.get("type").and_then(Value::as_str) {
         Some("url_verification") => {
             let challenge = envelope
@@ -341,10 +319,13 @@ pub async fn slack_interactions(
                 "form field \"payload\" is missing",
             )
         })?;
-    let payload: Value = serde_json::from_str(&payload).map_err(|e| {
+    let mut payload: Value = serde_json::from_str(&payload).map_err(|e| {
         outcome(S, "bad_request");
         ApiError::BadRequest(format!("payload is not JSON: {e}"))
     })?;
+    if intake::sanitize(&mut payload) {
+        metrics::counter!("webhook_events_sanitized_total", "source" => S).increment(1);
+    }
     let kind = payload
         .get("type")
         .and_then(Value::as_str)

@@ -308,24 +308,15 @@ async fn bad_mailjet_requests_are_refused_and_store_nothing() {
             .is_some_and(|m| m.starts_with("body is not JSON")),
         "{body}"
     );
-    let missing =
-        json!([event("open", 1, "a@example.com", "", json!({})), { "event": "open", "time": 1 }]);
-    let r = app
+    let not_events = app
         .client
         .post(app.url("/webhooks/mailjet"))
         .basic_auth(&user, Some(&password))
-        .json(&missing)
+        .body("42")
         .send()
         .await
         .expect("post");
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.expect("json");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("event 1") && m.contains("MessageID")),
-        "{body}"
-    );
+    assert_eq!(not_events.status(), 400, "neither an event nor a group");
     let big: Vec<Value> = (0..40)
         .map(|i| event("open", i, "a@example.com", "", json!({})))
         .collect();
@@ -333,6 +324,169 @@ async fn bad_mailjet_requests_are_refused_and_store_nothing() {
     assert_eq!(
         count(&app.db, "SELECT count(*) FROM webhook_events").await,
         0
+    );
+}
+
+#[tokio::test]
+async fn a_group_with_bad_events_stores_the_good_ones_and_keeps_the_bad_ones_for_replay() {
+    let app = spawn_app().await;
+    let send = a_send(&app.db, "g@example.com").await;
+    let custom = send.to_string();
+    let client = json!({ "ip": "127.0.0.1", "geo": "FR", "agent": "phone" });
+    let group = json!([
+        event("sent", 7, "g@example.com", &custom, json!({})),
+        { "event": "open", "time": 1 },
+        event("open", 7, "g@example.com", &custom, client),
+        // The same second, another device: a second open, not a redelivery.
+        event("open", 7, "g@example.com", &custom, json!({ "ip": "10.1.1.1", "geo": "DE", "agent": "desktop" })),
+        "not an event",
+        // U+0000 (which PostgreSQL cannot store) in a field: stored with U+FFFD.
+        event("click", 7, "g@example.com", &custom, json!({ "url": "https://example.com/a\u{0}b", "agent": "x" })),
+    ]);
+    let (user, password) = mailjet_auth(&app);
+    let answer = |body: Value| {
+        app.client
+            .post(app.url("/webhooks/mailjet"))
+            .basic_auth(user.clone(), Some(password.clone()))
+            .json(&body)
+            .send()
+    };
+    let r = answer(group.clone()).await.expect("post");
+    assert_eq!(r.status(), 200, "the good events go through at once");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(4), Some(2)),
+        "{body}"
+    );
+    assert_eq!(body["rejections"][0]["index"], 1);
+    assert!(
+        body["rejections"][0]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("event 1") && m.contains("MessageID")),
+        "{body}"
+    );
+    assert!(
+        body["rejections"][1]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("not an object")),
+        "{body}"
+    );
+    // Mailjet delivering the same group again changes nothing.
+    assert_eq!(answer(group).await.expect("post").status(), 200);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM webhook_events").await,
+        4,
+        "each event once"
+    );
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM webhook_rejections").await,
+        2,
+        "each rejection once"
+    );
+    assert_eq!(count(&app.db, "SELECT count(*) FROM webhook_events WHERE payload->>'url' = 'https://example.com/a\u{FFFD}b'").await, 1);
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT raw FROM webhook_rejections ORDER BY id LIMIT 1")
+        .fetch_one(&app.db)
+        .await
+        .expect("raw");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&raw).expect("kept as JSON"),
+        json!({ "event": "open", "time": 1 })
+    );
+    let worker = worker_for(&app);
+    eventually(SECS_20, "the good events processed", || async {
+        count(
+            &app.db,
+            "SELECT count(*) FROM webhook_events WHERE status = 'processed'",
+        )
+        .await
+            == 4
+    })
+    .await;
+    worker.stop().await;
+    let (status, opens, clicks): (String, i32, i32) =
+        sqlx::query_as("SELECT status, open_count, click_count FROM email_sends WHERE id = $1")
+            .bind(send)
+            .fetch_one(&app.db)
+            .await
+            .expect("send");
+    assert_eq!((status.as_str(), opens, clicks), ("sent", 2, 1));
+}
+
+fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_campaign-sync"))
+        .env_clear()
+        .envs(&app.env)
+        .args(args)
+        .output()
+        .expect("run");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn an_operator_lists_shows_and_replays_rejected_events() {
+    let app = spawn_app().await;
+    let send = a_send(&app.db, "late@example.com").await;
+    let bad = json!([{ "event": "open", "time": "yesterday", "MessageID": 1 }]);
+    assert_eq!(post_mailjet(&app, &bad).await, 200);
+    // As an older build would have kept it: bytes that today's rules accept.
+    let good = event(
+        "blocked",
+        77,
+        "late@example.com",
+        &send.to_string(),
+        json!({}),
+    );
+    sqlx::query("INSERT INTO webhook_rejections (source, position, raw, reason, digest) VALUES ('mailjet', 0, $1, 'event 0: an older rule', repeat('a', 64))")
+        .bind(serde_json::to_vec(&good).expect("bytes"))
+        .execute(&app.db)
+        .await
+        .expect("rejection");
+    let (ok, listed) = cli(&app, &["webhooks", "rejected"]);
+    assert!(
+        ok && listed.contains("\"time\" is missing or not an integer")
+            && listed.contains("2 rejected events shown"),
+        "{listed}"
+    );
+    let id: i64 = sqlx::query_scalar("SELECT min(id) FROM webhook_rejections")
+        .fetch_one(&app.db)
+        .await
+        .expect("id");
+    let (ok, shown) = cli(&app, &["webhooks", "show", &id.to_string()]);
+    assert!(
+        ok && shown.contains("yesterday"),
+        "the bytes as received: {shown}"
+    );
+    let (ok, replayed) = cli(&app, &["webhooks", "replay", "--all"]);
+    assert!(ok, "{replayed}");
+    assert!(
+        replayed.contains("still rejected")
+            && replayed.contains("stored as event")
+            && replayed.contains("2 replayed, 1 stored"),
+        "{replayed}"
+    );
+    let worker = worker_for(&app);
+    eventually(SECS_20, "the replayed event applied", || async {
+        count(
+            &app.db,
+            "SELECT count(*) FROM email_sends WHERE status = 'sent' AND blocked_at IS NOT NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+    worker.stop().await;
+    let (_, again) = cli(&app, &["webhooks", "replay", "--all"]);
+    assert!(
+        again.contains("still rejected") && again.contains("1 replayed, 0 stored"),
+        "only the open one is left: {again}"
+    );
+    let (ok, missing) = cli(&app, &["webhooks", "replay", "999999"]);
+    assert!(
+        !ok && missing.contains("no such rejected event"),
+        "{missing}"
     );
 }
 
@@ -408,6 +562,38 @@ fn signed(app: &TestApp, body: &[u8], timestamp: i64) -> reqwest::RequestBuilder
         .header("x-slack-request-timestamp", timestamp.to_string())
         .header("x-slack-signature", signature)
         .body(body.to_vec())
+}
+
+#[tokio::test]
+async fn a_slack_event_holding_nul_is_stored_with_a_replacement_character_and_applied() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let event = br#"{"type":"event_callback","event_id":"EvNUL","team_id":"T1","event":{"type":"channel_created","channel":{"id":"C0NUL","name":"launch\u0000room"}}}"#;
+    let status = signed(&app, event, now)
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert_eq!(status, 200, "not a 503 that Slack would retry");
+    assert_eq!(
+        status,
+        signed(&app, event, now)
+            .send()
+            .await
+            .expect("post")
+            .status(),
+        "a retry is a duplicate"
+    );
+    let worker = worker_for(&app);
+    eventually(SECS_20, "the channel stored", || async {
+        count(&app.db, "SELECT count(*) FROM slack_channels WHERE id = 'C0NUL' AND name = 'launch\u{FFFD}room'").await == 1
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(
+        count(&app.db, "SELECT count(*) FROM webhook_events").await,
+        1
+    );
 }
 
 #[tokio::test]
