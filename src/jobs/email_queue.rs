@@ -8,16 +8,16 @@
 //! - Only answers that prove nothing was sent put a row back to `pending`: a 429, a 503, our
 //!   own rate limit, a per-message error. A timeout, a dropped connection or another 5xx is
 //!   ambiguous: the rows stay `sending`.
-//! - `sending` rows older than `EMAIL_RECONCILE_AFTER_SECS` are reconciled before anything is
-//!   resent: a Mailjet `sent` event with their CustomID settles them (webhook job); the REST
-//!   adapter asks `/v3/REST/message?CustomID=`; with no way to ask (the agent), a row is
-//!   resent once, flagged, and a second time without evidence it is `dead` for a human.
+//! - The outcome of a call is written even across a Postgres outage: the write is retried
+//!   (up to `SETTLE_RETRY_FOR`) rather than leaving the rows ambiguous.
+//! - `sending` rows older than `EMAIL_RECONCILE_AFTER_SECS` are reconciled from evidence
+//!   before anything is resent (`reconcile_sends`); any Mailjet event with their CustomID
+//!   settles them as well (webhook job).
 //! - Several runs may overlap (a kick during a run): claims skip each other's rows.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -25,10 +25,7 @@ use uuid::Uuid;
 
 use super::registry::{JobContext, JobError};
 use crate::clients::error::{FailureKind, UpstreamError};
-use crate::clients::mailjet::{
-    Address, Lookup, MailjetClient, Message, SendAnswer, SendBody, SendResult,
-};
-use crate::config::EmailSettings;
+use crate::clients::mailjet::{Address, MailjetClient, Message, SendAnswer, SendBody, SendResult};
 use crate::queue::{EnqueueOptions, Queue};
 use crate::store::audit::{self, Actor};
 
@@ -38,8 +35,6 @@ pub const NAME: &str = "process_email_queue";
 pub const BATCH: i64 = 50;
 /// Send calls made from one claim (fewer, larger claims: less work for Postgres).
 const CALLS_PER_CLAIM: i64 = 4;
-/// Sending rows looked at per reconciliation round.
-const RECONCILE_ROUND: i64 = 500;
 
 /// Asks the queue to run `process_email_queue` now (coalescing kicks within a second), and
 /// again at `at` when that is in the future.
@@ -200,7 +195,12 @@ async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
     let settings = &deps.settings.email;
     let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-    let reconciled = reconcile(&deps.db, &client, settings).await?;
+    let windows = super::reconcile_sends::Windows {
+        grace: settings.reconcile_after,
+        upstream_timeout: deps.settings.slack.upstream_timeout,
+        max_attempts: settings.max_attempts,
+    };
+    let reconciled = super::reconcile_sends::reconcile(&deps.db, &client, windows).await?;
     // The calls in flight the rate allows, CALLS_PER_CLAIM per lane.
     let calls = deps.settings.mailjet.calls_in_flight();
     let lanes = (calls / CALLS_PER_CLAIM as usize).max(2);
@@ -307,7 +307,7 @@ async fn lane(
                     stop = Some(e);
                 }
             }
-            settle(db, &outcomes, &mut tally).await?;
+            settle_surely(db, &outcomes, &mut tally).await?;
             tally.batches += calls.len() as u64;
             if let Some(e) = stop {
                 return Err(e);
@@ -540,6 +540,36 @@ fn failed_call(
     (outcomes, stop)
 }
 
+/// How long the outcome of a call that was made is retried while Postgres is unreachable.
+const SETTLE_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Writes the outcomes of a call that was made, retrying while Postgres is unreachable (a
+/// restart, a failover): an outcome lost here would leave the rows ambiguous, to be
+/// reconciled later.
+async fn settle_surely(
+    db: &PgPool,
+    outcomes: &[Outcome],
+    tally: &mut Tally,
+) -> Result<(), JobError> {
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let mut counted = Tally::default();
+        match settle(db, outcomes, &mut counted).await {
+            Ok(()) => {
+                tally.add(&counted);
+                return Ok(());
+            }
+            Err(e) if started.elapsed() < SETTLE_RETRY_FOR => {
+                tracing::warn!(error = %e, rows = outcomes.len(), "could not write send outcomes; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Writes the outcomes of one batch (only rows still `sending`: a `sent` event may have been
 /// faster).
 async fn settle(db: &PgPool, outcomes: &[Outcome], tally: &mut Tally) -> Result<(), JobError> {
@@ -626,81 +656,4 @@ async fn complete(db: &PgPool) -> Result<(), JobError> {
         metrics::counter!("email_requests_completed_total").increment(1);
     }
     Ok(())
-}
-
-/// Resolves `sending` rows older than the grace window; returns how many were resolved.
-async fn reconcile(
-    db: &PgPool,
-    client: &impl MailjetClient,
-    settings: &EmailSettings,
-) -> Result<u64, JobError> {
-    let grace = settings.reconcile_after.as_secs_f64();
-    let mut resolved = 0;
-    loop {
-        // Taken for another grace window, so that a look-up that fails is simply tried again
-        // later and two runs never look the same row up.
-        let stale: Vec<(Uuid, chrono::DateTime<chrono::Utc>, bool, i32)> = sqlx::query_as(
-            "UPDATE email_sends SET sending_started_at = now() WHERE id IN (
-                 SELECT id FROM email_sends
-                 WHERE status = 'sending' AND sending_started_at < now() - make_interval(secs => $1)
-                 ORDER BY sending_started_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING id, sending_started_at, resent, attempts",
-        )
-        .bind(grace)
-        .bind(RECONCILE_ROUND)
-        .fetch_all(db)
-        .await?;
-        let round = stale.len() as i64;
-        let results: Vec<Result<bool, JobError>> = futures_util::stream::iter(stale)
-            .map(|(id, started, resent, attempts)| async move {
-                let lookup = match client.find_message(&id.to_string()).await {
-                    Ok(lookup) => lookup,
-                    Err(e) => {
-                        tracing::warn!(send = %id, error = %e, "reconciliation look-up failed; trying again next run");
-                        return Ok(false);
-                    }
-                };
-                let (status, message_id, uuid, resend, note, outcome) = match lookup {
-                    Lookup::Found { message_id, uuid } => ("sent", Some(message_id), Some(uuid), false, "reconciled: Mailjet has a message with this CustomID".to_owned(), "found"),
-                    Lookup::NotFound if attempts >= settings.max_attempts => ("dead", None, None, false, "dead: Mailjet has no message with this CustomID and the attempts are used up".to_owned(), "dead"),
-                    Lookup::NotFound => ("pending", None, None, true, "resent: Mailjet has no message with this CustomID".to_owned(), "resent"),
-                    Lookup::Unsupported if resent => ("dead", None, None, false, "dead: still no evidence after one resend; check Mailjet for this CustomID before sending again".to_owned(), "dead"),
-                    Lookup::Unsupported => ("pending", None, None, true, format!("resent once: no sent event within {grace} s"), "resent"),
-                };
-                let updated = sqlx::query(
-                    "UPDATE email_sends SET status = $3, mailjet_message_id = coalesce($4, mailjet_message_id),
-                         mailjet_message_uuid = coalesce($5, mailjet_message_uuid),
-                         sent_at = CASE WHEN $3 = 'sent' THEN coalesce(sent_at, now()) ELSE sent_at END,
-                         resent = resent OR $6, next_attempt_at = now(),
-                         last_error = CASE WHEN $3 = 'sent' THEN NULL ELSE $7 END,
-                         history = history || jsonb_build_object('at', now(), 'event', $7::text), updated_at = now()
-                     WHERE id = $1 AND status = 'sending' AND sending_started_at = $2",
-                )
-                .bind(id)
-                .bind(started)
-                .bind(status)
-                .bind(message_id)
-                .bind(uuid)
-                .bind(resend)
-                .bind(&note)
-                .execute(db)
-                .await?;
-                if updated.rows_affected() == 1 {
-                    metrics::counter!("email_reconciliations_total", "outcome" => outcome).increment(1);
-                    tracing::info!(send = %id, outcome, "send reconciled");
-                }
-                Ok(updated.rows_affected() == 1)
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        for r in results {
-            if r? {
-                resolved += 1;
-            }
-        }
-        if round < RECONCILE_ROUND {
-            return Ok(resolved);
-        }
-    }
 }

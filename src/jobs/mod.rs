@@ -50,6 +50,7 @@ pub mod diagnostics;
 pub mod email_queue;
 pub mod paging;
 pub mod purge_expired_data;
+pub mod reconcile_sends;
 pub mod registry;
 pub mod runs;
 pub mod sync_mailjet_stats;

@@ -131,20 +131,29 @@ async fn mailjet(
     sqlx::query("INSERT INTO email_events (send_id, webhook_event_id, event_type, mailjet_message_id, occurred_at, details) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(send).bind(webhook_id).bind(event).bind(message_id).bind(time).bind(details).execute(&mut *tx).await?;
     if let Some(send) = send {
+        settle_accepted(tx, send, event, time, message_id).await?;
         let update = match event {
-            // `sent` means accepted by the recipient's server; it also settles a send left
-            // `sending` by a crash (reconciliation), which is noted in its history.
-            "sent" => "UPDATE email_sends SET
-                         history = CASE WHEN status = 'sending' THEN history || jsonb_build_object('at', now(), 'event', 'reconciled by a sent event') ELSE history END,
-                         status = CASE WHEN status IN ('pending', 'sending', 'failed') THEN 'sent' ELSE status END,
-                         mailjet_message_id = coalesce(mailjet_message_id, nullif($3, 0)), sent_at = coalesce(sent_at, $2), delivered_at = coalesce(delivered_at, $2), updated_at = now()
-                       WHERE id = $1",
-            "open" => "UPDATE email_sends SET first_opened_at = coalesce(first_opened_at, $2), last_opened_at = greatest(last_opened_at, $2), open_count = open_count + 1, updated_at = now() WHERE id = $1 AND $3 = $3",
-            "click" => "UPDATE email_sends SET first_clicked_at = coalesce(first_clicked_at, $2), last_clicked_at = greatest(last_clicked_at, $2), click_count = click_count + 1, updated_at = now() WHERE id = $1 AND $3 = $3",
-            "bounce" => "UPDATE email_sends SET bounced_at = $2, hard_bounce = $4, updated_at = now() WHERE id = $1 AND $3 = $3",
-            "spam" => "UPDATE email_sends SET spam_at = $2, updated_at = now() WHERE id = $1 AND $3 = $3",
-            "blocked" => "UPDATE email_sends SET blocked_at = $2, updated_at = now() WHERE id = $1 AND $3 = $3",
-            _ => "UPDATE email_sends SET unsubscribed_at = coalesce(unsubscribed_at, $2), updated_at = now() WHERE id = $1 AND $3 = $3",
+            "sent" => {
+                "UPDATE email_sends SET delivered_at = coalesce(delivered_at, $2), updated_at = now() WHERE id = $1 AND $3 = $3"
+            }
+            "open" => {
+                "UPDATE email_sends SET first_opened_at = coalesce(first_opened_at, $2), last_opened_at = greatest(last_opened_at, $2), open_count = open_count + 1, updated_at = now() WHERE id = $1 AND $3 = $3"
+            }
+            "click" => {
+                "UPDATE email_sends SET first_clicked_at = coalesce(first_clicked_at, $2), last_clicked_at = greatest(last_clicked_at, $2), click_count = click_count + 1, updated_at = now() WHERE id = $1 AND $3 = $3"
+            }
+            "bounce" => {
+                "UPDATE email_sends SET bounced_at = $2, hard_bounce = $4, updated_at = now() WHERE id = $1 AND $3 = $3"
+            }
+            "spam" => {
+                "UPDATE email_sends SET spam_at = $2, updated_at = now() WHERE id = $1 AND $3 = $3"
+            }
+            "blocked" => {
+                "UPDATE email_sends SET blocked_at = $2, updated_at = now() WHERE id = $1 AND $3 = $3"
+            }
+            _ => {
+                "UPDATE email_sends SET unsubscribed_at = coalesce(unsubscribed_at, $2), updated_at = now() WHERE id = $1 AND $3 = $3"
+            }
         };
         let mut query = sqlx::query(update).bind(send).bind(time).bind(message_id);
         if event == "bounce" {
@@ -166,6 +175,35 @@ async fn mailjet(
         metrics::counter!("email_suppressions_total", "reason" => reason).increment(1);
     }
     Ok(Applied::Done)
+}
+
+/// Every Mailjet event of a message proves that Mailjet accepted it (a blocked message gets
+/// `blocked` and never `sent`), so any event settles its send as `sent` whatever a crash or a
+/// reconciliation left it as (`sending`, `pending` for a resend, `dead`, `failed`,
+/// `suppressed` by its own first copy's bounce): the status says what happened upstream, and
+/// a send settled so is never sent again. The history notes the change.
+async fn settle_accepted(
+    tx: &mut PgConnection,
+    send: uuid::Uuid,
+    event: &str,
+    time: chrono::DateTime<chrono::Utc>,
+    message_id: i64,
+) -> Result<(), JobError> {
+    sqlx::query(
+        "UPDATE email_sends SET
+             history = history || jsonb_build_object('at', now(), 'event', 'reconciled by a ' || $4 || ' event (was ' || status || ')'),
+             status = 'sent', last_error = NULL,
+             mailjet_message_id = coalesce(mailjet_message_id, nullif($3, 0)),
+             sent_at = coalesce(sent_at, $2), updated_at = now()
+         WHERE id = $1 AND status <> 'sent'",
+    )
+    .bind(send)
+    .bind(time)
+    .bind(message_id)
+    .bind(event)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Rows and cache keys are those of the deployment's workspace (`SLACK_WORKSPACE_ID`), as the

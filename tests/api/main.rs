@@ -11,6 +11,7 @@ mod http;
 mod internal_api;
 mod jobs_cli;
 mod queue;
+mod reconcile;
 mod sandbox;
 mod schedules;
 mod schema;
