@@ -4,6 +4,7 @@
 //! and schedules), `migrate` (the release phase), `doctor` (checks a deployment).
 
 pub mod api;
+pub mod chaos;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -281,6 +281,9 @@ struct ListQuery {
     per_page: Option<i64>,
 }
 
+/// The last page a list accepts.
+const MAX_PAGE: i64 = 1_000_000_000;
+
 /// A page of campaigns.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -312,11 +315,12 @@ async fn list_campaigns(
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(50);
     let mut errors = Vec::new();
-    if page < 1 {
+    // The offset (page − 1) × perPage must fit PostgreSQL's bigint: pages stop at 10^9.
+    if !(1..=MAX_PAGE).contains(&page) {
         errors.push(FieldError::new(
             "page",
             format!("{page} is out of range"),
-            "1 or more",
+            format!("1 to {MAX_PAGE}"),
         ));
     }
     if !(1..=500).contains(&per_page) {

@@ -61,6 +61,10 @@ pub enum Command {
     /// Everything in one process on this machine: migrations, the sandbox with seeded data, web
     /// and worker with schedules sped up. Ctrl-C stops it.
     Demo,
+    /// Run the service as separate processes (web, N workers, sandbox, its own Redis and
+    /// PostgreSQL) under a seeded schedule of faults, then check that nothing was lost or
+    /// duplicated. Exit 1 when an invariant fails.
+    Chaos(crate::chaos::ChaosArgs),
     /// Run the upstream simulator (Mailjet agent and REST, Slack Web API) on a local port.
     Sandbox(sandbox::SandboxArgs),
     /// Send an email to the recipients of a file (like POST /api/email-requests).
@@ -90,6 +94,9 @@ pub fn main() -> ExitCode {
     if let Command::Sandbox(args) = cli.command {
         return sandbox::main(args);
     }
+    if let Command::Chaos(args) = cli.command {
+        return crate::chaos::main(args);
+    }
     if let Command::Demo = cli.command {
         return run_demo();
     }
@@ -101,6 +108,7 @@ pub fn main() -> ExitCode {
         | Command::Jobs { .. }
         | Command::Webhooks { .. }
         | Command::Sandbox(_)
+        | Command::Chaos(_)
         | Command::Demo => Process::Tool,
         Command::Campaigns { .. } | Command::Team { .. } | Command::Send(_) => Process::Migrate,
     };
@@ -146,7 +154,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Webhooks { command } => webhooks::run(settings, command).await,
         Command::Send(args) => send::run(settings, args).await,
-        Command::Sandbox(_) | Command::Demo => Ok(ExitCode::SUCCESS),
+        Command::Sandbox(_) | Command::Chaos(_) | Command::Demo => Ok(ExitCode::SUCCESS),
         Command::Campaigns { command } => {
             import::run(settings, import::Kind::Campaigns, command).await
         }

@@ -1,6 +1,7 @@
 //! `diagnostics_probe`: a job for checking a deployment end to end (and for the queue's own
 //! chaos tests). It counts its starts and finishes in Redis under
-//! `<prefix>:diagnostics:<tag>`, sleeps, and can fail its first attempts on purpose.
+//! `<prefix>:diagnostics:<tag>` (`started`, `finished`, and `by:<dyno>` per process), sleeps,
+//! and can fail its first attempts on purpose.
 //!
 //! `campaign-sync jobs run diagnostics_probe --args '{"tag":"check","sleep_ms":100}'`
 
@@ -51,6 +52,16 @@ pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
         )));
     }
     count("finished")
+        .query_async::<i64>(&mut conn)
+        .await
+        .map_err(|e| JobError::Retry(e.to_string()))?;
+    // Which process ran it (Heroku's DYNO, else the pid): a check can tell that every
+    // worker still takes work.
+    let by = std::env::var("DYNO").unwrap_or_else(|_| format!("pid {}", std::process::id()));
+    redis::cmd("HINCRBY")
+        .arg(&key)
+        .arg(format!("by:{by}"))
+        .arg(1)
         .query_async::<i64>(&mut conn)
         .await
         .map_err(|e| JobError::Retry(e.to_string()))?;

@@ -62,6 +62,10 @@ pub struct Fault {
     /// Share of requests whose connection is dropped mid-answer.
     #[serde(default)]
     pub drop_rate: f64,
+    /// Share of requests that are handled (a send is accepted) and whose answer is then
+    /// lost: the caller cannot tell it from a request that never arrived.
+    #[serde(default)]
+    pub drop_after_rate: f64,
     #[serde(skip)]
     pub storm_until: Option<Instant>,
 }
@@ -160,7 +164,14 @@ pub async fn apply(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         let retry_after = shared.config().mailjet_retry_after.then_some(1);
         return rate_limited(&shared, &endpoint, retry_after);
     }
-    next.run(request).await
+    let drop_after = faults
+        .iter()
+        .any(|f| f.drop_after_rate > 0.0 && fastrand::f64() < f.drop_after_rate);
+    let response = next.run(request).await;
+    if drop_after {
+        return dropped();
+    }
+    response
 }
 
 fn count(shared: &Shared, endpoint: &str) {

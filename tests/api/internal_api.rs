@@ -275,6 +275,8 @@ async fn campaigns_are_listed_by_page_and_activity() {
     assert_eq!(all["total"], 5);
     for bad in [
         "/api/campaigns?page=0",
+        "/api/campaigns?page=9223372036854775807",
+        "/api/campaigns?page=1000000001",
         "/api/campaigns?perPage=501",
         "/api/campaigns?active=maybe",
         "/api/campaigns?sort=name",

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod chaos;
+mod chaos_command;
 mod cli;
 mod clients;
 mod email;
