@@ -5,7 +5,7 @@
 //! stored once and applied once, every schedule tick run once, every process alive and
 //! consuming. Exits 1 when an invariant fails.
 
-mod cluster;
+pub mod cluster;
 mod deployment;
 mod invariants;
 mod scenarios;

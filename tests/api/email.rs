@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::chaos::{WorkerProcess, wait_port};
+use crate::chaos::WorkerProcess;
 use crate::clients::control;
 use crate::helpers::{
     TestApp, TestWorker, closed_port, eventually, migrated_database, spawn_app_with, test_env,
@@ -645,137 +645,12 @@ async fn a_429_storm_and_5xx_bursts_neither_lose_nor_duplicate() {
     assert!(resent > 0, "the ambiguous 500s were reconciled and resent");
 }
 
-/// A PostgreSQL server of our own, to restart mid-send.
-struct OwnPostgres {
-    port: u16,
-    dir: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-fn pg_bin(name: &str) -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin").join(name))
-                .filter(|p| p.exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    versions.pop().unwrap_or_else(|| PathBuf::from(name))
-}
-
-fn as_postgres_user(program: &std::path::Path) -> Command {
-    // initdb and postgres refuse to run as root.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false);
-    if root {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--init-groups",
-            "--",
-        ])
-        .arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-impl OwnPostgres {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("cs-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("pg dir");
-        let _ = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&dir)
-            .status();
-        let status = as_postgres_user(&pg_bin("initdb"))
-            .args([
-                "--no-sync",
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "-D",
-            ])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("initdb");
-        assert!(status.success(), "initdb failed");
-        let log = std::env::temp_dir().join(format!("cs-pg-{}.log", uuid::Uuid::new_v4().simple()));
-        let mut pg = OwnPostgres {
-            port: closed_port(),
-            dir,
-            log,
-            child: None,
-        };
-        pg.spawn();
-        pg
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::File::create(&self.log).expect("pg log");
-        let child = as_postgres_user(&pg_bin("postgres"))
-            .arg("-D")
-            .arg(&self.dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "unix_socket_directories=",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("postgres");
-        self.child = Some(child);
-        wait_port(self.port);
-    }
-
-    /// A fast shutdown (SIGINT): every connection is cut.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
 #[tokio::test]
 async fn sends_go_on_exactly_once_across_a_postgres_restart() {
     let sandbox = sandbox().await;
-    let mut pg = OwnPostgres::start();
+    // A PostgreSQL server of our own (the chaos harness's), to restart mid-send.
+    let dir = std::env::temp_dir().join(format!("cs-pg-{}", uuid::Uuid::new_v4().simple()));
+    let mut pg = campaign_sync::chaos::cluster::Postgres::start(&dir).expect("own postgres");
     let admin = PgPool::connect(&pg.url("postgres"))
         .await
         .expect("own postgres");
@@ -802,10 +677,10 @@ async fn sends_go_on_exactly_once_across_a_postgres_restart() {
         sandbox_sends(&sandbox).await.0 > 500
     })
     .await;
-    pg.stop();
+    pg.stop_fast();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = sandbox_sends(&sandbox).await.0;
-    pg.spawn();
+    pg.resume().expect("postgres again");
     let db = PgPool::connect(&url).await.expect("reconnect");
     wait_all_settled(&db, 3_000, Duration::from_secs(120)).await;
     worker.stop().await;
@@ -814,6 +689,9 @@ async fn sends_go_on_exactly_once_across_a_postgres_restart() {
         "the restart happened mid-send ({during} sent by then)"
     );
     exactly_once(&sandbox, &db, 3_000).await;
+    db.close().await;
+    drop(pg);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
