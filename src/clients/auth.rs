@@ -70,7 +70,7 @@ impl AgentTokens {
             iat: now,
             exp: now + AGENT_TOKEN_TTL.as_secs() as i64,
         };
-        let key = jsonwebtoken::EncodingKey::from_secret(self.secret.expose_secret().as_bytes());
+        let key = jsonwebtoken::EncodingKey::from_secret(self.secret.expose_secret().as_bytes())?;
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,
@@ -95,7 +95,7 @@ mod tests {
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         let data = jsonwebtoken::decode::<serde_json::Value>(
             &token,
-            &jsonwebtoken::DecodingKey::from_secret("k".repeat(32).as_bytes()),
+            &jsonwebtoken::DecodingKey::from_secret("k".repeat(32).as_bytes()).expect("key"),
             &validation,
         )
         .expect("valid");

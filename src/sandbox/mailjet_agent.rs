@@ -49,8 +49,9 @@ fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub", "iat"]);
     validation.leeway = 0;
-    let key = jsonwebtoken::DecodingKey::from_secret(config.mcp_token.as_bytes());
-    match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+    let decoded = jsonwebtoken::DecodingKey::from_secret(config.mcp_token.as_bytes())
+        .and_then(|key| jsonwebtoken::decode::<Claims>(token, &key, &validation));
+    match decoded {
         Ok(data)
             if lock(&shared.tokens)
                 .jwt_not_before

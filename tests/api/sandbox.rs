@@ -302,7 +302,7 @@ fn jwt(secret: &str, sub: &str, iat: i64, exp: i64) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("key"),
     )
     .expect("jwt")
 }
