@@ -92,7 +92,14 @@ pub fn main(args: ChaosArgs) -> ExitCode {
     let Some(runtime) = crate::cli::runtime() else {
         return ExitCode::FAILURE;
     };
-    match runtime.block_on(run(args, scenarios)) {
+    // Ctrl-C or SIGTERM drops the run, and with it every process it started.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(args, scenarios) => outcome,
+            () = crate::startup::shutdown_signal() => Err(anyhow::anyhow!("stopped by a signal; every process of the run was stopped")),
+        }
+    });
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

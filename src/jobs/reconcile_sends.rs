@@ -25,7 +25,10 @@ use crate::store::email_sends::{self, Reconciled, StaleSend};
 use crate::store::webhook_events::{self, Evidence};
 
 /// Sending rows looked at per reconciliation round.
-const ROUND: i64 = 500;
+const ROUND: i64 = 32;
+/// Rounds go on for at most this long per run: look-ups share Mailjet's rate with the sends,
+/// and a backlog of them must not hold up sending (the rest waits for the next run).
+const BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 /// Mailjet retries a failed event delivery for 24 hours, then drops it.
 const EVENT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
@@ -80,7 +83,8 @@ pub async fn reconcile(
     windows: Windows,
 ) -> Result<u64, JobError> {
     let mut resolved = 0;
-    loop {
+    let started = std::time::Instant::now();
+    while started.elapsed() < BUDGET {
         let stale = email_sends::take_stale(db, windows.grace, ROUND).await?;
         let round = stale.len() as i64;
         if round == 0 {
@@ -109,6 +113,7 @@ pub async fn reconcile(
             return Ok(resolved);
         }
     }
+    Ok(resolved)
 }
 
 async fn judge(
