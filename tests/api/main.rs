@@ -6,6 +6,7 @@ mod chaos;
 mod chaos_command;
 mod cli;
 mod clients;
+mod deploy_files;
 mod email;
 mod health;
 mod http;
