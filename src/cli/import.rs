@@ -74,7 +74,7 @@ async fn import<T: Upsert>(
                     format!("item {}", p.index)
                 };
                 for e in &p.errors {
-                    eprintln!("{}: {place}: {e}", file.display());
+                    eprintln!("{}: {place}: {}", file.display(), describe(e, csv));
                 }
             }
             eprintln!(
@@ -121,6 +121,23 @@ async fn import<T: Upsert>(
         report.created, report.updated, report.unchanged
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One problem as a file's author reads it: in a CSV, the column by its header; the API
+/// schema is no help to a spreadsheet, so the expectation names the columns instead.
+fn describe(e: &crate::store::validate::FieldError, csv: bool) -> String {
+    if !csv {
+        return e.to_string();
+    }
+    let expected = if e.expected.contains("/api/openapi.json") {
+        "the columns listed in the README (header row, snake_case or camelCase)"
+    } else {
+        e.expected.as_str()
+    };
+    match e.field.as_str() {
+        "" => format!("{}; expected {expected}", e.problem),
+        field => format!("column {field:?}: {}; expected {expected}", e.problem),
+    }
 }
 
 /// The rows of a CSV or JSON file as JSON objects with the API's field names.

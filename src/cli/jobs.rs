@@ -163,6 +163,13 @@ async fn run_now(
 ) -> anyhow::Result<ExitCode> {
     let Some(spec) = registry.get(name) else {
         let names: Vec<&str> = registry.jobs().map(|j| j.name.as_str()).collect();
+        if jobs::SCHEDULED_JOBS.iter().any(|j| j.name == name) {
+            eprintln!(
+                "{name} is a job of the product that is not in this build yet (jobs list shows it as such); jobs that can run: {}",
+                names.join(", ")
+            );
+            return Ok(ExitCode::from(2));
+        }
         eprintln!("unknown job {name:?}; valid names: {}", names.join(", "));
         return Ok(ExitCode::from(2));
     };
@@ -186,6 +193,13 @@ async fn run_now(
         .context("cannot enqueue")?;
     println!("enqueued {name} on queue {} as {}", spec.queue, enqueued.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Milliseconds since the epoch as an RFC 3339 time in UTC.
+fn utc(ms: i64) -> Value {
+    chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| {
+        Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    })
 }
 
 async fn dead_command(
@@ -218,8 +232,15 @@ async fn dead_command(
                 if let Some(task) = dead::get(queue, &id).await? {
                     let mut shown = serde_json::to_value(&task)?;
                     shown["queue"] = Value::String(name.clone());
+                    shown["died"] = utc(task.died_at);
                     if let Some(decoded) = task.task() {
                         shown["task"] = serde_json::to_value(decoded)?;
+                        for field in ["enqueued_at", "scheduled_for"] {
+                            if let Some(ms) = shown["task"][field].as_i64() {
+                                shown["task"][field.replace("_at", "").replace("_for", "_tick")] =
+                                    utc(ms);
+                            }
+                        }
                     }
                     println!("{}", serde_json::to_string_pretty(&shown)?);
                     return Ok(ExitCode::SUCCESS);

@@ -588,8 +588,9 @@ async fn the_cli_imports_csv_and_json_through_the_same_checks() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("line 3: name: missing field")
-            && stderr.contains("line 4: status: \"launched\" is not a status"),
+        stderr.contains("line 3: column \"name\": missing field")
+            && stderr.contains("line 4: column \"status\": \"launched\" is not a status")
+            && !stderr.contains("openapi"),
         "{stderr}"
     );
     assert!(

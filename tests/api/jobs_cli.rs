@@ -45,6 +45,14 @@ async fn jobs_run_enqueues_a_known_job_and_refuses_an_unknown_one_listing_the_va
         "{}",
         stderr(&unknown)
     );
+    let not_built = jobs(&env, &["run", "rollup_metrics"]);
+    assert_eq!(not_built.status.code(), Some(2));
+    assert!(
+        stderr(&not_built)
+            .contains("rollup_metrics is a job of the product that is not in this build yet"),
+        "{}",
+        stderr(&not_built)
+    );
     let bad_args = jobs(&env, &["run", "diagnostics_probe", "--args", "{"]);
     assert_eq!(bad_args.status.code(), Some(2));
     let ok = jobs(
@@ -143,6 +151,17 @@ async fn jobs_dead_lists_shows_retries_and_purges_dead_tasks() {
     assert_eq!(shown["reason"], "rejected by test");
     assert_eq!(shown["task"]["args"]["tag"], 0);
     assert_eq!(shown["queue"], "default");
+    let died = shown["died"].as_str().expect("died as a time");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(died).is_ok() && died.ends_with('Z'),
+        "{shown}"
+    );
+    assert!(
+        shown["task"]["enqueued"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{shown}"
+    );
     let missing = jobs(&env, &["dead", "show", "no-such-id"]);
     assert_eq!(missing.status.code(), Some(1));
 
