@@ -24,3 +24,6 @@ CREATE TABLE webhook_rejections (
     CONSTRAINT webhook_rejections_digest_key UNIQUE (source, digest)
 );
 CREATE INDEX webhook_rejections_open_idx ON webhook_rejections (id) WHERE replayed_at IS NULL;
+
+-- GET /api/email-requests lists requests newest first, a page at a time.
+CREATE INDEX email_requests_created_idx ON email_requests (created_at DESC, id DESC);

@@ -57,8 +57,11 @@ pub fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(batch_team_members))
         .merge(
             OpenApiRouter::new()
-                .routes(routes!(post_email_request))
-                .routes(routes!(get_email_request))
+                .routes(routes!(
+                    super::email_requests::post_email_request,
+                    super::email_requests::list_email_requests
+                ))
+                .routes(routes!(super::email_requests::get_email_request))
                 // Large lists: this route has its own limit (the outer one is the default).
                 .layer(axum::extract::DefaultBodyLimit::max(
                     state.settings.email.body_limit_bytes,
@@ -86,7 +89,7 @@ async fn require_api_token(
     }
 }
 
-fn actor(headers: &HeaderMap) -> Actor {
+pub(super) fn actor(headers: &HeaderMap) -> Actor {
     Actor {
         name: "api".to_owned(),
         request_id: headers
@@ -96,7 +99,7 @@ fn actor(headers: &HeaderMap) -> Actor {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     refuse_nul(body)?;
     serde_json::from_slice(body).map_err(|e| {
         let detail = from_serde(&e);
@@ -136,7 +139,7 @@ fn check_path_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_fields(errors: Vec<FieldError>) -> Result<(), ApiError> {
+pub(super) fn check_fields(errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -158,7 +161,7 @@ fn write_error(e: WriteError) -> ApiError {
     }
 }
 
-fn db_error(e: sqlx::Error) -> ApiError {
+pub(super) fn db_error(e: sqlx::Error) -> ApiError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
             ApiError::Unavailable("the database is unavailable; retry later".to_owned())
@@ -271,6 +274,7 @@ async fn delete_campaign(
 
 /// Paging of campaign lists.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListQuery {
     /// Only active (true) or inactive (false) campaigns.
@@ -434,149 +438,4 @@ async fn batch_team_members(
     body: Bytes,
 ) -> Result<axum::Json<BatchReport>, ApiError> {
     batch::<TeamMemberInput>(&state, &headers, &body).await
-}
-
-/// The `Idempotency-Key` header: 1–255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    let expected =
-        "an Idempotency-Key header of 1 to 255 visible ASCII characters, new for each request";
-    let Some(value) = headers.get("idempotency-key") else {
-        return Err(ApiError::Invalid(
-            "the Idempotency-Key header is missing".to_owned(),
-            vec![FieldError::new("Idempotency-Key", "is missing", expected)],
-        ));
-    };
-    match value.to_str() {
-        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(key.to_owned())
-        }
-        _ => Err(ApiError::Invalid(
-            "the Idempotency-Key header is not valid".to_owned(),
-            vec![FieldError::new("Idempotency-Key", "is not valid", expected)],
-        )),
-    }
-}
-
-/// Accept a send request: every recipient is stored before the answer, in one transaction.
-#[utoipa::path(post, path = "/api/email-requests", tag = "email", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "New for each request; the same key with the same body returns the first answer")),
-    request_body = crate::store::email_requests::EmailRequestInput,
-    responses(
-        (status = 202, description = "Accepted; the recipients will be sent", body = crate::store::email_requests::Accepted),
-        (status = 400, description = "Invalid fields, unknown campaign or template, or recipients by index (`items`); nothing stored", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 409, description = "The key was used for a different request", body = ErrorBody),
-        (status = 413, description = "Body over EMAIL_BODY_LIMIT_BYTES", body = ErrorBody)))]
-async fn post_email_request(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    use crate::store::email_requests::{self, AcceptError, EmailRequestInput};
-    let key = idempotency_key(&headers)?;
-    let input: EmailRequestInput = parse(&body)?;
-    let problems = input.validate(state.settings.email.max_recipients);
-    if !problems.is_empty() {
-        metrics::counter!("email_requests_total", "outcome" => "invalid").increment(1);
-        let summary = problems.summary();
-        return Err(if problems.fields.is_empty() {
-            ApiError::InvalidItems(summary, problems.recipients)
-        } else {
-            ApiError::Invalid(summary, problems.fields)
-        });
-    }
-    let accepted = email_requests::accept(&state.db, &key, &input, &actor(&headers), |_| {}).await;
-    let (request, created) = match accepted {
-        Ok(done) => done,
-        Err(AcceptError::Unknown(field)) => {
-            metrics::counter!("email_requests_total", "outcome" => "invalid").increment(1);
-            return Err(ApiError::Invalid(field.to_string(), vec![field]));
-        }
-        Err(e @ AcceptError::KeyReused(_)) => {
-            metrics::counter!("email_requests_total", "outcome" => "conflict").increment(1);
-            return Err(ApiError::Conflict(e.to_string()));
-        }
-        Err(AcceptError::Db(e)) => return Err(db_error(e)),
-    };
-    let outcome = if created { "accepted" } else { "replayed" };
-    metrics::counter!("email_requests_total", "outcome" => outcome).increment(1);
-    if created {
-        // The stored request is the durable kick; this only makes it prompt.
-        if let Err(e) = crate::jobs::email_queue::kick_request(
-            state.redis.clone(),
-            &state.settings.redis.key_prefix,
-            request.scheduled_at,
-            "api",
-        )
-        .await
-        {
-            tracing::warn!(error = %e, "could not kick the email queue; its schedule will send the request");
-        }
-    }
-    Ok((StatusCode::ACCEPTED, axum::Json(request)).into_response())
-}
-
-/// Paging of a request's recipients.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RecipientQuery {
-    /// Recipients after this id (`nextAfter` of the previous page).
-    after: Option<uuid::Uuid>,
-    /// Recipients per page, 1–1000 (default 100).
-    limit: Option<i64>,
-    /// Only recipients with this status.
-    status: Option<String>,
-}
-
-/// A request: counts per status and a page of recipients.
-#[utoipa::path(get, path = "/api/email-requests/{id}", tag = "email", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path), RecipientQuery),
-    responses((status = 200, body = crate::store::email_requests::RequestView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_email_request(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    query: Result<Query<RecipientQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<crate::store::email_requests::RequestView>, ApiError> {
-    let expected =
-        "after=<recipient id>, limit 1–1000, status=pending|sending|sent|failed|suppressed|dead";
-    let Ok(id) = uuid::Uuid::parse_str(&id) else {
-        return Err(ApiError::Invalid(
-            format!("invalid id: {id:?} is not a request id"),
-            vec![FieldError::new(
-                "id",
-                format!("{id:?} is not a UUID"),
-                "the id a POST /api/email-requests answered",
-            )],
-        ));
-    };
-    let Query(query) = query.map_err(|e| {
-        ApiError::Invalid(
-            format!("invalid query: {}", e.body_text()),
-            vec![FieldError::new("query", e.body_text(), expected)],
-        )
-    })?;
-    let limit = query.limit.unwrap_or(100);
-    let mut errors = Vec::new();
-    if !(1..=1000).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("{limit} is out of range"),
-            "1 to 1000",
-        ));
-    }
-    if let Some(status) = &query.status
-        && !crate::store::email_requests::SEND_STATUSES.contains(&status.as_str())
-    {
-        errors.push(FieldError::new(
-            "status",
-            format!("{status:?} is not a status"),
-            expected,
-        ));
-    }
-    check_fields(errors)?;
-    crate::store::email_requests::view(&state.db, id, query.after, limit, query.status.as_deref())
-        .await
-        .map_err(db_error)?
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no email request {id}")))
 }

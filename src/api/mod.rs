@@ -3,6 +3,7 @@
 //! body limit, panic catching and JSON errors.
 
 pub mod auth;
+pub mod email_requests;
 pub mod error;
 pub mod health;
 pub mod internal;

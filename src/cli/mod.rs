@@ -5,6 +5,7 @@
 
 mod import;
 mod jobs;
+mod requests;
 mod sandbox;
 mod send;
 mod webhooks;
@@ -69,6 +70,11 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Send an email to the recipients of a file (like POST /api/email-requests).
     Send(send::SendArgs),
+    /// Email requests: `requests list`, `requests show ID`.
+    Requests {
+        #[command(subcommand)]
+        command: requests::RequestsCommand,
+    },
     /// Webhook events that could not be used: list, show and replay them.
     Webhooks {
         #[command(subcommand)]
@@ -107,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Doctor
         | Command::Jobs { .. }
         | Command::Webhooks { .. }
+        | Command::Requests { .. }
         | Command::Sandbox(_)
         | Command::Chaos(_)
         | Command::Demo => Process::Tool,
@@ -153,6 +160,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Webhooks { command } => webhooks::run(settings, command).await,
+        Command::Requests { command } => requests::run(settings, command).await,
         Command::Send(args) => send::run(settings, args).await,
         Command::Sandbox(_) | Command::Chaos(_) | Command::Demo => Ok(ExitCode::SUCCESS),
         Command::Campaigns { command } => {

@@ -210,8 +210,8 @@ pub async fn run(settings: Settings, args: SendArgs) -> anyhow::Result<ExitCode>
         );
     }
     println!(
-        "status: campaign-sync's GET /api/email-requests/{}",
-        request.id
+        "status: campaign-sync requests show {} (or GET /api/email-requests/{})",
+        request.id, request.id
     );
     Ok(ExitCode::SUCCESS)
 }

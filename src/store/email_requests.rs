@@ -457,3 +457,48 @@ pub async fn view(
         next_after,
     }))
 }
+
+/// A request in a list: what was asked, and how far it has come.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestSummary {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub request: Accepted,
+    /// `accepted`, `sending` or `completed`.
+    pub status: String,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Request statuses.
+pub const REQUEST_STATUSES: [&str; 3] = ["accepted", "sending", "completed"];
+
+/// Requests newest first, at most `limit`, older than the request `before` (keyset), of one
+/// campaign and one status if given; and the id to pass as `before` for the next page.
+pub async fn list(
+    pool: &PgPool,
+    campaign: Option<&str>,
+    status: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<(Vec<RequestSummary>, Option<Uuid>), sqlx::Error> {
+    let mut items: Vec<RequestSummary> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REQUEST_COLUMNS}, status, completed_at FROM email_requests
+         WHERE ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM email_requests WHERE id = $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    )))
+    .bind(campaign)
+    .bind(status)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|i| i.request.id)
+    } else {
+        None
+    };
+    Ok((items, next))
+}

@@ -68,7 +68,10 @@ pub(crate) fn mailjet_env(env: &mut HashMap<String, String>, sandbox: &Sandbox) 
     );
 }
 
-async fn app(sandbox: &Sandbox, adjust: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+pub(crate) async fn app(
+    sandbox: &Sandbox,
+    adjust: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
     let (url, db) = migrated_database().await;
     seed(&db).await;
     spawn_app_with(url, db, |env| {
@@ -78,7 +81,7 @@ async fn app(sandbox: &Sandbox, adjust: impl FnOnce(&mut HashMap<String, String>
     .await
 }
 
-async fn post(app: &TestApp, key: Option<&str>, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(app: &TestApp, key: Option<&str>, body: &Value) -> (u16, Value) {
     let mut request = app
         .client
         .post(app.url("/api/email-requests"))
@@ -92,13 +95,13 @@ async fn post(app: &TestApp, key: Option<&str>, body: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn recipients(n: usize, domain: &str) -> Vec<Value> {
+pub(crate) fn recipients(n: usize, domain: &str) -> Vec<Value> {
     (0..n)
         .map(|i| json!({ "email": format!("r{i}@{domain}"), "name": format!("R {i}"), "variables": { "first_name": format!("R{i}") } }))
         .collect()
 }
 
-fn request(recipients: Vec<Value>) -> Value {
+pub(crate) fn request(recipients: Vec<Value>) -> Value {
     json!({ "campaignId": "spring", "templateId": TEMPLATE, "recipients": recipients })
 }
 

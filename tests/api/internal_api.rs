@@ -497,6 +497,7 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
         "DELETE /api/campaigns/{id}",
         "GET /api/campaigns",
         "GET /api/campaigns/{id}",
+        "GET /api/email-requests",
         "GET /api/email-requests/{id}",
         "GET /api/team-members/{id}",
         "POST /api/campaigns:batch",
@@ -506,6 +507,21 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
         "PUT /api/team-members/{id}",
     ];
     assert_eq!(documented, expected);
+    // Query parameters are documented as query parameters (generated clients send them).
+    for (path, name) in [
+        ("/api/campaigns", "perPage"),
+        ("/api/email-requests", "status"),
+        ("/api/email-requests/{id}", "after"),
+    ] {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters");
+        let param = params
+            .iter()
+            .find(|p| p["name"] == name)
+            .expect("documented");
+        assert_eq!(param["in"], "query", "{path} {name}: {param}");
+    }
     // Every documented operation is served, and none without the token.
     for operation in &documented {
         let (method, path) = operation.split_once(' ').expect("op");

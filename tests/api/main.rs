@@ -8,6 +8,7 @@ mod cli;
 mod clients;
 mod deploy_files;
 mod email;
+mod email_requests_list;
 mod health;
 mod http;
 mod internal_api;
