@@ -250,9 +250,26 @@ async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
     {
         tracing::warn!(error = %e, "could not schedule the next email queue run; the schedule will pick it up");
     }
+    record_run(ctx, &tally, reconciled, first_error.as_ref()).await;
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Adds this run to the job's `sync_runs` row of the minute (a failure to record is logged).
+async fn record_run(ctx: &JobContext, tally: &Tally, reconciled: u64, error: Option<&JobError>) {
+    use crate::store::sync_runs::{self, RunCounts};
+    let run = RunCounts {
+        trigger: sync_runs::recorded_trigger(ctx.task.trigger.as_deref()),
+        items_synced: tally.sent as i64,
+        items_failed: (tally.failed + tally.dead) as i64,
+        counts: json!({ "sent": tally.sent, "failed": tally.failed, "retry": tally.retry, "dead": tally.dead,
+            "suppressed": tally.suppressed, "ambiguous": tally.ambiguous, "batches": tally.batches, "reconciled": reconciled }),
+        error: error.map(|e| e.to_string()),
+    };
+    if let Err(e) = sync_runs::record_aggregated(&ctx.deps.db, NAME, &run).await {
+        tracing::warn!(error = %e, "could not record the email queue run");
     }
 }
 

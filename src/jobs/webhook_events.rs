@@ -35,19 +35,63 @@ pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
     if ids.is_empty() {
         return Err(JobError::Permanent("expected {\"ids\": [..]}".to_owned()));
     }
+    let mut tally = Tally::default();
+    let mut result = Ok(());
     for id in ids {
-        process(&ctx.deps, id).await?;
+        match process(&ctx.deps, id).await {
+            Ok(Some(applied)) => tally.count(applied),
+            Ok(None) => tally.skipped += 1,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
     }
-    Ok(())
+    record_run(&ctx, &tally, result.as_ref().err()).await;
+    result
 }
 
-async fn process(deps: &JobDeps, id: i64) -> Result<(), JobError> {
+/// What one task did to its events.
+#[derive(Debug, Default)]
+struct Tally {
+    processed: u64,
+    ignored: u64,
+    /// Already applied (a redelivered task, a swept row) or taken by another worker.
+    skipped: u64,
+}
+
+impl Tally {
+    fn count(&mut self, applied: Applied) {
+        match applied {
+            Applied::Done => self.processed += 1,
+            Applied::Ignored => self.ignored += 1,
+        }
+    }
+}
+
+/// Adds this task to the job's `sync_runs` row of the minute (a failure to record is logged).
+async fn record_run(ctx: &JobContext, tally: &Tally, error: Option<&JobError>) {
+    use crate::store::sync_runs::{self, RunCounts};
+    let run = RunCounts {
+        trigger: sync_runs::recorded_trigger(ctx.task.trigger.as_deref()),
+        items_synced: (tally.processed + tally.ignored) as i64,
+        items_failed: i64::from(error.is_some()),
+        counts: json!({ "processed": tally.processed, "ignored": tally.ignored, "skipped": tally.skipped }),
+        error: error.map(|e| e.to_string()),
+    };
+    if let Err(e) = sync_runs::record_aggregated(&ctx.deps.db, NAME, &run).await {
+        tracing::warn!(error = %e, "could not record the webhook processing run");
+    }
+}
+
+/// Applies one stored event; `None` when there was nothing to do (already applied).
+async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
     let mut tx = deps.db.begin().await?;
     let row = sqlx::query("SELECT source, event_type, payload, received_at FROM webhook_events WHERE id = $1 AND status = 'received' FOR UPDATE SKIP LOCKED")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    let Some(row) = row else { return Ok(()) };
+    let Some(row) = row else { return Ok(None) };
     let source: String = row.try_get("source")?;
     let event_type: String = row.try_get("event_type")?;
     let payload: Value = row
@@ -93,7 +137,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<(), JobError> {
                     tracing::warn!(error = %e, "could not invalidate Slack look-ups; they expire with their TTL");
                 }
             }
-            Ok(())
+            Ok(Some(result))
         }
         Err(e) => {
             drop(tx);

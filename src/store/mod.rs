@@ -6,6 +6,7 @@ pub mod batch;
 pub mod campaigns;
 pub mod email_requests;
 pub mod email_sends;
+pub mod sync_runs;
 pub mod team_members;
 pub mod validate;
 pub mod webhook_events;

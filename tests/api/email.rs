@@ -358,6 +358,21 @@ async fn recipients_are_sent_once_with_per_message_errors_suppressions_and_test_
     let worker = TestWorker::start(worker_settings(&app.env), campaign_sync::jobs::builtin());
     wait_all_settled(&app.db, 123, Duration::from_secs(60)).await;
     worker.stop().await;
+    // Every run is recorded, the runs of a minute in one row.
+    let (rows, runs, sent): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT count(*), sum((counts->>'runs')::bigint)::bigint, sum((counts->>'sent')::bigint)::bigint FROM sync_runs WHERE job = 'process_email_queue'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("runs");
+    assert!(
+        rows >= 1 && runs.unwrap_or(0) >= rows,
+        "{rows} rows, {runs:?} runs"
+    );
+    assert!(
+        sent.unwrap_or(0) >= 1,
+        "the sent recipients are counted: {sent:?}"
+    );
     let s = statuses(&app.db).await;
     let failed = s.get("failed").copied().unwrap_or(0);
     assert_eq!(s.get("suppressed"), Some(&1), "{s:?}");

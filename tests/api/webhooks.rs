@@ -175,6 +175,17 @@ async fn a_repeated_delivery_has_exactly_one_effect_and_unknown_types_are_kept_b
     })
     .await;
     worker.stop().await;
+    let (processed, ignored): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT sum((counts->>'processed')::bigint)::bigint, sum((counts->>'ignored')::bigint)::bigint FROM sync_runs WHERE job = 'process_webhook_events'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("runs");
+    assert_eq!(
+        (processed, ignored),
+        (Some(1), Some(1)),
+        "the runs are recorded with their counts"
+    );
     assert_eq!(
         count(&app.db, "SELECT open_count::bigint FROM email_sends").await,
         1
