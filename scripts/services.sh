@@ -75,4 +75,8 @@ fi
 # self-signed certificate with openssl for the TLS test.
 command -v redis-server >/dev/null || apt_install redis-server
 command -v openssl >/dev/null || apt_install openssl
+# The chaos command runs initdb and postgres of its own (Debian keeps them here).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+# The metrics test checks /metrics with promtool (Debian's prometheus package brings it).
+command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
 echo "services.sh: PostgreSQL and Redis are answering"

@@ -18,10 +18,21 @@ pub async fn render(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_bearer(&headers, state.settings.security.metrics_token.as_ref())?;
-    let queues: Vec<Queue> = crate::jobs::builtin()
+    let registry = crate::jobs::builtin();
+    let queues: Vec<(Queue, Vec<String>)> = registry
         .queues()
         .iter()
-        .map(|name| Queue::new(state.redis.clone(), state.keys.prefix(), name))
+        .map(|name| {
+            let jobs = registry
+                .jobs()
+                .filter(|j| &j.queue == name)
+                .map(|j| j.name.clone())
+                .collect();
+            (
+                Queue::new(state.redis.clone(), state.keys.prefix(), name),
+                jobs,
+            )
+        })
         .collect();
     let mut conn = state.redis.clone();
     let mut parts = vec![

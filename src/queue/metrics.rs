@@ -27,7 +27,11 @@ pub async fn publish(
 ) {
     let key = process_key(&prefix, &process);
     loop {
-        let text = crate::telemetry::prometheus().render();
+        let text = format!(
+            "# instance {}\n{}",
+            *crate::telemetry::INSTANCE,
+            crate::telemetry::prometheus().render()
+        );
         let mut c = conn.clone();
         let stored: Result<(), redis::RedisError> = redis::cmd("SET")
             .arg(&key)
@@ -79,7 +83,9 @@ pub async fn collect_published(conn: &mut ConnectionManager, prefix: &str) -> Ve
             .query_async(conn)
             .await
             .unwrap_or(None);
-        if let Some(text) = text {
+        // This process's own metrics are rendered directly (the demo's worker shares them).
+        let own = format!("# instance {}\n", *crate::telemetry::INSTANCE);
+        if let Some(text) = text.filter(|t| !t.starts_with(&own)) {
             parts.push(crate::telemetry::with_label(&text, "process", &process));
         }
     }
@@ -88,30 +94,48 @@ pub async fn collect_published(conn: &mut ConnectionManager, prefix: &str) -> Ve
 
 /// Sizes and counters of `queues` as Prometheus text: `queue_tasks{queue,state}` gauges and
 /// `queue_jobs_total{queue,job,outcome}` counters (totals across every worker, from Redis).
-pub async fn render_queues(queues: &[Queue]) -> String {
-    let mut out = String::from("# TYPE queue_tasks gauge\n# TYPE queue_jobs_total counter\n");
-    for queue in queues {
+pub async fn render_queues(queues: &[(Queue, Vec<String>)]) -> String {
+    let mut up = String::new();
+    let mut tasks = String::new();
+    let mut totals = String::new();
+    for (queue, jobs) in queues {
         let name = queue.keys().name();
         let Ok(counts) = queue.counts().await else {
-            let _ = writeln!(out, "queue_up{{queue=\"{name}\"}} 0");
+            let _ = writeln!(up, "queue_up{{queue=\"{name}\"}} 0");
             continue;
         };
+        let _ = writeln!(up, "queue_up{{queue=\"{name}\"}} 1");
         for (state, n) in [
             ("waiting", counts.waiting),
             ("in_flight", counts.in_flight),
             ("delayed", counts.delayed),
             ("dead", counts.dead),
         ] {
-            let _ = writeln!(out, "queue_tasks{{queue=\"{name}\",state=\"{state}\"}} {n}");
+            let _ = writeln!(
+                tasks,
+                "queue_tasks{{queue=\"{name}\",state=\"{state}\"}} {n}"
+            );
         }
+        // Every job's failures and dead letters from 0, so alert rules see the series early.
+        let mut series: std::collections::BTreeMap<(String, String), u64> = jobs
+            .iter()
+            .flat_map(|job| ["retried", "dead"].map(|o| ((job.clone(), o.to_owned()), 0)))
+            .collect();
         for (key, n) in &counts.counters {
             if let Some((outcome, job)) = key.split_once(':') {
-                let _ = writeln!(
-                    out,
-                    "queue_jobs_total{{queue=\"{name}\",job=\"{job}\",outcome=\"{outcome}\"}} {n}"
-                );
+                series.insert((job.to_owned(), outcome.to_owned()), *n);
             }
         }
+        for ((job, outcome), n) in series {
+            let _ = writeln!(
+                totals,
+                "queue_jobs_total{{queue=\"{name}\",job=\"{job}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
     }
-    out
+    format!(
+        "# HELP queue_up 1 when the queue's Redis answered this scrape.\n# TYPE queue_up gauge\n{up}\
+         # HELP queue_tasks Tasks of each queue by state (waiting, in_flight, delayed, dead).\n# TYPE queue_tasks gauge\n{tasks}\
+         # HELP queue_jobs_total Task outcomes counted by every worker, from Redis, by queue, job and outcome.\n# TYPE queue_jobs_total counter\n{totals}"
+    )
 }

@@ -13,6 +13,7 @@ mod health;
 mod http;
 mod internal_api;
 mod jobs_cli;
+mod metrics_exposition;
 mod queue;
 mod reconcile;
 mod sandbox;

@@ -13,6 +13,16 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
 
+mod catalog;
+mod exposition;
+
+pub use exposition::merge_expositions;
+
+/// This process's identity in published metrics, so a scrape can leave out the copy of its
+/// own metrics it published (the demo runs web and worker in one process).
+pub static INSTANCE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global log subscriber. `RUST_LOG`, when set, overrides `log.level`.
@@ -60,6 +70,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // Fails only when another recorder is already global; ours still renders what it sees.
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed");
+        } else {
+            catalog::describe_and_zero();
         }
         handle
     })
@@ -100,22 +112,6 @@ pub fn with_label(text: &str, label: &str, value: &str) -> String {
     out
 }
 
-/// Joins expositions, keeping each `# TYPE`/`# HELP` line once.
-pub fn merge_expositions(parts: &[String]) -> String {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = String::new();
-    for part in parts {
-        for line in part.lines() {
-            if line.starts_with("# ") && !seen.insert(line.to_owned()) {
-                continue;
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,15 +124,5 @@ mod tests {
             labelled,
             "# TYPE a counter\na{process=\"worker.1\"} 1\nb{process=\"worker.1\",x=\"y\"} 2\n"
         );
-    }
-
-    #[test]
-    fn merged_expositions_declare_each_type_once() {
-        let merged = merge_expositions(&[
-            "# TYPE a counter\na{p=\"1\"} 1\n".into(),
-            "# TYPE a counter\na{p=\"2\"} 2\n".into(),
-        ]);
-        assert_eq!(merged.matches("# TYPE a counter").count(), 1);
-        assert!(merged.contains("a{p=\"2\"} 2"));
     }
 }
