@@ -26,7 +26,8 @@ pub struct ChaosArgs {
     /// Seed of the fault schedule (same seed, same schedule).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// How long to inject faults, per adapter (e.g. 90s, 10m); then the run drains and checks.
+    /// How long to inject faults, per adapter (e.g. 90s, 10m), and at least one pass over the
+    /// scenarios; then the run drains and checks.
     #[arg(long, default_value = "3m", value_parser = parse_duration)]
     pub duration: Duration,
     /// Comma-separated scenarios, or `all`: kill-workers, redis-restart, redis-wipe,
@@ -173,7 +174,8 @@ async fn run_adapter(
     let mut order = scenarios.to_vec();
     d.rng.shuffle(&mut order);
     let mut next = 0;
-    while started.elapsed() < args.duration || phases.is_empty() {
+    // At least one pass over every scenario, however short the duration.
+    while started.elapsed() < args.duration || next < order.len() {
         let scenario = order[next % order.len()];
         next += 1;
         let phase = run_phase(&mut d, args, scenario, phases.len()).await?;
