@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         )
         .route("/_sandbox/sends", get(sends))
         .route("/_sandbox/requests", get(requests))
+        .route("/_sandbox/slack/messages", get(slack_messages))
         .route("/_sandbox/slack/events", post(slack_event))
         .route("/_sandbox/slack/interactions", post(slack_interaction))
         .route("/_sandbox/slack/response/{id}", post(response_url))
@@ -173,6 +174,22 @@ async fn sends(State(shared): State<Arc<Shared>>, Query(query): Query<SendsQuery
     axum::Json(answer).into_response()
 }
 
+/// Every Slack message posted (with its thread, metadata, reactions and how often it was
+/// updated), every ephemeral message and every modal opened: what users would have seen.
+async fn slack_messages(State(shared): State<Arc<Shared>>) -> Response {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    let mut messages: Vec<&super::data::SlackMessage> = ws.messages.values().collect();
+    messages.sort_by(|a, b| (&a.channel, &a.ts).cmp(&(&b.channel, &b.ts)));
+    let messages: Vec<Value> = messages
+        .into_iter()
+        .map(|m| json!({ "channel": m.channel, "ts": m.ts, "thread_ts": m.thread_ts, "text": m.text, "blocks": m.blocks,
+            "metadata": m.metadata, "reactions": m.reactions, "updates": m.updates }))
+        .collect();
+    axum::Json(json!({ "messages": messages, "ephemerals": ws.ephemerals, "views": ws.views }))
+        .into_response()
+}
+
 async fn requests(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(json!({ "endpoints": *lock(&shared.requests) })).into_response()
 }
@@ -279,6 +296,7 @@ fn apply_event(shared: &Shared, r: &EventRequest) -> Result<Value, String> {
                 members: vec![creator.clone()],
                 previous_names: Vec::new(),
                 last_ts: (0, 0),
+                im_user: None,
             });
             Ok(
                 json!({ "type": "channel_created", "channel": { "id": id, "name": name, "name_normalized": name, "created": now, "creator": creator, "is_channel": true, "is_private": false }, "event_ts": format!("{now}.000200") }),

@@ -129,6 +129,8 @@ pub struct SlackChannel {
     pub previous_names: Vec<String>,
     /// Last message `ts` issued in this channel (seconds, micros), to keep `ts` unique.
     pub last_ts: (i64, i64),
+    /// A direct message with this user (`conversations.open`), not a channel.
+    pub im_user: Option<String>,
 }
 
 /// A posted Slack message.
@@ -139,6 +141,12 @@ pub struct SlackMessage {
     pub text: String,
     pub blocks: Value,
     pub reactions: Vec<String>,
+    /// The parent's `ts` for a reply in a thread.
+    pub thread_ts: Option<String>,
+    /// Message metadata (`event_type`, `event_payload`), as posted.
+    pub metadata: Value,
+    /// Times `chat.update` changed it.
+    pub updates: u32,
 }
 
 /// The Slack workspace.
@@ -150,6 +158,10 @@ pub struct Workspace {
     pub users: Vec<SlackUser>,
     pub channels: Vec<SlackChannel>,
     pub messages: HashMap<(String, String), SlackMessage>,
+    /// Ephemeral messages posted (`chat.postEphemeral`), in order.
+    pub ephemerals: Vec<Value>,
+    /// Modals opened (`views.open`), in order.
+    pub views: Vec<Value>,
 }
 
 /// Everything the sandbox holds.
@@ -386,6 +398,7 @@ fn workspace(rng: &mut fastrand::Rng, spec: &SeedSpec) -> Workspace {
             members,
             previous_names: Vec::new(),
             last_ts: (0, 0),
+            im_user: None,
         });
     }
     Workspace {
@@ -395,6 +408,8 @@ fn workspace(rng: &mut fastrand::Rng, spec: &SeedSpec) -> Workspace {
         users,
         channels,
         messages: HashMap::new(),
+        ephemerals: Vec::new(),
+        views: Vec::new(),
     }
 }
 
@@ -492,8 +507,9 @@ impl SlackChannel {
     /// The channel object of `conversations.*`.
     pub fn to_json(&self, include_members: bool) -> Value {
         let mut channel = json!({
-            "id": self.id, "name": self.name, "name_normalized": self.name, "is_channel": !self.is_private,
-            "is_group": self.is_private, "is_im": false, "is_mpim": false, "is_private": self.is_private,
+            // Current Slack: private channels have C ids and say is_channel (G ids are legacy groups).
+            "id": self.id, "name": self.name, "name_normalized": self.name, "is_channel": self.id.starts_with('C'),
+            "is_group": self.id.starts_with('G'), "is_im": self.im_user.is_some(), "is_mpim": false, "is_private": self.is_private,
             "created": self.created, "creator": self.creator, "is_archived": self.is_archived,
             "is_general": false, "unlinked": 0, "is_shared": false, "is_ext_shared": false, "is_org_shared": false,
             "is_pending_ext_shared": false, "pending_shared": [], "is_member": true,

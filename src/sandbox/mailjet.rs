@@ -339,6 +339,25 @@ pub(crate) fn statcounters(
             "The sandbox supports CounterSource=Campaign",
         ));
     }
+    // Mailjet refuses a statcounters query without its timing and resolution.
+    for (name, allowed) in [
+        ("CounterTiming", &["Message", "Event"][..]),
+        (
+            "CounterResolution",
+            &["Lifetime", "Day", "Hour", "Highest"][..],
+        ),
+    ] {
+        match params.get(name).map(String::as_str) {
+            Some(v) if allowed.contains(&v) => {}
+            _ => {
+                return Err(rest_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    &format!("{name} is required: one of {}", allowed.join(", ")),
+                ));
+            }
+        }
+    }
     let id = id_filter(params, &["SourceId", "SourceID"])?;
     let world = lock(&shared.world);
     let items = world

@@ -17,6 +17,7 @@ mod metrics_exposition;
 mod queue;
 mod reconcile;
 mod sandbox;
+mod sandbox_slack;
 mod schedules;
 mod schema;
 mod slack_client;

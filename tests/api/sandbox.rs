@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::eventually;
 
-async fn start(change: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+pub(crate) async fn start(change: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
     let mut config = SandboxConfig {
         seed: SeedSpec {
             seed: 7,
@@ -46,7 +46,7 @@ async fn mj_get(sandbox: &Sandbox, path: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn slack(
+pub(crate) async fn slack(
     sandbox: &Sandbox,
     method: &str,
     token: &str,
@@ -150,6 +150,14 @@ async fn mailjet_rest_pages_with_limit_and_offset_to_an_empty_page() {
 #[tokio::test]
 async fn mailjet_statcounters_use_mailjets_field_names() {
     let sandbox = start(|_| {}).await;
+    for incomplete in [
+        "/v3/REST/statcounters?SourceId=7000003&CounterSource=Campaign",
+        "/v3/REST/statcounters?SourceId=7000003&CounterSource=Campaign&CounterTiming=Message",
+        "/v3/REST/statcounters?SourceId=7000003&CounterSource=Campaign&CounterTiming=Message&CounterResolution=Weekly",
+    ] {
+        let (status, body) = mj_get(&sandbox, incomplete).await;
+        assert_eq!(status, 400, "Mailjet refuses {incomplete}: {body}");
+    }
     let (status, body) = mj_get(&sandbox, "/v3/REST/statcounters?SourceId=7000003&CounterSource=Campaign&CounterTiming=Message&CounterResolution=Lifetime").await;
     assert_eq!(status, 200);
     let row = &body["Data"][0];

@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 use super::data::SlackChannel;
 use super::{Shared, faults, lock};
 
+mod conversations;
+mod messages;
+
 /// Rotated tokens issued through `oauth.v2.access`.
 #[derive(Debug, Default)]
 pub struct Tokens {
@@ -33,12 +36,12 @@ pub fn routes() -> Router<Arc<Shared>> {
     Router::new().route("/api/{method}", any(call))
 }
 
-fn ok(mut v: Value) -> Value {
+pub(super) fn ok(mut v: Value) -> Value {
     v["ok"] = Value::Bool(true);
     v
 }
 
-fn err(code: &str) -> Value {
+pub(super) fn err(code: &str) -> Value {
     json!({ "ok": false, "error": code })
 }
 
@@ -64,14 +67,14 @@ fn params(headers: &HeaderMap, query: Option<&str>, body: &Bytes) -> HashMap<Str
     params
 }
 
-fn arg<'a>(params: &'a HashMap<String, Value>, name: &str) -> Option<&'a str> {
+pub(super) fn arg<'a>(params: &'a HashMap<String, Value>, name: &str) -> Option<&'a str> {
     params
         .get(name)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
-fn flag(params: &HashMap<String, Value>, name: &str) -> bool {
+pub(super) fn flag(params: &HashMap<String, Value>, name: &str) -> bool {
     match params.get(name) {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s == "true" || s == "1",
@@ -79,7 +82,7 @@ fn flag(params: &HashMap<String, Value>, name: &str) -> bool {
     }
 }
 
-fn number(params: &HashMap<String, Value>, name: &str) -> Option<i64> {
+pub(super) fn number(params: &HashMap<String, Value>, name: &str) -> Option<i64> {
     match params.get(name) {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.parse().ok(),
@@ -96,8 +99,19 @@ fn tier(method: &str) -> Option<usize> {
         | "conversations.create"
         | "conversations.rename"
         | "conversations.archive" => Some(1),
-        "users.getPresence" | "conversations.info" | "chat.update" | "reactions.add" => Some(2),
-        "conversations.members" | "auth.test" => Some(3),
+        "users.getPresence"
+        | "users.lookupByEmail"
+        | "conversations.info"
+        | "conversations.open"
+        | "conversations.history"
+        | "chat.update"
+        | "reactions.add" => Some(2),
+        "conversations.members"
+        | "auth.test"
+        | "users.info"
+        | "chat.postEphemeral"
+        | "chat.getPermalink"
+        | "views.open" => Some(3),
         _ => None,
     }
 }
@@ -135,20 +149,27 @@ async fn call(
         "users.list" => users_list(&shared, &params),
         "users.getPresence" => presence(&shared, &params),
         "usergroups.list" => usergroups(&shared, &params),
-        "conversations.list" => conversations_list(&shared, &params),
-        "conversations.info" => conversations_info(&shared, &params),
-        "conversations.members" => conversations_members(&shared, &params),
-        "conversations.create" => conversations_create(&shared, &params),
-        "conversations.archive" => conversations_archive(&shared, &params),
-        "conversations.rename" => conversations_rename(&shared, &params),
-        "chat.postMessage" => match post_message(&shared, &params) {
+        "conversations.list" => conversations::conversations_list(&shared, &params),
+        "conversations.info" => conversations::conversations_info(&shared, &params),
+        "conversations.members" => conversations::conversations_members(&shared, &params),
+        "conversations.create" => conversations::conversations_create(&shared, &params),
+        "conversations.archive" => conversations::conversations_archive(&shared, &params),
+        "conversations.rename" => conversations::conversations_rename(&shared, &params),
+        "users.info" => users_info(&shared, &params),
+        "users.lookupByEmail" => users_lookup(&shared, &params),
+        "conversations.open" => messages::conversations_open(&shared, &params),
+        "conversations.history" => messages::conversations_history(&shared, &params),
+        "chat.postEphemeral" => messages::post_ephemeral(&shared, &params),
+        "chat.getPermalink" => messages::permalink(&shared, &params),
+        "views.open" => messages::views_open(&shared, &params),
+        "chat.postMessage" => match messages::post_message(&shared, &params) {
             Err(wait) => {
                 return faults::rate_limited(&shared, "slack.chat.postMessage", Some(wait));
             }
             Ok(v) => v,
         },
-        "chat.update" => chat_update(&shared, &params),
-        "reactions.add" => reactions_add(&shared, &params),
+        "chat.update" => messages::chat_update(&shared, &params),
+        "reactions.add" => messages::reactions_add(&shared, &params),
         _ => err("unknown_method"),
     };
     axum::Json(answer).into_response()
@@ -200,11 +221,11 @@ fn auth_test(shared: &Shared) -> Value {
     )
 }
 
-fn encode_cursor(kind: &str, index: usize) -> String {
+pub(super) fn encode_cursor(kind: &str, index: usize) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{kind}:{index}"))
 }
 
-fn decode_cursor(kind: &str, cursor: Option<&str>) -> Result<usize, Value> {
+pub(super) fn decode_cursor(kind: &str, cursor: Option<&str>) -> Result<usize, Value> {
     let Some(cursor) = cursor else { return Ok(0) };
     base64::engine::general_purpose::STANDARD
         .decode(cursor)
@@ -219,7 +240,7 @@ fn decode_cursor(kind: &str, cursor: Option<&str>) -> Result<usize, Value> {
 
 /// One page of `items` from the cursor, with `response_metadata.next_cursor` ("" at the end);
 /// only the page is turned into JSON.
-fn paginate<T>(
+pub(super) fn paginate<T>(
     shared: &Shared,
     kind: &str,
     items: &[T],
@@ -267,6 +288,31 @@ fn users_list(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     page
 }
 
+fn users_info(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    match arg(params, "user").and_then(|id| ws.users.iter().find(|u| u.id == id)) {
+        Some(user) => ok(json!({ "user": user.to_json(&ws.team_id) })),
+        None => err("user_not_found"),
+    }
+}
+
+fn users_lookup(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    let Some(email) = arg(params, "email") else {
+        return err("invalid_arguments");
+    };
+    match ws
+        .users
+        .iter()
+        .find(|u| !u.deleted && u.email.eq_ignore_ascii_case(email))
+    {
+        Some(user) => ok(json!({ "user": user.to_json(&ws.team_id) })),
+        None => err("users_not_found"),
+    }
+}
+
 fn presence(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     let world = lock(&shared.world);
     match arg(params, "user").and_then(|id| world.workspace.users.iter().find(|u| u.id == id)) {
@@ -302,263 +348,12 @@ fn usergroups(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     ok(json!({ "usergroups": groups }))
 }
 
-fn find_channel<'a>(channels: &'a mut [SlackChannel], key: &str) -> Option<&'a mut SlackChannel> {
+pub(super) fn find_channel<'a>(
+    channels: &'a mut [SlackChannel],
+    key: &str,
+) -> Option<&'a mut SlackChannel> {
     let name = key.trim_start_matches('#');
     channels.iter_mut().find(|c| c.id == key || c.name == name)
-}
-
-fn conversations_list(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    if number(params, "limit").is_some_and(|l| !(1..1000).contains(&l)) {
-        return err("invalid_limit");
-    }
-    let types = arg(params, "types").unwrap_or("public_channel");
-    let (public, private) = (
-        types.contains("public_channel"),
-        types.contains("private_channel"),
-    );
-    let exclude_archived = flag(params, "exclude_archived");
-    let world = lock(&shared.world);
-    let channels: Vec<&SlackChannel> = world
-        .workspace
-        .channels
-        .iter()
-        .filter(|c| (c.is_private && private) || (!c.is_private && public))
-        .filter(|c| !(exclude_archived && c.is_archived))
-        .collect();
-    paginate(shared, "channel", &channels, params, 100, "channels", |c| {
-        c.to_json(true)
-    })
-}
-
-fn conversations_info(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    let mut world = lock(&shared.world);
-    let include = flag(params, "include_num_members");
-    match arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c)) {
-        Some(channel) => ok(json!({ "channel": channel.to_json(include) })),
-        None => err("channel_not_found"),
-    }
-}
-
-fn conversations_members(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    if number(params, "limit").is_some_and(|l| !(1..=1000).contains(&l)) {
-        return err("invalid_limit");
-    }
-    let mut world = lock(&shared.world);
-    let Some(channel) =
-        arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c))
-    else {
-        return err("channel_not_found");
-    };
-    paginate(
-        shared,
-        "member",
-        &channel.members,
-        params,
-        100,
-        "members",
-        |m| Value::String(m.clone()),
-    )
-}
-
-/// Slack's channel-name rules: the error for `name`, if it breaks one.
-fn name_error(shared: &Shared, name: &str) -> Option<&'static str> {
-    if name.chars().count() > shared.config().slack_channel_name_max {
-        return Some("invalid_name_maxlength");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
-        return Some("invalid_name_specials");
-    }
-    None
-}
-
-fn conversations_create(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    let Some(name) = arg(params, "name") else {
-        return err("invalid_name_required");
-    };
-    if let Some(e) = name_error(shared, name) {
-        return err(e);
-    }
-    let mut world = lock(&shared.world);
-    let ws = &mut world.workspace;
-    if ws.channels.iter().any(|c| c.name == name) {
-        return err("name_taken");
-    }
-    let channel = SlackChannel {
-        id: format!("C{:08X}", 0x3000_0000u32 as usize + ws.channels.len()),
-        name: name.to_owned(),
-        purpose: String::new(),
-        topic: String::new(),
-        is_private: flag(params, "is_private"),
-        is_archived: false,
-        created: super::data::now(),
-        creator: ws.bot_user_id.clone(),
-        members: vec![ws.bot_user_id.clone()],
-        previous_names: Vec::new(),
-        last_ts: (0, 0),
-    };
-    let out = channel.to_json(false);
-    ws.channels.push(channel);
-    ok(json!({ "channel": out }))
-}
-
-fn conversations_rename(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    let Some(name) = arg(params, "name") else {
-        return err("invalid_name_required");
-    };
-    if let Some(e) = name_error(shared, name) {
-        return err(e);
-    }
-    let mut world = lock(&shared.world);
-    let channels = &mut world.workspace.channels;
-    if channels.iter().any(|c| c.name == name) {
-        return err("name_taken");
-    }
-    match arg(params, "channel").and_then(|c| find_channel(channels, c)) {
-        None => err("channel_not_found"),
-        Some(c) if c.is_archived => err("is_archived"),
-        Some(c) => {
-            let old = std::mem::replace(&mut c.name, name.to_owned());
-            c.previous_names.push(old);
-            ok(json!({ "channel": c.to_json(false) }))
-        }
-    }
-}
-
-fn conversations_archive(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    let mut world = lock(&shared.world);
-    match arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c)) {
-        None => err("channel_not_found"),
-        Some(c) if c.is_archived => err("already_archived"),
-        Some(c) => {
-            c.is_archived = true;
-            ok(json!({}))
-        }
-    }
-}
-
-/// About one message per second per channel, with a burst of three.
-fn channel_allows(shared: &Shared, channel: &str) -> Result<(), u64> {
-    let rate = shared.config().slack_post_per_channel_per_sec.max(1) as f64;
-    let burst = 3.0_f64.max(rate);
-    let mut limits = lock(&shared.limits);
-    let now = Instant::now();
-    let (tokens, last) = limits
-        .channels
-        .entry(channel.to_owned())
-        .or_insert((burst, now));
-    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
-    *last = now;
-    if *tokens >= 1.0 {
-        *tokens -= 1.0;
-        Ok(())
-    } else {
-        Err(1)
-    }
-}
-
-fn post_message(shared: &Shared, params: &HashMap<String, Value>) -> Result<Value, u64> {
-    let text = arg(params, "text").unwrap_or("").to_owned();
-    let blocks = match params.get("blocks") {
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
-        Some(v) => v.clone(),
-        None => Value::Null,
-    };
-    if text.is_empty() && !blocks.is_array() {
-        return Ok(err("no_text"));
-    }
-    if blocks.as_array().is_some_and(|b| b.len() > 50) {
-        return Ok(err("invalid_blocks"));
-    }
-    let channel_id = {
-        let mut world = lock(&shared.world);
-        match arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c)) {
-            None => return Ok(err("channel_not_found")),
-            Some(c) if c.is_archived => return Ok(err("is_archived")),
-            Some(c) => c.id.clone(),
-        }
-    };
-    channel_allows(shared, &channel_id)?;
-    let mut world = lock(&shared.world);
-    let ws = &mut world.workspace;
-    let Some(channel) = ws.channels.iter_mut().find(|c| c.id == channel_id) else {
-        return Ok(err("channel_not_found"));
-    };
-    let now = chrono::Utc::now();
-    let (mut secs, mut micros) = (now.timestamp(), i64::from(now.timestamp_subsec_micros()));
-    if (secs, micros) <= channel.last_ts {
-        (secs, micros) = channel.last_ts;
-        micros += 1;
-        if micros >= 1_000_000 {
-            secs += 1;
-            micros = 0;
-        }
-    }
-    channel.last_ts = (secs, micros);
-    let ts = format!("{secs}.{micros:06}");
-    let message = json!({ "type": "message", "subtype": "bot_message", "bot_id": "B0SANDBOT1", "text": text, "ts": ts, "username": "campaign-sync", "blocks": blocks });
-    ws.messages.insert(
-        (channel_id.clone(), ts.clone()),
-        super::data::SlackMessage {
-            channel: channel_id.clone(),
-            ts: ts.clone(),
-            text,
-            blocks,
-            reactions: Vec::new(),
-        },
-    );
-    Ok(ok(
-        json!({ "channel": channel_id, "ts": ts, "message": message }),
-    ))
-}
-
-fn chat_update(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    let (Some(channel), Some(ts)) = (arg(params, "channel"), arg(params, "ts")) else {
-        return err("message_not_found");
-    };
-    let mut world = lock(&shared.world);
-    let Some(message) = world
-        .workspace
-        .messages
-        .get_mut(&(channel.to_owned(), ts.to_owned()))
-    else {
-        return err("message_not_found");
-    };
-    if let Some(text) = arg(params, "text") {
-        message.text = text.to_owned();
-    }
-    match params.get("blocks") {
-        Some(Value::String(s)) => message.blocks = serde_json::from_str(s).unwrap_or(Value::Null),
-        Some(v) => message.blocks = v.clone(),
-        None => {}
-    }
-    ok(
-        json!({ "channel": channel, "ts": ts, "text": message.text, "message": { "text": message.text, "blocks": message.blocks } }),
-    )
-}
-
-fn reactions_add(shared: &Shared, params: &HashMap<String, Value>) -> Value {
-    let (Some(channel), Some(ts)) = (arg(params, "channel"), arg(params, "timestamp")) else {
-        return err("no_item_specified");
-    };
-    let Some(name) = arg(params, "name") else {
-        return err("invalid_name");
-    };
-    let mut world = lock(&shared.world);
-    let Some(message) = world
-        .workspace
-        .messages
-        .get_mut(&(channel.to_owned(), ts.to_owned()))
-    else {
-        return err("message_not_found");
-    };
-    if message.reactions.iter().any(|r| r == name) {
-        return err("already_reacted");
-    }
-    message.reactions.push(name.to_owned());
-    ok(json!({}))
 }
 
 fn client_credentials(
