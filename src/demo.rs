@@ -50,8 +50,13 @@ fn demo_env(sandbox_port: u16) -> (HashMap<String, String>, Vec<&'static str>) {
         .or_insert_with(|| "mailjet".into());
     env.entry("MAILJET_API_KEY".into())
         .or_insert_with(|| "demo-key".into());
-    env.entry("SLACK_BOT_TOKEN".into())
-        .or_insert_with(|| format!("demo-bot-{}", random_token()));
+    if env.get("SLACK_BOT_TOKEN").is_none_or(|v| v.is_empty()) {
+        env.insert(
+            "SLACK_BOT_TOKEN".into(),
+            format!("demo-bot-{}", random_token()),
+        );
+        generated.push("SLACK_BOT_TOKEN");
+    }
     let base = format!("http://127.0.0.1:{sandbox_port}");
     env.insert("MAILJET_MCP_URL".into(), base.clone());
     env.insert("MAILJET_API_URL".into(), base.clone());
@@ -59,20 +64,42 @@ fn demo_env(sandbox_port: u16) -> (HashMap<String, String>, Vec<&'static str>) {
     (env, generated)
 }
 
-/// Writes the secrets generated for this run to `demo.env` (owner-only), so the person
-/// running the demo can call the API; they are never printed.
+/// The settings besides the secrets that a second process needs to join the demo (`doctor`,
+/// `jobs list`, another worker): where the upstreams are, who Mailjet's webhook is, and the
+/// demo's schedules.
+const JOINING: &[&str] = &[
+    "MAILJET_WEBHOOK_USER",
+    "MAILJET_API_KEY",
+    "MAILJET_MCP_URL",
+    "MAILJET_API_URL",
+    "SLACK_API_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+];
+
+/// Writes what this run generated and set to `demo.env` (owner-only) — the secrets, the
+/// upstream URLs and the demo's schedules — so the person running the demo can call the API,
+/// run `doctor` or `jobs list`, or start a second worker next to it; secrets are never printed.
 fn save_generated(
     env: &HashMap<String, String>,
     generated: &[&str],
+    schedules: &[(String, String)],
 ) -> anyhow::Result<Option<String>> {
-    if generated.is_empty() {
+    if generated.is_empty() && schedules.is_empty() {
         return Ok(None);
     }
-    let path = "demo.env";
-    let text: String = generated
+    let path = std::env::var("DEMO_ENV_FILE").unwrap_or_else(|_| "demo.env".to_owned());
+    let path = path.as_str();
+    let quoted = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    let mut text: String = generated
         .iter()
-        .map(|name| format!("{name}={}\n", env[*name]))
+        .chain(JOINING)
+        .filter_map(|name| env.get(*name).map(|v| format!("{name}={}\n", quoted(v))))
         .collect();
+    for (name, expression) in schedules {
+        text.push_str(&format!("{name}={}\n", quoted(expression)));
+    }
     std::fs::write(path, text).with_context(|| format!("cannot write {path}"))?;
     #[cfg(unix)]
     {
@@ -82,8 +109,10 @@ fn save_generated(
     Ok(Some(path.to_owned()))
 }
 
-/// Every schedule at a demo pace (10–60 s) unless the environment set it.
-fn speed_up(settings: &mut Settings, env: &HashMap<String, String>) {
+/// Every schedule at a demo pace (10–60 s) unless the environment set it; returns them as
+/// `SCHEDULE_<JOB>` variables.
+fn speed_up(settings: &mut Settings, env: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut set = Vec::new();
     let fast = [
         ("process_email_queue", "*/10 * * * * *"),
         ("sync_mailjet_stats", "*/30 * * * * *"),
@@ -95,9 +124,11 @@ fn speed_up(settings: &mut Settings, env: &HashMap<String, String>) {
         ("purge_expired_data", "*/30 * * * * *"),
     ];
     for (job, expression) in fast {
-        if env.contains_key(&format!("SCHEDULE_{}", job.to_uppercase())) {
+        let variable = format!("SCHEDULE_{}", job.to_uppercase());
+        if env.contains_key(&variable) {
             continue;
         }
+        set.push((variable, expression.to_owned()));
         if let Ok(cron) = cron::Schedule::from_str(expression) {
             settings.schedules.insert(
                 job.to_owned(),
@@ -108,6 +139,7 @@ fn speed_up(settings: &mut Settings, env: &HashMap<String, String>) {
             );
         }
     }
+    set
 }
 
 fn sandbox_config(env: &HashMap<String, String>, seed: SeedSpec) -> SandboxConfig {
@@ -185,7 +217,7 @@ pub async fn run() -> anyhow::Result<()> {
     let (env, generated) = demo_env(sandbox_port);
     let mut settings = config::load_from(&env, Process::Web).map_err(|e| anyhow::anyhow!("{e}"))?;
     config::load_from(&env, Process::Worker).map_err(|e| anyhow::anyhow!("{e}"))?;
-    speed_up(&mut settings, &env);
+    let schedules = speed_up(&mut settings, &env);
     crate::telemetry::init_logging(&settings.log);
 
     println!("campaign-sync demo");
@@ -249,12 +281,32 @@ pub async fn run() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     println!();
     println!("  health     {base}/healthz   readiness {base}/readyz");
-    match save_generated(&env, &generated)? {
-        Some(file) => println!(
-            "  tokens     generated for this run in {file} ({}): `set -a; . ./{file}; set +a`",
+    // The sandbox's Mailjet events and Slack events and clicks go to this demo's receiver.
+    let password = env
+        .get("MAILJET_WEBHOOK_PASSWORD")
+        .cloned()
+        .unwrap_or_default();
+    let user = env.get("MAILJET_WEBHOOK_USER").cloned().unwrap_or_default();
+    sandbox.configure(|c| {
+        c.mailjet_webhook_url = Some(format!(
+            "http://{user}:{password}@127.0.0.1:{port}/webhooks/mailjet"
+        ));
+        c.slack_events_url = Some(format!("{base}/webhooks/slack/events"));
+        c.slack_interactions_url = Some(format!("{base}/webhooks/slack/interactions"));
+    });
+    let saved = save_generated(&env, &generated, &schedules)?;
+    if generated.is_empty() {
+        println!("  tokens     API_TOKEN and METRICS_TOKEN from your environment");
+    } else if let Some(file) = &saved {
+        println!(
+            "  tokens     generated for this run in {file} ({})",
             generated.join(", ")
-        ),
-        None => println!("  tokens     API_TOKEN and METRICS_TOKEN from your environment"),
+        );
+    }
+    if let Some(file) = &saved {
+        println!(
+            "  join it    `set -a; . {file}; set +a` gives another shell this run's settings (tokens, sandbox URLs, demo schedules) for doctor, jobs list or a second worker"
+        );
     }
     println!("  API docs   {base}/api/docs");
     println!("  API        curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/campaigns");

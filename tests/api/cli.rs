@@ -251,10 +251,16 @@ async fn demo_migrates_seeds_through_the_api_path_serves_and_stops_on_sigterm() 
     env.insert("PORT".into(), port.to_string());
     env.insert("SANDBOX_PORT".into(), closed_port().to_string());
     env.remove("MAILJET_MCP_URL");
-    // Every secret is given, so the demo writes no demo.env into the working directory.
     env.insert(
         "MAILJET_API_SECRET".into(),
         uuid::Uuid::new_v4().to_string(),
+    );
+    let sandbox_port = env["SANDBOX_PORT"].clone();
+    let demo_env =
+        std::env::temp_dir().join(format!("cs-demo-{}.env", uuid::Uuid::new_v4().simple()));
+    env.insert(
+        "DEMO_ENV_FILE".into(),
+        demo_env.to_string_lossy().into_owned(),
     );
     let mut child = command(&env, &["demo"])
         .stdout(Stdio::piped())
@@ -279,6 +285,28 @@ async fn demo_migrates_seeds_through_the_api_path_serves_and_stops_on_sigterm() 
         .await
         .expect("audit");
     assert_eq!(seeded, 50, "20 campaigns and 30 team members, each audited");
+    // The sandbox's callbacks go to the demo's own receiver.
+    let emitted: serde_json::Value = client
+        .post(format!(
+            "http://127.0.0.1:{sandbox_port}/_sandbox/slack/events"
+        ))
+        .json(&serde_json::json!({ "type": "channel_created", "name": "demo-wired" }))
+        .send()
+        .await
+        .expect("emit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(emitted["first_delivery"]["acknowledged"], true, "{emitted}");
+    let joined = std::fs::read_to_string(&demo_env).expect("demo.env written");
+    for line in [
+        "SLACK_API_URL='http://127.0.0.1:",
+        "SCHEDULE_PROCESS_EMAIL_QUEUE='*/10 * * * * *'",
+        "MAILJET_API_URL=",
+    ] {
+        assert!(joined.contains(line), "{line} in demo.env:\n{joined}");
+    }
+    let _ = std::fs::remove_file(&demo_env);
     terminate(&child);
     let status = wait_exit(&mut child, Duration::from_secs(30));
     let mut out = String::new();
