@@ -77,6 +77,11 @@ command -v redis-server >/dev/null || apt_install redis-server
 command -v openssl >/dev/null || apt_install openssl
 # The chaos command runs initdb and postgres of its own (Debian keeps them here).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+# A sandbox test drives it with Slack's own Python client.
+if command -v python3 >/dev/null && ! python3 -c 'import slack_sdk' 2>/dev/null; then
+  python3 -m pip install -q slack_sdk || { command -v pip3 >/dev/null || apt_install python3-pip; python3 -m pip install -q --break-system-packages slack_sdk; }
+fi
+command -v python3 >/dev/null || { apt_install python3 python3-pip; python3 -m pip install -q --break-system-packages slack_sdk; }
 # The metrics test checks /metrics with promtool (Debian's prometheus package brings it).
 command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
 echo "services.sh: PostgreSQL and Redis are answering"

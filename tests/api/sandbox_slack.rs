@@ -291,3 +291,28 @@ async fn history_pages_newest_first_and_ephemerals_and_modals_are_recorded() {
     assert_eq!(record["ephemerals"][0]["user"], member.as_str());
     assert_eq!(record["views"][0]["callback_id"], "changes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slacks_own_python_client_uses_every_method_the_workflows_need() {
+    let sandbox = start(|c| c.slack_post_per_channel_per_sec = 100).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/slack_sdk_check.py"
+    );
+    let api = sandbox.slack_api_url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args([script, &api, TOKEN])
+            .output()
+            .expect("python3 with slack_sdk (scripts/services.sh installs it)")
+    })
+    .await
+    .expect("join");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "slack_sdk against the sandbox:\n{said}"
+    );
+    assert!(said.contains("\"slack_sdk_calls_ok\": 14"), "{said}");
+}
