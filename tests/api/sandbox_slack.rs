@@ -18,6 +18,17 @@ async fn call(
     body
 }
 
+/// The error Slack answers `method` with (`ok: false`).
+async fn error_of(
+    sandbox: &campaign_sync::sandbox::Sandbox,
+    method: &str,
+    form: &[(&str, &str)],
+) -> String {
+    let body = call(sandbox, method, form).await;
+    assert_eq!(body["ok"], false, "{method} {form:?}: {body}");
+    body["error"].as_str().unwrap_or("").to_owned()
+}
+
 #[tokio::test]
 async fn users_are_found_by_id_and_email_and_private_channels_say_is_channel() {
     let sandbox = start(|_| {}).await;
@@ -45,16 +56,16 @@ async fn users_are_found_by_id_and_email_and_private_channels_say_is_channel() {
         "emails match ignoring case: {found}"
     );
     assert_eq!(
-        call(&sandbox, "users.info", &[("user", "U0NOBODY")]).await["error"],
+        error_of(&sandbox, "users.info", &[("user", "U0NOBODY")]).await,
         "user_not_found"
     );
     assert_eq!(
-        call(
+        error_of(
             &sandbox,
             "users.lookupByEmail",
             &[("email", "nobody@example.com")]
         )
-        .await["error"],
+        .await,
         "users_not_found"
     );
     let private = call(
@@ -122,16 +133,16 @@ async fn a_dm_thread_and_metadata_are_posted_and_read_back_through_history() {
     .await;
     assert_eq!(reply["message"]["thread_ts"], ts.as_str(), "{reply}");
     assert_eq!(
-        call(
+        error_of(
             &sandbox,
             "chat.postMessage",
             &[("channel", &dm), ("text", "x"), ("thread_ts", "1.000001")]
         )
-        .await["error"],
+        .await,
         "thread_not_found"
     );
     assert_eq!(
-        call(
+        error_of(
             &sandbox,
             "chat.postMessage",
             &[
@@ -140,7 +151,7 @@ async fn a_dm_thread_and_metadata_are_posted_and_read_back_through_history() {
                 ("metadata", "{\"event_type\":1}")
             ]
         )
-        .await["error"],
+        .await,
         "invalid_metadata_format"
     );
     let history = call(
@@ -246,12 +257,12 @@ async fn history_pages_newest_first_and_ephemerals_and_modals_are_recorded() {
     .await;
     assert!(ephemeral["message_ts"].is_string(), "{ephemeral}");
     assert_eq!(
-        call(
+        error_of(
             &sandbox,
             "chat.postEphemeral",
             &[("channel", &channel), ("user", "U0OUTSIDER"), ("text", "x")]
         )
-        .await["error"],
+        .await,
         "user_not_in_channel"
     );
     let view = json!({ "type": "modal", "callback_id": "changes", "title": { "type": "plain_text", "text": "Request changes" },
@@ -270,16 +281,16 @@ async fn history_pages_newest_first_and_ephemerals_and_modals_are_recorded() {
         "{opened}"
     );
     assert_eq!(
-        call(&sandbox, "views.open", &[("view", &view)]).await["error"],
+        error_of(&sandbox, "views.open", &[("view", &view)]).await,
         "invalid_trigger_id"
     );
     assert_eq!(
-        call(
+        error_of(
             &sandbox,
             "views.open",
             &[("trigger_id", "1.2.3"), ("view", "{\"type\":\"home\"}")]
         )
-        .await["error"],
+        .await,
         "invalid_arguments"
     );
     let record: Value = reqwest::get(format!("{}/_sandbox/slack/messages", sandbox.base_url()))

@@ -114,11 +114,7 @@ pub(super) fn chat_update(shared: &Shared, params: &HashMap<String, Value>) -> V
         return err("message_not_found");
     };
     let mut world = lock(&shared.world);
-    let Some(message) = world
-        .workspace
-        .messages
-        .get_mut(&(channel.to_owned(), ts.to_owned()))
-    else {
+    let Some(message) = message_mut(&mut world, channel, ts) else {
         return err("message_not_found");
     };
     message.updates += 1;
@@ -143,11 +139,7 @@ pub(super) fn reactions_add(shared: &Shared, params: &HashMap<String, Value>) ->
         return err("invalid_name");
     };
     let mut world = lock(&shared.world);
-    let Some(message) = world
-        .workspace
-        .messages
-        .get_mut(&(channel.to_owned(), ts.to_owned()))
-    else {
+    let Some(message) = message_mut(&mut world, channel, ts) else {
         return err("message_not_found");
     };
     if message.reactions.iter().any(|r| r == name) {
@@ -155,6 +147,18 @@ pub(super) fn reactions_add(shared: &Shared, params: &HashMap<String, Value>) ->
     }
     message.reactions.push(name.to_owned());
     ok(json!({}))
+}
+
+/// The posted message `ts` of `channel`.
+fn message_mut<'a>(
+    world: &'a mut crate::sandbox::data::World,
+    channel: &str,
+    ts: &str,
+) -> Option<&'a mut crate::sandbox::data::SlackMessage> {
+    world
+        .workspace
+        .messages
+        .get_mut(&(channel.to_owned(), ts.to_owned()))
 }
 
 /// A message as `conversations.history` and `chat.postMessage` give it.
