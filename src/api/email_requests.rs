@@ -100,8 +100,10 @@ pub(super) struct RecipientQuery {
     /// Recipients after this id (`nextAfter` of the previous page).
     after: Option<uuid::Uuid>,
     /// Recipients per page, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Only recipients with this status.
+    #[param(pattern = r"^(pending|sending|sent|failed|suppressed|dead)$")]
     status: Option<String>,
 }
 
@@ -164,12 +166,15 @@ pub(super) async fn get_email_request(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct RequestListQuery {
     /// Only requests of this campaign.
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     campaign_id: Option<String>,
     /// Only requests in this status: `accepted`, `sending` or `completed`.
+    #[param(pattern = r"^(accepted|sending|completed)$")]
     status: Option<String>,
     /// Requests older than this one (`nextBefore` of the previous page).
     before: Option<uuid::Uuid>,
     /// Requests per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

@@ -222,7 +222,7 @@ fn status_of(outcome: Outcome) -> StatusCode {
 
 /// Create or update a campaign.
 #[utoipa::path(put, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The Campaign Manager's id: 1–128 of letters, digits, _ . : -")),
+    params(("id" = String, Path, description = "The Campaign Manager's id: 1–128 of letters, digits, _ . : -", pattern = r"^[A-Za-z0-9_.:-]{1,128}$")),
     request_body = CampaignInput,
     responses(
         (status = 201, description = "Created", body = CampaignView), (status = 200, description = "Updated or unchanged", body = CampaignView),
@@ -239,8 +239,8 @@ async fn put_campaign(
 
 /// A campaign with its mappings, latest statistics and last sync.
 #[utoipa::path(get, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,128}$")),
+    responses((status = 200, body = CampaignView), (status = 400, description = "The id is not of the documented form", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_campaign(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -251,8 +251,8 @@ async fn get_campaign(
 
 /// Deactivate a campaign (its history is kept).
 #[utoipa::path(delete, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, description = "Deactivated (or already inactive)", body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,128}$")),
+    responses((status = 200, description = "Deactivated (or already inactive)", body = CampaignView), (status = 400, description = "The id is not of the documented form", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_campaign(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -279,9 +279,11 @@ async fn delete_campaign(
 struct ListQuery {
     /// Only active (true) or inactive (false) campaigns.
     active: Option<bool>,
-    /// Page number, from 1.
+    /// Page number, from 1 (at most 1,000,000,000).
+    #[param(minimum = 1, maximum = 1_000_000_000)]
     page: Option<i64>,
     /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     per_page: Option<i64>,
 }
 
@@ -404,7 +406,7 @@ async fn batch_campaigns(
 
 /// Create or update a team member.
 #[utoipa::path(put, path = "/api/team-members/{id}", tag = "team-members", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The Campaign Manager's id")),
+    params(("id" = String, Path, description = "The Campaign Manager's id: 1–128 of letters, digits, _ . : -", pattern = r"^[A-Za-z0-9_.:-]{1,128}$")),
     request_body = TeamMemberInput,
     responses((status = 201, body = TeamMemberView), (status = 200, body = TeamMemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, description = "Email taken by another member", body = ErrorBody)))]
 async fn put_team_member(
@@ -418,8 +420,8 @@ async fn put_team_member(
 
 /// A team member with the Slack identity the user sync matched.
 #[utoipa::path(get, path = "/api/team-members/{id}", tag = "team-members", security(("bearer" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, body = TeamMemberView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,128}$")),
+    responses((status = 200, body = TeamMemberView), (status = 400, description = "The id is not of the documented form", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_team_member(
     State(state): State<AppState>,
     Path(id): Path<String>,

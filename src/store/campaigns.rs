@@ -25,24 +25,30 @@ pub const STATUSES: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CampaignInput {
-    /// Display name, 1–500 characters.
+    /// Display name, 1–500 characters (no U+0000).
+    #[schema(min_length = 1, max_length = 500, pattern = "^[^\u{0}]*$")]
     pub name: String,
-    /// Email subject (used to match the Mailjet campaign), up to 998 characters.
+    /// Email subject (used to match the Mailjet campaign), up to 998 characters (no U+0000).
     #[serde(default)]
+    #[schema(max_length = 998, pattern = "^[^\u{0}]*$")]
     pub subject: Option<String>,
     /// One of draft, scheduled, active, paused, completed, archived.
+    #[schema(pattern = "^(draft|scheduled|active|paused|completed|archived)$")]
     pub status: String,
     /// Whether the syncs cover it (default true).
     #[serde(default = "yes")]
     pub active: bool,
     /// Short name used to map a Slack channel `campaign-<slug>`: lowercase letters, digits, - and _.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,79}$")]
     pub slug: Option<String>,
     /// The Mailjet campaign it maps to; absent keeps the current mapping.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub mailjet_campaign_id: Option<i64>,
     /// The Slack channel id it maps to (C… or G…); absent keeps the current mapping.
     #[serde(default)]
+    #[schema(pattern = "^[CG][A-Z0-9]{2,19}$")]
     pub slack_channel: Option<String>,
 }
 

@@ -14,10 +14,16 @@ use super::{Outcome, WriteError};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TeamMemberInput {
-    /// Work email; unique (ignoring case); Slack users are matched by it.
+    /// Work email; unique (ignoring case); Slack users are matched by it. One `@`, a dot
+    /// inside the domain, at most 320 characters, no spaces, control or invisible characters.
+    #[schema(
+        max_length = 320,
+        pattern = "^[^@\u{0}-\u{20}\u{7f}-\u{a0}\u{ad}\u{34f}\u{61c}\u{115f}\u{1160}\u{1680}\u{17b4}\u{17b5}\u{180b}-\u{180f}\u{2000}-\u{200f}\u{2028}-\u{202f}\u{205f}-\u{206f}\u{3000}\u{3164}\u{fe00}-\u{fe0f}\u{feff}\u{ffa0}\u{fff0}-\u{fff8}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}]+@[^.@\u{0}-\u{20}\u{7f}-\u{a0}\u{ad}\u{34f}\u{61c}\u{115f}\u{1160}\u{1680}\u{17b4}\u{17b5}\u{180b}-\u{180f}\u{2000}-\u{200f}\u{2028}-\u{202f}\u{205f}-\u{206f}\u{3000}\u{3164}\u{fe00}-\u{fe0f}\u{feff}\u{ffa0}\u{fff0}-\u{fff8}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}][^@\u{0}-\u{20}\u{7f}-\u{a0}\u{ad}\u{34f}\u{61c}\u{115f}\u{1160}\u{1680}\u{17b4}\u{17b5}\u{180b}-\u{180f}\u{2000}-\u{200f}\u{2028}-\u{202f}\u{205f}-\u{206f}\u{3000}\u{3164}\u{fe00}-\u{fe0f}\u{feff}\u{ffa0}\u{fff0}-\u{fff8}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}]*[.][^@\u{0}-\u{20}\u{7f}-\u{a0}\u{ad}\u{34f}\u{61c}\u{115f}\u{1160}\u{1680}\u{17b4}\u{17b5}\u{180b}-\u{180f}\u{2000}-\u{200f}\u{2028}-\u{202f}\u{205f}-\u{206f}\u{3000}\u{3164}\u{fe00}-\u{fe0f}\u{feff}\u{ffa0}\u{fff0}-\u{fff8}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}]*[^.@\u{0}-\u{20}\u{7f}-\u{a0}\u{ad}\u{34f}\u{61c}\u{115f}\u{1160}\u{1680}\u{17b4}\u{17b5}\u{180b}-\u{180f}\u{2000}-\u{200f}\u{2028}-\u{202f}\u{205f}-\u{206f}\u{3000}\u{3164}\u{fe00}-\u{fe0f}\u{feff}\u{ffa0}\u{fff0}-\u{fff8}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}]$"
+    )]
     pub email: String,
-    /// Display name, up to 500 characters.
+    /// Display name, up to 500 characters (no U+0000).
     #[serde(default)]
+    #[schema(max_length = 500, pattern = "^[^\u{0}]*$")]
     pub name: String,
     /// Whether the member is active (default true).
     #[serde(default = "yes")]

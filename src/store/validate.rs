@@ -157,7 +157,7 @@ pub fn check_email(errors: &mut Vec<FieldError>, field: &str, email: &str) {
         ));
         return;
     }
-    let ok = email.len() <= 320
+    let ok = email.chars().count() <= 320
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && !domain.contains('@')
