@@ -206,6 +206,43 @@ fn seed_items(world: &World) -> anyhow::Result<SeedItems> {
     ))
 }
 
+/// The sandbox's Mailjet events and Slack events and clicks go to this demo's receiver.
+fn wire_callbacks(sandbox: &Sandbox, env: &HashMap<String, String>, port: u16) {
+    let get = |name: &str| env.get(name).cloned().unwrap_or_default();
+    let (user, password) = (get("MAILJET_WEBHOOK_USER"), get("MAILJET_WEBHOOK_PASSWORD"));
+    let base = format!("http://127.0.0.1:{port}");
+    sandbox.configure(|c| {
+        c.mailjet_webhook_url = Some(format!(
+            "http://{user}:{password}@127.0.0.1:{port}/webhooks/mailjet"
+        ));
+        c.slack_events_url = Some(format!("{base}/webhooks/slack/events"));
+        c.slack_interactions_url = Some(format!("{base}/webhooks/slack/interactions"));
+    });
+}
+
+/// Saves `demo.env` and says where the tokens are and how another shell joins the run.
+fn announce_tokens(
+    env: &HashMap<String, String>,
+    generated: &[&str],
+    schedules: &[(String, String)],
+) -> anyhow::Result<()> {
+    let saved = save_generated(env, generated, schedules)?;
+    if generated.is_empty() {
+        println!("  tokens     API_TOKEN and METRICS_TOKEN from your environment");
+    } else if let Some(file) = &saved {
+        println!(
+            "  tokens     generated for this run in {file} ({})",
+            generated.join(", ")
+        );
+    }
+    if let Some(file) = &saved {
+        println!(
+            "  join it    `set -a; . {file}; set +a` gives another shell this run's settings (tokens, sandbox URLs, demo schedules) for doctor, jobs list or a second worker"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let sandbox_port: u16 = std::env::var("SANDBOX_PORT")
@@ -281,33 +318,8 @@ pub async fn run() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     println!();
     println!("  health     {base}/healthz   readiness {base}/readyz");
-    // The sandbox's Mailjet events and Slack events and clicks go to this demo's receiver.
-    let password = env
-        .get("MAILJET_WEBHOOK_PASSWORD")
-        .cloned()
-        .unwrap_or_default();
-    let user = env.get("MAILJET_WEBHOOK_USER").cloned().unwrap_or_default();
-    sandbox.configure(|c| {
-        c.mailjet_webhook_url = Some(format!(
-            "http://{user}:{password}@127.0.0.1:{port}/webhooks/mailjet"
-        ));
-        c.slack_events_url = Some(format!("{base}/webhooks/slack/events"));
-        c.slack_interactions_url = Some(format!("{base}/webhooks/slack/interactions"));
-    });
-    let saved = save_generated(&env, &generated, &schedules)?;
-    if generated.is_empty() {
-        println!("  tokens     API_TOKEN and METRICS_TOKEN from your environment");
-    } else if let Some(file) = &saved {
-        println!(
-            "  tokens     generated for this run in {file} ({})",
-            generated.join(", ")
-        );
-    }
-    if let Some(file) = &saved {
-        println!(
-            "  join it    `set -a; . {file}; set +a` gives another shell this run's settings (tokens, sandbox URLs, demo schedules) for doctor, jobs list or a second worker"
-        );
-    }
+    wire_callbacks(&sandbox, &env, port);
+    announce_tokens(&env, &generated, &schedules)?;
     println!("  API docs   {base}/api/docs");
     println!("  API        curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/campaigns");
     println!("  metrics    curl -H \"Authorization: Bearer $METRICS_TOKEN\" {base}/metrics");

@@ -8,6 +8,7 @@
 pub mod cluster;
 mod deployment;
 mod invariants;
+mod report;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -139,7 +140,7 @@ async fn run(args: ChaosArgs, scenarios: Vec<Scenario>) -> anyhow::Result<bool> 
         reports.push(report);
     }
     let passed = reports.iter().all(Report::passed);
-    let text = invariants::render(&reports);
+    let text = report::render(&reports);
     println!("{text}");
     std::fs::write(root.join("report.md"), &text)?;
     if passed && !args.keep && args.dir.is_none() {
