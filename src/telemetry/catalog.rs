@@ -39,6 +39,22 @@ const COUNTERS: &[(&str, &str)] = &[
         "Tasks that failed for good (dead letters), by queue and job.",
     ),
     (
+        "jobs_failed_total",
+        "Task attempts that failed for good, by queue and job.",
+    ),
+    (
+        "jobs_rescheduled_total",
+        "Task attempts put off by a rate limit without spending an attempt, by queue and job.",
+    ),
+    (
+        "jobs_retried_total",
+        "Task attempts that failed and will be retried with backoff, by queue and job.",
+    ),
+    (
+        "jobs_succeeded_total",
+        "Task attempts that succeeded, by queue and job.",
+    ),
+    (
         "jobs_started_total",
         "Task attempts started, by queue and job.",
     ),
@@ -193,5 +209,57 @@ pub fn describe_and_zero() {
     metrics::counter!("webhook_events_rejected_total", "source" => "mailjet").absolute(0);
     for job in crate::jobs::SCHEDULED_JOBS {
         metrics::counter!("sync_runs_total", "job" => job.name, "outcome" => "failed").absolute(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{COUNTERS, GAUGES, HISTOGRAMS};
+
+    /// Every metric name written in `src/` (a string literal ending as metric names do) has a
+    /// description here, so `/metrics` never serves a family without `# HELP`.
+    #[test]
+    fn every_metric_the_code_records_is_described() {
+        let described: std::collections::HashSet<&str> = COUNTERS
+            .iter()
+            .chain(GAUGES)
+            .chain(HISTOGRAMS)
+            .map(|(n, _)| *n)
+            .collect();
+        let mut missing = Vec::new();
+        let mut stack = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(
+                    std::fs::read_dir(&path)
+                        .expect("dir")
+                        .filter_map(|e| e.ok().map(|e| e.path())),
+                );
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("catalog.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            for literal in text.split('"').skip(1).step_by(2) {
+                let metric_like = literal.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    && ["_total", "_seconds", "_batch_size", "_needs_reinstall"]
+                        .iter()
+                        .any(|s| literal.ends_with(s))
+                    && literal.contains('_');
+                if metric_like && !described.contains(literal) {
+                    missing.push(format!("{literal} ({})", path.display()));
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        assert!(
+            missing.is_empty(),
+            "metrics without a description: {missing:?}"
+        );
     }
 }
