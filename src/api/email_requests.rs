@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, query_error};
 use super::internal::{actor, check_fields, db_error, parse};
 use crate::store::validate::FieldError;
 
@@ -128,12 +128,7 @@ pub(super) async fn get_email_request(
             )],
         ));
     };
-    let Query(query) = query.map_err(|e| {
-        ApiError::Invalid(
-            format!("invalid query: {}", e.body_text()),
-            vec![FieldError::new("query", e.body_text(), expected)],
-        )
-    })?;
+    let Query(query) = query.map_err(|e| query_error(&e, expected))?;
     let limit = query.limit.unwrap_or(100);
     let mut errors = Vec::new();
     if !(1..=1000).contains(&limit) {
@@ -198,12 +193,7 @@ pub(super) async fn list_email_requests(
     use crate::store::email_requests::{self, REQUEST_STATUSES};
     let expected =
         "campaignId=<id>, status=accepted|sending|completed, before=<request id>, limit 1–200";
-    let Query(query) = query.map_err(|e| {
-        ApiError::Invalid(
-            format!("invalid query: {}", e.body_text()),
-            vec![FieldError::new("query", e.body_text(), expected)],
-        )
-    })?;
+    let Query(query) = query.map_err(|e| query_error(&e, expected))?;
     let limit = query.limit.unwrap_or(50);
     let mut errors = Vec::new();
     if !(1..=200).contains(&limit) {

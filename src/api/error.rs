@@ -187,3 +187,16 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<
         "internal error; the cause is logged with this request's id",
     )
 }
+
+/// A query string that does not parse (an unknown parameter, a number that is not one): a 400
+/// naming the query and what it may hold.
+pub fn query_error(e: &axum::extract::rejection::QueryRejection, expected: &str) -> ApiError {
+    ApiError::Invalid(
+        format!("invalid query: {}", e.body_text()),
+        vec![crate::store::validate::FieldError::new(
+            "query",
+            e.body_text(),
+            expected,
+        )],
+    )
+}

@@ -308,16 +308,8 @@ async fn list_campaigns(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<CampaignPage>, ApiError> {
-    let Query(query) = query.map_err(|e| {
-        ApiError::Invalid(
-            format!("invalid query: {}", e.body_text()),
-            vec![FieldError::new(
-                "query",
-                e.body_text(),
-                "active=true|false, page ≥ 1, perPage 1–500",
-            )],
-        )
-    })?;
+    let expected = "active=true|false, page 1–1000000000, perPage 1–500";
+    let Query(query) = query.map_err(|e| super::error::query_error(&e, expected))?;
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(50);
     let mut errors = Vec::new();

@@ -51,6 +51,19 @@ impl TestApp {
     pub fn metrics_token(&self) -> &str {
         &self.env["METRICS_TOKEN"]
     }
+
+    /// One scrape of `/metrics` with the metrics token.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .bearer_auth(self.metrics_token())
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
 }
 
 /// A fresh, empty database; its name carries its creation time so later runs drop leftovers.

@@ -235,16 +235,7 @@ async fn metrics_show_queue_sizes_job_totals_and_every_workers_own_metrics() {
         )
         .await
         .expect("enqueue");
-    let scrape = || async {
-        let response = app
-            .client
-            .get(app.url("/metrics"))
-            .bearer_auth(app.metrics_token())
-            .send()
-            .await
-            .expect("metrics");
-        response.text().await.expect("text")
-    };
+    let scrape = || app.metrics();
     eventually(Duration::from_secs(20), "worker metrics to be published", || async {
         let text = scrape().await;
         text.contains("queue_jobs_total{queue=\"default\",job=\"diagnostics_probe\",outcome=\"succeeded\"} 1")

@@ -12,15 +12,7 @@ use crate::chaos::WorkerProcess;
 use crate::helpers::{TestApp, TestWorker, eventually, spawn_app, worker_settings};
 
 async fn scrape(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .bearer_auth(app.metrics_token())
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
+    app.metrics().await
 }
 
 fn promtool(text: &str) -> (bool, String) {

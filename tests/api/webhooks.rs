@@ -191,16 +191,7 @@ async fn a_repeated_delivery_has_exactly_one_effect_and_unknown_types_are_kept_b
         1
     );
     assert_eq!(count(&app.db, "SELECT count(*) FROM webhook_events WHERE event_type = 'mystery' AND status = 'ignored'").await, 1);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(app.metrics_token())
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for series in [
         "webhook_requests_total{source=\"mailjet\",outcome=\"accepted\"}",
         "webhook_events_total{source=\"mailjet\",type=\"mystery\"}",
