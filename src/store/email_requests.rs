@@ -437,12 +437,7 @@ pub async fn view(
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    let next_after = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|i| i.id)
-    } else {
-        None
-    };
+    let next_after = keyset_page(&mut items, limit, |i| i.id);
     let mut all: BTreeMap<String, i64> = SEND_STATUSES
         .into_iter()
         .map(|s| (s.to_owned(), 0))
@@ -494,11 +489,16 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|i| i.request.id)
-    } else {
-        None
-    };
+    let next = keyset_page(&mut items, limit, |i| i.request.id);
     Ok((items, next))
+}
+
+/// A keyset page fetched with one row more than `limit`: drops the extra row and returns the
+/// id of the page's last row when there is a next page.
+fn keyset_page<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Option<Uuid> {
+    if items.len() as i64 <= limit {
+        return None;
+    }
+    items.truncate(limit as usize);
+    items.last().map(id)
 }
