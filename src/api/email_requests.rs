@@ -35,13 +35,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 
 /// Accept a send request: every recipient is stored before the answer, in one transaction.
 #[utoipa::path(post, path = "/api/email-requests", tag = "email", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "New for each request; the same key with the same body returns the first answer")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = "1–255 visible ASCII characters, new for each request; the same key with the same body returns the first answer")),
     request_body = crate::store::email_requests::EmailRequestInput,
     responses(
         (status = 202, description = "Accepted; the recipients will be sent", body = crate::store::email_requests::Accepted),
-        (status = 400, description = "Invalid fields, unknown campaign or template, or recipients by index (`items`); nothing stored", body = ErrorBody),
+        (status = 400, description = "Fields or recipients (`items`, by index) not of the documented form; nothing stored", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 409, description = "The key was used for a different request", body = ErrorBody),
+        (status = 422, description = "Well-formed, but the campaign or template is unknown (or the campaign deactivated), or an address is repeated (`items`); nothing stored", body = ErrorBody),
         (status = 413, description = "Body over EMAIL_BODY_LIMIT_BYTES", body = ErrorBody)))]
 pub(super) async fn post_email_request(
     State(state): State<AppState>,
@@ -55,7 +56,9 @@ pub(super) async fn post_email_request(
     if !problems.is_empty() {
         metrics::counter!("email_requests_total", "outcome" => "invalid").increment(1);
         let summary = problems.summary();
-        return Err(if problems.fields.is_empty() {
+        return Err(if problems.only_repeats() {
+            ApiError::UnprocessableItems(summary, problems.recipients)
+        } else if problems.fields.is_empty() {
             ApiError::InvalidItems(summary, problems.recipients)
         } else {
             ApiError::Invalid(summary, problems.fields)
@@ -66,7 +69,7 @@ pub(super) async fn post_email_request(
         Ok(done) => done,
         Err(AcceptError::Unknown(field)) => {
             metrics::counter!("email_requests_total", "outcome" => "invalid").increment(1);
-            return Err(ApiError::Invalid(field.to_string(), vec![field]));
+            return Err(ApiError::Unprocessable(field.to_string(), vec![field]));
         }
         Err(e @ AcceptError::KeyReused(_)) => {
             metrics::counter!("email_requests_total", "outcome" => "conflict").increment(1);

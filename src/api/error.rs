@@ -19,6 +19,13 @@ pub enum ApiError {
     /// Batch items that are wrong, by index (400).
     #[error("{0}")]
     InvalidItems(String, Vec<crate::store::batch::ItemErrors>),
+    /// Well-formed fields that name something unknown or repeat themselves (422): a campaign
+    /// or template that does not exist, an address twice. The schema cannot tell these.
+    #[error("{0}")]
+    Unprocessable(String, Vec<crate::store::validate::FieldError>),
+    /// Well-formed batch items that repeat one another (422), by index.
+    #[error("{0}")]
+    UnprocessableItems(String, Vec<crate::store::batch::ItemErrors>),
     /// Missing or wrong credentials (401).
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -42,6 +49,9 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::Invalid(..) | ApiError::InvalidItems(..) => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::Unprocessable(..) | ApiError::UnprocessableItems(..) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -62,18 +72,20 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = match &self {
-            ApiError::Invalid(_, details) => json_error_with(
+            ApiError::Invalid(_, details) | ApiError::Unprocessable(_, details) => json_error_with(
                 status,
                 &message,
                 "details",
                 serde_json::to_value(details).unwrap_or_default(),
             ),
-            ApiError::InvalidItems(_, items) => json_error_with(
-                status,
-                &message,
-                "items",
-                serde_json::to_value(items).unwrap_or_default(),
-            ),
+            ApiError::InvalidItems(_, items) | ApiError::UnprocessableItems(_, items) => {
+                json_error_with(
+                    status,
+                    &message,
+                    "items",
+                    serde_json::to_value(items).unwrap_or_default(),
+                )
+            }
             _ => json_error(status, &message),
         };
         if matches!(self, ApiError::Unauthorized(_)) {
@@ -111,13 +123,14 @@ pub struct ErrorBody {
 /// The error: a code, a message, and for 400s the fields or items at fault.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// `bad_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`, …
+    /// `bad_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`,
+    /// `unprocessable_entity`, …
     pub code: String,
     pub message: String,
-    /// For 400: each field at fault.
+    /// For 400 and 422: each field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<crate::store::validate::FieldError>>,
-    /// For a batch's 400: the items at fault, by index.
+    /// For a batch's (or a request's recipients') 400 and 422: the items at fault, by index.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<crate::store::batch::ItemErrors>>,
 }

@@ -48,9 +48,10 @@ impl Modify for BearerAuth {
 }
 
 /// The `/api` routes (behind the token) and their OpenAPI document.
-pub fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+pub fn routes(state: AppState) -> (Router<AppState>, Value) {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(put_campaign, get_campaign, delete_campaign))
+        .routes(routes!(put_campaign, get_campaign))
+        .routes(routes!(deactivate_campaign))
         .routes(routes!(list_campaigns))
         .routes(routes!(batch_campaigns))
         .routes(routes!(put_team_member, get_team_member))
@@ -68,6 +69,7 @@ pub fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 )),
         )
         .split_for_parts();
+    let openapi = super::openapi::finish(&openapi, state.settings.email.max_recipients);
     let router = router.layer(axum::middleware::from_fn_with_state(
         state,
         require_api_token,
@@ -249,11 +251,13 @@ async fn get_campaign(
     found::<CampaignInput>(&state, &id).await.map(axum::Json)
 }
 
-/// Deactivate a campaign (its history is kept).
-#[utoipa::path(delete, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+/// Deactivate a campaign. This is not a deletion: the campaign, its mappings and its history
+/// stay readable at `GET /api/campaigns/{id}` (with `active: false`); `PUT` with `active: true`
+/// brings it back.
+#[utoipa::path(post, path = "/api/campaigns/{id}/deactivate", tag = "campaigns", security(("bearer" = [])),
     params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,128}$")),
-    responses((status = 200, description = "Deactivated (or already inactive)", body = CampaignView), (status = 400, description = "The id is not of the documented form", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_campaign(
+    responses((status = 200, description = "Deactivated (or already inactive); still readable", body = CampaignView), (status = 400, description = "The id is not of the documented form", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn deactivate_campaign(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -340,7 +344,8 @@ async fn list_campaigns(
     }))
 }
 
-/// A batch: `{"items": [{"id": …, …fields}, …]}`, at most 1,000.
+/// A batch: `{"items": [{"id": …, …fields}, …]}`, at most 1,000. (Its schema in the document
+/// is the resource's own: see `openapi::finish`.)
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
@@ -364,13 +369,15 @@ async fn batch<T: Upsert>(
     }
     let total = request.items.len();
     let items = batch::check::<T>(request.items).map_err(|problems| {
-        ApiError::InvalidItems(
-            format!(
-                "{} of {total} items are invalid; nothing was stored",
-                problems.len()
-            ),
-            problems,
-        )
+        let message = format!(
+            "{} of {total} items are invalid; nothing was stored",
+            problems.len()
+        );
+        if batch::repeats_only(&problems) {
+            ApiError::UnprocessableItems(message, problems)
+        } else {
+            ApiError::InvalidItems(message, problems)
+        }
     })?;
     let report = batch::apply(&state.db, &actor(headers), &items)
         .await
@@ -387,7 +394,7 @@ async fn batch<T: Upsert>(
 /// Upsert up to 1,000 campaigns in one transaction.
 #[utoipa::path(post, path = "/api/campaigns:batch", tag = "campaigns", security(("bearer" = [])),
     request_body = BatchRequest,
-    responses((status = 200, body = BatchReport), (status = 400, description = "Problems by item index; nothing stored", body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 200, body = BatchReport), (status = 400, description = "Problems by item index; nothing stored", body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, description = "An item's Mailjet campaign, Slack channel or slug is mapped to another campaign; nothing stored", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, description = "An id appears twice (`items`, by index); nothing stored", body = ErrorBody)))]
 async fn batch_campaigns(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -425,7 +432,7 @@ async fn get_team_member(
 /// Upsert up to 1,000 team members in one transaction.
 #[utoipa::path(post, path = "/api/team-members:batch", tag = "team-members", security(("bearer" = [])),
     request_body = BatchRequest,
-    responses((status = 200, body = BatchReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = BatchReport), (status = 400, description = "Problems by item index; nothing stored", body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, description = "An item's email belongs to another member; nothing stored", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, description = "An id appears twice (`items`, by index); nothing stored", body = ErrorBody)))]
 async fn batch_team_members(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod internal;
 pub mod metrics;
+mod openapi;
 
 use std::sync::Arc;
 
@@ -51,7 +52,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     let (api, openapi) = internal::routes(state.clone());
-    let docs = utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi);
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/api/docs")
+        .external_url_unchecked("/api/openapi.json", openapi);
     // Router::layer wraps every route (and the fallback); the last layer added is the outermost.
     Router::new()
         .merge(api)

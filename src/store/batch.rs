@@ -120,6 +120,17 @@ pub struct BatchWriteError {
     pub error: WriteError,
 }
 
+/// What a repeated id is told to be.
+const REPEATED_ID: &str = "each id once per batch";
+
+/// Whether every problem [`check`] found is an id repeated within the batch: the batch follows
+/// the schema and is refused for what it says, not for its form.
+pub fn repeats_only(problems: &[ItemErrors]) -> bool {
+    problems
+        .iter()
+        .all(|p| p.errors.iter().all(|e| e.expected == REPEATED_ID))
+}
+
 /// Checks `values` (objects with an `id` and the record's fields).
 pub fn check<T: Upsert>(values: Vec<Value>) -> Result<Vec<Item<T>>, Vec<ItemErrors>> {
     let mut items = Vec::with_capacity(values.len());
@@ -132,7 +143,7 @@ pub fn check<T: Upsert>(values: Vec<Value>) -> Result<Vec<Item<T>>, Vec<ItemErro
                     let error = FieldError::new(
                         "id",
                         format!("{id:?} also appears at index {first}"),
-                        "each id once per batch",
+                        REPEATED_ID,
                     );
                     problems.push(ItemErrors {
                         index,

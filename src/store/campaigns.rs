@@ -43,7 +43,7 @@ pub struct CampaignInput {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,79}$")]
     pub slug: Option<String>,
     /// The Mailjet campaign it maps to; absent keeps the current mapping.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::validate::optional_whole_number")]
     #[schema(minimum = 1)]
     pub mailjet_campaign_id: Option<i64>,
     /// The Slack channel id it maps to (C… or G…); absent keeps the current mapping.

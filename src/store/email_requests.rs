@@ -31,13 +31,23 @@ const MAX_VARIABLES_BYTES: usize = 16 * 1024;
 
 /// A send request.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({
+    "campaignId": "spring-launch",
+    "templateId": 4242,
+    "recipients": [{"email": "ada@example.com", "name": "Ada", "variables": {"first_name": "Ada"}}],
+    "testMode": true
+}))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailRequestInput {
-    /// Our campaign's id (it must exist and be active).
+    /// Our campaign's id (it must exist and be active, else 422).
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub campaign_id: String,
-    /// The Mailjet template (imported by `sync_mailjet_templates`).
+    /// The Mailjet template (imported by `sync_mailjet_templates`; unknown: 422).
+    #[serde(deserialize_with = "super::validate::whole_number")]
+    #[schema(minimum = 1)]
     pub template_id: i64,
-    /// 1 to `EMAIL_MAX_RECIPIENTS` recipients, each address once.
+    /// 1 to `EMAIL_MAX_RECIPIENTS` recipients, each address once ignoring case (a repeat: 422).
+    #[schema(min_items = 1)]
     pub recipients: Vec<RecipientInput>,
     /// Send no earlier than this (RFC 3339); now when absent.
     #[serde(
@@ -55,7 +65,7 @@ pub struct EmailRequestInput {
 fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
     let raw: Option<String> = Option::deserialize(d)?;
     raw.map(|raw| {
-        DateTime::parse_from_rfc3339(raw.trim())
+        DateTime::parse_from_rfc3339(&raw)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| {
                 serde::de::Error::custom(format!(
@@ -70,12 +80,19 @@ fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientInput {
+    /// The address, as for a team member: one `@`, a dot inside the domain, at most 320
+    /// characters, no spaces, control or invisible characters (the document's pattern is the
+    /// team member's).
+    #[schema(max_length = 320)]
     pub email: String,
+    /// Up to 500 characters (no U+0000).
     #[serde(default)]
+    #[schema(max_length = 500, pattern = "^[^\u{0}]*$")]
     pub name: String,
-    /// Template variables (`{{var:name}}`) of this recipient.
+    /// Template variables (`{{var:name}}`) of this recipient: any JSON without U+0000, at most
+    /// 16 KiB.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::validate::variables_schema)]
     pub variables: Map<String, Value>,
 }
 
@@ -86,12 +103,20 @@ pub struct Problems {
     pub recipients: Vec<ItemErrors>,
     /// Recipients with problems (more than are listed when there are many).
     pub invalid_recipients: usize,
+    /// Recipients with a problem the schema describes (the others only repeat an address).
+    pub malformed: usize,
 }
 
 impl Problems {
     /// Whether there is nothing wrong.
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty() && self.invalid_recipients == 0
+    }
+
+    /// Whether every problem is a repeated address: the request follows the schema, and is
+    /// refused for what it says (422), not for its form (400).
+    pub fn only_repeats(&self) -> bool {
+        self.fields.is_empty() && self.malformed == 0
     }
 
     /// One line saying what is wrong.
@@ -157,7 +182,7 @@ impl EmailRequestInput {
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(self.recipients.len());
         for (index, r) in self.recipients.iter().enumerate() {
             let mut errors = Vec::new();
-            check_email(&mut errors, "email", r.email.trim());
+            check_email(&mut errors, "email", &r.email);
             check_len(&mut errors, "name", &r.name, 0, 500);
             check_text(&mut errors, "name", &r.name);
             for (key, value) in &r.variables {
@@ -172,7 +197,10 @@ impl EmailRequestInput {
                     format!("at most {MAX_VARIABLES_BYTES} bytes"),
                 ));
             }
-            let key = r.email.trim().to_lowercase();
+            if !errors.is_empty() {
+                problems.malformed += 1;
+            }
+            let key = r.email.to_lowercase();
             if let Some(first) = seen.get(&key) {
                 errors.push(FieldError::new(
                     "email",

@@ -1,7 +1,7 @@
 //! Field-level validation shared by the API and the CLI: each problem names the field, what is
 //! wrong and what is expected.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// One problem with one field.
@@ -34,6 +34,40 @@ impl std::fmt::Display for FieldError {
             self.field, self.problem, self.expected
         )
     }
+}
+
+/// An integer field that also takes a JSON number with a zero fraction (`7.0`): JSON Schema
+/// counts it as an integer, so a client generated from the document may send it.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    as_whole(&n).ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
+}
+
+/// [`whole_number`] for an optional field.
+pub fn optional_whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<i64>, D::Error> {
+    let n: Option<serde_json::Number> = Option::deserialize(d)?;
+    n.map(|n| {
+        as_whole(&n).ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
+    })
+    .transpose()
+}
+
+fn as_whole(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| {
+                f.fract() == 0.0
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(f)
+            })
+            .map(|f| f as i64)
+    })
+}
+
+/// The schema of template variables: any JSON whose strings and keys hold no U+0000.
+pub fn variables_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name("TemplateValues"))
 }
 
 /// A length (in characters) within `min..=max`.

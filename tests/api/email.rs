@@ -115,7 +115,7 @@ async fn stored(db: &PgPool) -> (i64, i64) {
 }
 
 #[tokio::test]
-async fn bad_requests_get_precise_400s_and_store_nothing() {
+async fn bad_requests_get_precise_400s_or_422s_and_store_nothing() {
     let sandbox = sandbox().await;
     let app = app(&sandbox, |env| {
         env.insert("EMAIL_MAX_RECIPIENTS".into(), "5".into());
@@ -147,6 +147,13 @@ async fn bad_requests_get_precise_400s_and_store_nothing() {
             .contains("duplicate of recipients[0]"),
         "{body}"
     );
+    // Only repeats: the body has the documented form, and is refused for what it says.
+    let mut repeated = recipients(3, "example.com");
+    repeated[2]["email"] = json!("R0@example.COM");
+    let (status, body) = post(&app, Some("k-repeat"), &request(repeated)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unprocessable_entity", "{body}");
+    assert_eq!(body["error"]["items"][0]["index"], 2, "{body}");
 
     for (what, body, expected) in [
         ("empty", request(vec![]), "recipients"),
@@ -158,12 +165,12 @@ async fn bad_requests_get_precise_400s_and_store_nothing() {
         (
             "unknown campaign",
             json!({ "campaignId": "nope", "templateId": TEMPLATE, "recipients": recipients(1, "example.com") }),
-            "no campaign",
+            "422 no campaign",
         ),
         (
             "unknown template",
             json!({ "campaignId": "spring", "templateId": 42, "recipients": recipients(1, "example.com") }),
-            "no Mailjet template 42",
+            "422 no Mailjet template 42",
         ),
         (
             "unknown field",
@@ -203,7 +210,11 @@ async fn bad_requests_get_precise_400s_and_store_nothing() {
     ] {
         let (status, answer) =
             post(&app, Some(&format!("k-{}", what.replace(' ', "-"))), &body).await;
-        assert_eq!(status, 400, "{what}: {answer}");
+        let (want, expected) = match expected.strip_prefix("422 ") {
+            Some(rest) => (422, rest),
+            None => (400, expected),
+        };
+        assert_eq!(status, want, "{what}: {answer}");
         assert!(answer.to_string().contains(expected), "{what}: {answer}");
     }
     let (status, _) = post(

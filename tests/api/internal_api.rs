@@ -223,24 +223,49 @@ async fn a_mapping_or_slug_already_used_elsewhere_is_a_409_that_stores_nothing()
 }
 
 #[tokio::test]
-async fn unknown_ids_are_404_and_delete_deactivates_keeping_history() {
+async fn unknown_ids_are_404_and_deactivation_keeps_history() {
     let app = spawn_app().await;
     assert_eq!(get(&app, "/api/campaigns/nope").await.0, 404);
     assert_eq!(get(&app, "/api/team-members/nope").await.0, 404);
     assert_eq!(
-        call(&app, reqwest::Method::DELETE, "/api/campaigns/nope", None)
-            .await
-            .0,
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/api/campaigns/nope/deactivate",
+            None
+        )
+        .await
+        .0,
         404
     );
     put(&app, "/api/campaigns/cmp-1", spring()).await;
     sqlx::query("INSERT INTO email_statistics (campaign_id, mailjet_campaign_id, sent) VALUES ('cmp-1', 7000001, 5)").execute(&app.db).await.expect("stats");
-    let (status, deleted) = call(&app, reqwest::Method::DELETE, "/api/campaigns/cmp-1", None).await;
+    let (status, deleted) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/campaigns/cmp-1/deactivate",
+        None,
+    )
+    .await;
     assert_eq!((status, deleted["active"].as_bool()), (200, Some(false)));
     assert!(deleted["deactivatedAt"].is_string());
     assert_eq!(deleted["latestStatistics"]["sent"], 5, "history kept");
-    let (_, again) = call(&app, reqwest::Method::DELETE, "/api/campaigns/cmp-1", None).await;
+    let (_, again) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/campaigns/cmp-1/deactivate",
+        None,
+    )
+    .await;
     assert_eq!(again["active"], false);
+    let (status, read) = get(&app, "/api/campaigns/cmp-1").await;
+    assert_eq!(
+        (status, read["active"].as_bool()),
+        (200, Some(false)),
+        "still readable"
+    );
+    let (status, _) = call(&app, reqwest::Method::DELETE, "/api/campaigns/cmp-1", None).await;
+    assert_eq!(status, 405, "deactivation is not a DELETE");
     let actions: Vec<String> =
         sqlx::query_scalar("SELECT action FROM audit_log WHERE entity_id = 'cmp-1' ORDER BY id")
             .fetch_all(&app.db)
@@ -384,6 +409,33 @@ async fn a_batch_is_one_transaction_with_problems_reported_by_index() {
         404,
         "nothing of a bad batch is stored"
     );
+    // Only a repeated id: well-formed, refused for what it says (422), nothing stored.
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/campaigns:batch",
+        Some(json!({ "items": [good(8), good(8)] })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["items"][0]["index"].as_u64()),
+        (422, Some(1)),
+        "{body}"
+    );
+    assert_eq!(get(&app, "/api/campaigns/cmp-8").await.0, 404);
+    // A whole number written with a fraction is an integer to JSON Schema, and so to us.
+    let (status, body) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/campaigns:batch",
+        Some(json!({ "items": [{ "id": "cmp-9", "name": "C9", "status": "draft", "mailjetCampaignId": 34753689720.0 }] })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get(&app, "/api/campaigns/cmp-9").await.1["mailjetCampaignId"],
+        34_753_689_720_i64
+    );
     put(
         &app,
         "/api/campaigns/other",
@@ -494,12 +546,12 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
     }
     documented.sort();
     let expected = [
-        "DELETE /api/campaigns/{id}",
         "GET /api/campaigns",
         "GET /api/campaigns/{id}",
         "GET /api/email-requests",
         "GET /api/email-requests/{id}",
         "GET /api/team-members/{id}",
+        "POST /api/campaigns/{id}/deactivate",
         "POST /api/campaigns:batch",
         "POST /api/email-requests",
         "POST /api/team-members:batch",
@@ -549,6 +601,32 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
     assert!(
         doc["components"]["schemas"]["CampaignInput"]["properties"]["mailjetCampaignId"]
             .is_object()
+    );
+    // What the derive macros cannot say is said too: a batch item is the resource plus its id,
+    // the recipients limit is the setting, and an accepted request links to its reading.
+    let schemas = &doc["components"]["schemas"];
+    let body = &doc["paths"]["/api/team-members:batch"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(body["$ref"], "#/components/schemas/TeamMemberBatch");
+    let item = &schemas["TeamMemberBatchItem"];
+    assert_eq!(item["required"], json!(["id", "email"]), "{item}");
+    assert_eq!(item["additionalProperties"], false);
+    assert_eq!(
+        schemas["CampaignBatch"]["properties"]["items"]["maxItems"],
+        1000
+    );
+    assert_eq!(
+        schemas["EmailRequestInput"]["properties"]["recipients"]["maxItems"],
+        app.settings.email.max_recipients
+    );
+    assert_eq!(
+        schemas["RecipientInput"]["properties"]["email"]["pattern"],
+        schemas["TeamMemberInput"]["properties"]["email"]["pattern"]
+    );
+    assert_eq!(
+        doc["paths"]["/api/email-requests"]["post"]["responses"]["202"]["links"]["GetEmailRequest"]
+            ["operationId"],
+        "get_email_request"
     );
     let ui = app.get("/api/docs/").await;
     assert_eq!(ui.status(), 200);

@@ -14,6 +14,7 @@ mod http;
 mod internal_api;
 mod jobs_cli;
 mod metrics_exposition;
+mod openapi_fuzz;
 mod queue;
 mod reconcile;
 mod sandbox;

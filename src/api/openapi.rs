@@ -1,0 +1,126 @@
+//! What the derive macros cannot say in the OpenAPI document, said after it is generated: a
+//! batch item is the single upsert's body plus its `id`, a request's recipients are limited by
+//! a setting, a recipient's address has the team member's pattern, an accepted request links to its
+//! reading, and template variables are any JSON without U+0000 (a recursive schema).
+
+use serde_json::{Value, json};
+use utoipa::openapi::OpenApi;
+
+/// The document, as JSON, with those additions (utoipa's model has no schema without a
+/// `type`, so the JSON is what is served). A test reads the served document for each.
+pub(super) fn finish(openapi: &OpenApi, max_recipients: usize) -> Value {
+    let mut doc = serde_json::to_value(openapi).unwrap_or_default();
+    batch_body(
+        &mut doc,
+        "/api/campaigns:batch",
+        "CampaignInput",
+        "Campaign",
+    );
+    batch_body(
+        &mut doc,
+        "/api/team-members:batch",
+        "TeamMemberInput",
+        "TeamMember",
+    );
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.remove("BatchRequest");
+        schemas.insert("TemplateValues".into(), template_values());
+        schemas.insert("TemplateValue".into(), template_value());
+    }
+    let email = doc
+        .pointer("/components/schemas/TeamMemberInput/properties/email/pattern")
+        .cloned();
+    if let (Some(pattern), Some(recipient)) = (
+        email,
+        doc.pointer_mut("/components/schemas/RecipientInput/properties/email"),
+    ) {
+        recipient["pattern"] = pattern;
+    }
+    if let Some(recipients) =
+        doc.pointer_mut("/components/schemas/EmailRequestInput/properties/recipients")
+    {
+        recipients["maxItems"] = json!(max_recipients);
+    }
+    link_request_to_its_reading(&mut doc);
+    doc
+}
+
+/// An accepted request's `id` is the `{id}` of `GET /api/email-requests/{id}` (an OpenAPI link,
+/// which generated clients and stateful testers follow).
+fn link_request_to_its_reading(doc: &mut Value) {
+    if let Some(accepted) = doc.pointer_mut("/paths/~1api~1email-requests/post/responses/202") {
+        accepted["links"] = json!({
+            "GetEmailRequest": {
+                "operationId": "get_email_request",
+                "parameters": { "id": "$response.body#/id" },
+                "description": "The accepted request, with its counts and recipients."
+            }
+        });
+    }
+}
+
+/// `POST {path}`'s body: `{"items": [<input> + "id"]}`, 1 to 1,000 items.
+fn batch_body(doc: &mut Value, path: &str, input: &str, name: &str) {
+    let Some(mut item) = doc["components"]["schemas"].get(input).cloned() else {
+        return;
+    };
+    item["properties"]["id"] = json!({
+        "type": "string",
+        "description": "The Campaign Manager's id: 1–128 of letters, digits, _ . : -",
+        "pattern": "^[A-Za-z0-9_.:-]{1,128}$"
+    });
+    if let Some(required) = item["required"].as_array_mut() {
+        required.insert(0, json!("id"));
+    } else {
+        item["required"] = json!(["id"]);
+    }
+    item["description"] = json!(format!(
+        "One record of a batch: its `id` and the fields of `PUT` (`{input}`)."
+    ));
+    let item_name = format!("{name}BatchItem");
+    let batch_name = format!("{name}Batch");
+    let batch = json!({
+        "type": "object",
+        "description": "Up to 1,000 records, each id once, stored in one transaction.",
+        "required": ["items"],
+        "additionalProperties": false,
+        "properties": {
+            "items": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": crate::store::batch::MAX_ITEMS,
+                "items": { "$ref": format!("#/components/schemas/{item_name}") }
+            }
+        }
+    });
+    doc["components"]["schemas"][&item_name] = item;
+    doc["components"]["schemas"][&batch_name] = batch;
+    let pointer = format!(
+        "/paths/{}/post/requestBody/content/application~1json/schema",
+        path.replace('~', "~0").replace('/', "~1")
+    );
+    if let Some(schema) = doc.pointer_mut(&pointer) {
+        *schema = json!({ "$ref": format!("#/components/schemas/{batch_name}") });
+    }
+}
+
+/// A recipient's variables: an object of [`template_value`]s.
+fn template_values() -> Value {
+    json!({
+        "type": "object",
+        "description": "Template variables (`{{var:name}}`): names and values without U+0000, at most 16 KiB of JSON.",
+        "propertyNames": { "pattern": "^[^\u{0}]*$" },
+        "additionalProperties": { "$ref": "#/components/schemas/TemplateValue" }
+    })
+}
+
+/// Any JSON value whose strings and keys hold no U+0000 (the keywords apply by type).
+fn template_value() -> Value {
+    json!({
+        "description": "Any JSON value; strings and keys without U+0000.",
+        "pattern": "^[^\u{0}]*$",
+        "propertyNames": { "pattern": "^[^\u{0}]*$" },
+        "items": { "$ref": "#/components/schemas/TemplateValue" },
+        "additionalProperties": { "$ref": "#/components/schemas/TemplateValue" }
+    })
+}
