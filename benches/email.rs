@@ -78,7 +78,7 @@ async fn run_case(admin: &str, redis_url: &str, recipients: usize, latency_ms: u
     reset_peak_rss();
     let started = Instant::now();
     let worker = Worker::start(settings, campaign_sync::jobs::builtin());
-    campaign_sync::jobs::email_queue::kick(redis, &prefix, None, "manual")
+    campaign_sync::jobs::process_email_queue::kick(redis, &prefix, None, "manual")
         .await
         .expect("kick");
     loop {

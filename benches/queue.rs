@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use campaign_sync::config::Settings;
-use campaign_sync::jobs::registry::Registry;
+use campaign_sync::queue::job::Registry;
 use campaign_sync::queue::{EnqueueOptions, Queue};
 use common::Worker;
 use serde_json::{Value, json};

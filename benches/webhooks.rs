@@ -221,7 +221,8 @@ async fn main() -> anyhow::Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let settings = config::load_from(&env, Process::Web).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = config::load_from(&env, Process::Web, &campaign_sync::jobs::schedulable())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = Application::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));

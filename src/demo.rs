@@ -252,8 +252,10 @@ pub async fn run() -> anyhow::Result<()> {
     // Installed first, so a Ctrl-C during start-up still stops cleanly.
     let stop_signal = startup::shutdown_signal();
     let (env, generated) = demo_env(sandbox_port);
-    let mut settings = config::load_from(&env, Process::Web).map_err(|e| anyhow::anyhow!("{e}"))?;
-    config::load_from(&env, Process::Worker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut settings = config::load_from(&env, Process::Web, &crate::jobs::schedulable())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    config::load_from(&env, Process::Worker, &crate::jobs::schedulable())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let schedules = speed_up(&mut settings, &env);
     crate::telemetry::init_logging(&settings.log);
 

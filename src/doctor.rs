@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::config::{self, MailjetAdapter, Process, Settings};
-use crate::{api, redis_conn, store};
+use crate::{redis_conn, store};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,7 @@ fn check_config(report: &mut Report, settings: &Settings, env: &HashMap<String, 
         format!("settings are valid (APP_ENV={})", settings.app_env.as_str()),
     );
     for (process, name) in [(Process::Web, "web"), (Process::Worker, "worker")] {
-        match config::load_from(env, process) {
+        match config::load_from(env, process, &crate::jobs::schedulable()) {
             Ok(_) => report.add(
                 S,
                 Level::Ok,
@@ -143,7 +143,7 @@ async fn check_postgres(report: &mut Report, settings: &Settings) {
             return report.add(
                 S,
                 Level::Fail,
-                format!("cannot connect: {}", api::health::describe_sqlx(&e)),
+                format!("cannot connect: {}", crate::store::describe_sqlx(&e)),
             );
         }
         Err(_) => return report.add(S, Level::Fail, "cannot connect: no answer within 10 s"),
@@ -174,7 +174,10 @@ async fn check_postgres(report: &mut Report, settings: &Settings) {
         Err(e) => report.add(
             S,
             Level::Fail,
-            format!("cannot read migrations: {}", api::health::describe_sqlx(&e)),
+            format!(
+                "cannot read migrations: {}",
+                crate::store::describe_sqlx(&e)
+            ),
         ),
     }
     pool.close().await;

@@ -4,6 +4,7 @@
 //! and schedules), `migrate` (the release phase), `doctor` (checks a deployment).
 
 pub mod api;
+pub mod auth;
 pub mod chaos;
 pub mod cli;
 pub mod clients;
@@ -13,9 +14,11 @@ pub mod doctor;
 pub mod jobs;
 pub mod queue;
 pub mod redis_conn;
+pub mod router;
 pub mod sandbox;
 pub mod scheduler;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;

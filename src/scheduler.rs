@@ -4,7 +4,7 @@
 //! schedule's last-enqueued tick in Redis (in the same script as the enqueue), so of all the
 //! processes that see a tick come due exactly one enqueues it. At start, a tick missed while
 //! every worker was down is enqueued once (`catch_up`). Overlap of a long run with the next
-//! tick is prevented where the run starts (`jobs::runs`).
+//! tick is prevented where the run starts (`jobs::support::runs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::config::Schedule;
-use crate::jobs::registry::Registry;
+use crate::queue::job::Registry;
 use crate::queue::{Queue, TaskEnvelope, scripts};
 
 /// How often the loop looks for due ticks at most; it sleeps less when a tick is nearer.

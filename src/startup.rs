@@ -7,9 +7,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::redis_conn::{self, Keys};
+use crate::state::AppState;
 use crate::{store, telemetry};
 
 /// The web process, bound to its port and ready to serve.
@@ -29,7 +29,7 @@ impl Application {
         let listener = TcpListener::bind((server.host, server.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", server.host, server.port))?;
-        let router = api::router(state.clone());
+        let router = crate::router::router(state.clone());
         Ok(Application {
             listener,
             router,
@@ -141,5 +141,20 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The multi-threaded runtime every command runs on (None, with the reason printed, if it
+/// cannot start).
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            None
+        }
     }
 }

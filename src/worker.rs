@@ -12,10 +12,10 @@ use apalis::prelude::{Monitor, WorkerBuilder};
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::jobs::registry::{JobDeps, Registry};
 use crate::queue::Queue;
 use crate::queue::backend::{Dispatcher, RedisBackend};
 use crate::queue::consumer::{Consumer, ConsumerConfig};
+use crate::queue::job::{JobDeps, Registry};
 use crate::scheduler::Scheduler;
 use crate::{redis_conn, store};
 
@@ -89,7 +89,7 @@ pub async fn run(
         name.clone(),
         stop_rx.clone(),
     )));
-    if let Some(queue) = queues.get(crate::jobs::webhook_events::QUEUE) {
+    if let Some(queue) = queues.get(crate::jobs::process_webhook_events::QUEUE) {
         background.push(tokio::spawn(sweep_webhooks(
             deps.db.clone(),
             queue.clone(),
@@ -97,6 +97,7 @@ pub async fn run(
         )));
     }
     let scheduler = Scheduler::new(&settings.schedules, &registry, &queues);
+    crate::telemetry::catalog::zero_sync_failures(scheduler.jobs());
     tracing::info!(jobs = ?scheduler.jobs(), "scheduling");
     background.push(tokio::spawn(scheduler.run(stop_rx.clone())));
 
@@ -182,7 +183,8 @@ async fn sweep_webhooks(db: sqlx::PgPool, queue: Queue, mut stop: watch::Receive
         if stopped {
             return;
         }
-        match crate::jobs::webhook_events::sweep(&db, &queue, Duration::from_secs(10)).await {
+        match crate::jobs::process_webhook_events::sweep(&db, &queue, Duration::from_secs(10)).await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 events = n,

@@ -147,8 +147,12 @@ pub fn worker_settings(pairs: &[(&str, &str)]) -> campaign_sync::config::Setting
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    campaign_sync::config::load_from(&env, campaign_sync::config::Process::Worker)
-        .expect("bench configuration")
+    campaign_sync::config::load_from(
+        &env,
+        campaign_sync::config::Process::Worker,
+        &campaign_sync::jobs::schedulable(),
+    )
+    .expect("bench configuration")
 }
 
 /// Worker settings against `sandbox` (both Mailjet adapters and Slack, with the sandbox's
@@ -176,7 +180,7 @@ pub fn sandbox_worker_settings(
         ("SLACK_API_URL", slack_api.as_str()),
         ("SLACK_BOT_TOKEN", "sandbox-bot-token"),
     ];
-    let schedules: Vec<String> = campaign_sync::jobs::SCHEDULED_JOBS
+    let schedules: Vec<String> = campaign_sync::jobs::schedulable()
         .iter()
         .map(|job| format!("SCHEDULE_{}", job.name.to_uppercase()))
         .collect();
@@ -195,7 +199,7 @@ impl Worker {
     /// Runs `registry`'s jobs and schedules under `settings`.
     pub fn start(
         settings: campaign_sync::config::Settings,
-        registry: campaign_sync::jobs::registry::Registry,
+        registry: campaign_sync::queue::job::Registry,
     ) -> Self {
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let handle = tokio::spawn(campaign_sync::worker::run(settings, registry, async move {

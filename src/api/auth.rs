@@ -1,8 +1,7 @@
-//! Bearer-token checks in constant time.
+//! The API's bearer-token check (the comparison itself is `crate::auth`'s).
 
-use axum::http::{HeaderMap, header};
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use axum::http::HeaderMap;
+use secrecy::SecretString;
 
 use super::error::ApiError;
 
@@ -11,43 +10,5 @@ pub fn require_bearer(
     headers: &HeaderMap,
     expected: Option<&SecretString>,
 ) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Err(ApiError::Unauthorized(
-            "this endpoint has no token configured",
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or(ApiError::Unauthorized("missing bearer token"))?;
-    if constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("invalid bearer token"))
-    }
-}
-
-/// Compares two byte strings without an early exit on the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // ct_eq returns false at once for different lengths; the length of a secret is not secret.
-    a.ct_eq(b).into()
-}
-
-/// The decoded `user:password` of an `Authorization: Basic …` header, if there is one.
-pub fn basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
-    use base64::Engine;
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
+    crate::auth::check_bearer(headers, expected).map_err(ApiError::Unauthorized)
 }

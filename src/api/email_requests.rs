@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody, query_error};
-use super::internal::{actor, check_fields, db_error, parse};
+use super::input::{actor, check_fields, db_error, parse};
+use crate::state::AppState;
 use crate::store::validate::FieldError;
 
 /// The `Idempotency-Key` header: 1–255 visible ASCII characters.
@@ -81,7 +81,7 @@ pub(super) async fn post_email_request(
     metrics::counter!("email_requests_total", "outcome" => outcome).increment(1);
     if created {
         // The stored request is the durable kick; this only makes it prompt.
-        if let Err(e) = crate::jobs::email_queue::kick_request(
+        if let Err(e) = crate::jobs::process_email_queue::kick_request(
             state.redis.clone(),
             &state.settings.redis.key_prefix,
             request.scheduled_at,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::AppState;
+use crate::state::AppState;
 
 /// The process is alive and serving.
 pub async fn healthz() -> Json<Value> {
@@ -49,7 +49,7 @@ async fn check_postgres(state: &AppState, timeout: Duration) -> Result<(), Strin
     let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
     match tokio::time::timeout(timeout, query).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(describe_sqlx(&e)),
+        Ok(Err(e)) => Err(crate::store::describe_sqlx(&e)),
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
 }
@@ -61,19 +61,5 @@ async fn check_redis(state: &AppState, timeout: Duration) -> Result<(), String> 
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(crate::redis_conn::describe(&e)),
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
-    }
-}
-
-/// A short description of a database error that never includes connection details.
-pub fn describe_sqlx(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::PoolTimedOut => "no connection available (pool timed out)".to_owned(),
-        sqlx::Error::Io(io) => format!("connection failed ({})", io.kind()),
-        sqlx::Error::Tls(_) => "TLS handshake failed".to_owned(),
-        // Server messages name objects ("database \"x\" does not exist"), never credentials.
-        sqlx::Error::Database(db) => {
-            format!("{} ({})", db.message(), db.code().unwrap_or_default())
-        }
-        _ => "query failed".to_owned(),
     }
 }

@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::auth::require_bearer;
 use super::error::ApiError;
 use crate::queue::{Queue, metrics as queue_metrics};
+use crate::state::AppState;
 
 /// The Prometheus exposition of every metric of this process.
 pub async fn render(

@@ -1,157 +1,32 @@
-//! The web surface: health, metrics, and (as they are built) webhooks, the internal API and
-//! the dashboard. One router, one set of layers: request ids, tracing, metrics, timeouts,
-//! body limit, panic catching and JSON errors.
+//! The internal API under `/api/` (campaigns, team members, email requests, their OpenAPI
+//! document and Swagger UI), health checks and metrics. `crate::router` mounts these beside the
+//! webhook receivers and wraps them in the one set of layers.
 
 pub mod auth;
+mod campaigns;
 pub mod email_requests;
 pub mod error;
 pub mod health;
-pub mod internal;
+mod input;
 pub mod metrics;
 mod openapi;
-
-use std::sync::Arc;
+mod team_members;
+mod upsert;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
-use sqlx::PgPool;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::config::Settings;
-use crate::redis_conn::Keys;
+use crate::state::AppState;
 
-/// Everything a handler may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The validated settings.
-    pub settings: Arc<Settings>,
-    /// Postgres pool.
-    pub db: PgPool,
-    /// Redis connection (multiplexed, reconnecting).
-    pub redis: ConnectionManager,
-    /// Redis key builder with this deployment's prefix.
-    pub keys: Keys,
-    /// The process's metrics recorder.
-    pub prometheus: PrometheusHandle,
-}
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let settings = state.settings.clone();
-    let (api, openapi) = internal::routes(state.clone());
+/// The API's routes, the OpenAPI document and Swagger UI, health and metrics.
+pub fn routes(state: AppState) -> Router<AppState> {
+    let (api, openapi) = openapi::routes(state);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/api/docs")
         .external_url_unchecked("/api/openapi.json", openapi);
-    // Router::layer wraps every route (and the fallback); the last layer added is the outermost.
     Router::new()
         .merge(api)
         .merge(docs)
-        .route(
-            "/webhooks/mailjet",
-            axum::routing::post(crate::webhooks::receive::mailjet),
-        )
-        .route(
-            "/webhooks/slack/events",
-            axum::routing::post(crate::webhooks::receive::slack_events),
-        )
-        .route(
-            "/webhooks/slack/interactions",
-            axum::routing::post(crate::webhooks::receive::slack_interactions),
-        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
-        .fallback(error::not_found)
-        // Bodies are read through extractors, which enforce this limit with a 413.
-        .layer(axum::extract::DefaultBodyLimit::max(
-            settings.server.body_limit_bytes,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            settings.server.request_timeout,
-        ))
-        .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            reject_oversized,
-        ))
-        .layer(middleware::from_fn(metrics::track))
-        .layer(middleware::map_response(error::jsonify_errors))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(middleware::from_fn(sanitize_request_id))
-        .with_state(state)
-}
-
-/// The span of one request, carrying its id (Heroku's `X-Request-ID` when present).
-fn request_span(request: &Request) -> tracing::Span {
-    let id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %request.method(),
-        path = %request.uri().path(),
-    )
-}
-
-/// Drops an incoming request id that is not a short token (so a client cannot stuff logs);
-/// a fresh one is then generated.
-async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
-    let valid = request.headers().get(&REQUEST_ID).is_some_and(|v| {
-        let bytes = v.as_bytes();
-        (1..=200).contains(&bytes.len())
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    });
-    if !valid {
-        request.headers_mut().remove(&REQUEST_ID);
-    }
-    next.run(request).await
-}
-
-/// The body limit of `path`: email requests carry up to EMAIL_MAX_RECIPIENTS recipients.
-fn body_limit(settings: &Settings, path: &str) -> usize {
-    if path == "/api/email-requests" {
-        settings.email.body_limit_bytes
-    } else {
-        settings.server.body_limit_bytes
-    }
-}
-
-/// Answers 413 before reading a body whose declared length is over the limit, on every route.
-/// (Bodies without a length are cut off at the limit by the extractors.)
-async fn reject_oversized(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = body_limit(&state.settings, request.uri().path());
-    let declared = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        let message = format!("request body is larger than the limit of {limit} bytes");
-        return error::json_error(StatusCode::PAYLOAD_TOO_LARGE, &message);
-    }
-    next.run(request).await
 }

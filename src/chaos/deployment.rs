@@ -401,7 +401,7 @@ fn service_env(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    for job in crate::jobs::SCHEDULED_JOBS {
+    for job in crate::jobs::ALL.iter().filter(|j| j.schedule.is_some()) {
         env.insert(
             format!("SCHEDULE_{}", job.name.to_uppercase()),
             "off".to_owned(),

@@ -446,17 +446,17 @@ async fn processes(d: &mut Deployment, checks: &mut Vec<Check>) -> anyhow::Resul
     // Two probes per worker at once, each 3 s long, on a queue each worker takes two tasks of
     // at a time (WORKER_QUEUES): every worker that still consumes runs some.
     let probes = 2 * d.workers.len() as u64;
-    let queue = Queue::new(conn.clone(), "chaos", crate::jobs::DEFAULT_QUEUE);
+    let queue = Queue::new(conn.clone(), "chaos", crate::queue::job::DEFAULT_QUEUE);
     for _ in 0..probes {
         queue
             .enqueue(
-                crate::jobs::diagnostics::NAME,
+                crate::jobs::diagnostics_probe::NAME,
                 json!({ "tag": "final", "sleep_ms": 3000 }),
                 EnqueueOptions::default(),
             )
             .await?;
     }
-    let key = crate::jobs::diagnostics::counter_key("chaos", "final");
+    let key = crate::jobs::diagnostics_probe::counter_key("chaos", "final");
     let limit = Instant::now() + Duration::from_secs(60);
     let mut counts: HashMap<String, u64> = HashMap::new();
     while Instant::now() < limit && counts.get("finished").copied().unwrap_or(0) < probes {

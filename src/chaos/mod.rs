@@ -91,7 +91,7 @@ pub fn main(args: ChaosArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(runtime) = crate::cli::runtime() else {
+    let Some(runtime) = crate::startup::runtime() else {
         return ExitCode::FAILURE;
     };
     // Ctrl-C or SIGTERM drops the run, and with it every process it started.

@@ -8,7 +8,8 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::jobs::{self, registry::Registry};
+use crate::jobs;
+use crate::queue::job::Registry;
 use crate::queue::{EnqueueOptions, Queue, dead};
 use crate::{redis_conn, scheduler, store, worker};
 
@@ -163,7 +164,7 @@ async fn run_now(
 ) -> anyhow::Result<ExitCode> {
     let Some(spec) = registry.get(name) else {
         let names: Vec<&str> = registry.jobs().map(|j| j.name.as_str()).collect();
-        if jobs::SCHEDULED_JOBS.iter().any(|j| j.name == name) {
+        if jobs::find(name).is_some() {
             eprintln!(
                 "{name} is a job of the product that is not in this build yet (jobs list shows it as such); jobs that can run: {}",
                 names.join(", ")

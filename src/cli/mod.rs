@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
         | Command::Demo => Process::Tool,
         Command::Campaigns { .. } | Command::Team { .. } | Command::Send(_) => Process::Migrate,
     };
-    let settings = match config::load(process) {
+    let settings = match config::load(process, &crate::jobs::schedulable()) {
         Ok(settings) => settings,
         Err(err) => {
             eprint!("{err}");
@@ -127,7 +127,7 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(&settings.log);
-    let Some(runtime) = runtime() else {
+    let Some(runtime) = crate::startup::runtime() else {
         return ExitCode::FAILURE;
     };
     match runtime.block_on(run(cli.command, settings)) {
@@ -236,7 +236,7 @@ async fn migrate(
             CheckedProcess::Web => (Process::Web, "web"),
             CheckedProcess::Worker => (Process::Worker, "worker"),
         };
-        if let Err(err) = config::load_from(&env, p) {
+        if let Err(err) = config::load_from(&env, p, &crate::jobs::schedulable()) {
             eprint!("configuration for {name}: {err}");
             bad = true;
         }
@@ -249,7 +249,7 @@ async fn migrate(
 }
 
 fn run_demo() -> ExitCode {
-    let Some(runtime) = runtime() else {
+    let Some(runtime) = crate::startup::runtime() else {
         return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::demo::run()) {
@@ -265,17 +265,3 @@ fn run_demo() -> ExitCode {
     }
 }
 
-/// The multi-threaded runtime every command runs on (None, with the reason printed, if it
-/// cannot start).
-pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => Some(runtime),
-        Err(err) => {
-            eprintln!("cannot start the async runtime: {err}");
-            None
-        }
-    }
-}

@@ -101,7 +101,7 @@ pub fn main(args: SandboxArgs) -> ExitCode {
         format: crate::config::LogFormat::Pretty,
         level: "info".to_owned(),
     });
-    let Some(runtime) = super::runtime() else {
+    let Some(runtime) = crate::startup::runtime() else {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {

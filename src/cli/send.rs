@@ -188,7 +188,7 @@ pub async fn run(settings: Settings, args: SendArgs) -> anyhow::Result<ExitCode>
             if request.test_mode { ", test mode" } else { "" }
         );
         let kicked = match crate::redis_conn::connection(&settings.redis) {
-            Ok(redis) => crate::jobs::email_queue::kick_request(
+            Ok(redis) => crate::jobs::process_email_queue::kick_request(
                 redis,
                 &settings.redis.key_prefix,
                 request.scheduled_at,

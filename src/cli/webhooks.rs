@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::jobs::webhook_events::{NAME as PROCESS_JOB, QUEUE};
+use crate::jobs::process_webhook_events::{NAME as PROCESS_JOB, QUEUE};
 use crate::queue::{EnqueueOptions, Queue};
 use crate::store::webhook_events;
 use crate::webhooks::replay::{self, Replayed};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::jobs::registry::JobError;
+use crate::queue::job::JobError;
 
 /// How an upstream call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -101,7 +101,7 @@ struct Row_ {
 fn db(e: sqlx::Error) -> UpstreamError {
     fail(
         FailureKind::Transient,
-        format!("token store: {}", crate::api::health::describe_sqlx(&e)),
+        format!("token store: {}", crate::store::describe_sqlx(&e)),
     )
 }
 

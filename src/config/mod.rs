@@ -115,18 +115,25 @@ impl ConfigError {
 }
 
 /// Loads the settings for `process` from the files and the process environment.
-pub fn load(process: Process) -> Result<Settings, ConfigError> {
+pub fn load(process: Process, jobs: &[Schedulable]) -> Result<Settings, ConfigError> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    load_from(&env, process)
+    load_from(&env, process, jobs)
 }
 
 /// Loads the settings for `process` from the files and the given environment.
-pub fn load_from(env: &HashMap<String, String>, process: Process) -> Result<Settings, ConfigError> {
+/// `jobs` are the jobs that have a schedule (`crate::jobs::schedulable()`): each gets its
+/// default unless `schedules.<name>` or `SCHEDULE_<NAME>` sets it, and any other name under
+/// `schedules` is a problem.
+pub fn load_from(
+    env: &HashMap<String, String>,
+    process: Process,
+    jobs: &[Schedulable],
+) -> Result<Settings, ConfigError> {
     let app_env = AppEnv::from_env(env).map_err(|p| ConfigError { problems: vec![p] })?;
     let mut problems = Vec::new();
     let layered = source::Layered::build(app_env, env, &mut problems);
     let mut reader = reader::Reader::new(&layered, problems);
-    let settings = settings::read(&mut reader, app_env);
+    let settings = settings::read(&mut reader, app_env, jobs);
     settings::require(&mut reader, &settings, process);
     if reader.problems.is_empty() {
         Ok(settings)

@@ -10,7 +10,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::reader::Reader;
 use super::{AppEnv, Process};
-use crate::jobs;
 
 /// All settings of the service.
 #[derive(Debug, Clone)]
@@ -332,7 +331,7 @@ pub struct Schedule {
 const MIN_TOKEN_LEN: usize = 16;
 
 /// Reads every setting; problems are collected in `r`.
-pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv) -> Settings {
+pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) -> Settings {
     Settings {
         app_env,
         server: read_server(r),
@@ -342,7 +341,7 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv) -> Settings {
         mailjet: read_mailjet(r),
         slack: read_slack(r),
         security: read_security(r),
-        schedules: read_schedules(r),
+        schedules: read_schedules(r, jobs),
         worker: read_worker(r),
         retention: read_retention(r),
         email: read_email(r),
@@ -665,12 +664,21 @@ fn decode_key(raw: &str) -> Result<[u8; 32], String> {
     })
 }
 
-fn read_schedules(r: &mut Reader<'_>) -> BTreeMap<String, Schedule> {
+/// A job that has a schedule, as configuration sees it: the jobs layer hands these down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedulable {
+    /// The job's stable name (`schedules.<name>`, `SCHEDULE_<NAME>`).
+    pub name: &'static str,
+    /// Its default schedule: six cron fields (UTC) or `off`.
+    pub default: &'static str,
+}
+
+fn read_schedules(r: &mut Reader<'_>, jobs: &[Schedulable]) -> BTreeMap<String, Schedule> {
     let mut schedules = BTreeMap::new();
     for (job, value) in r.table("schedules") {
         let key = format!("schedules.{job}");
-        if !jobs::SCHEDULED_JOBS.iter().any(|j| j.name == job) {
-            let names: Vec<&str> = jobs::SCHEDULED_JOBS.iter().map(|j| j.name).collect();
+        if !jobs.iter().any(|j| j.name == job) {
+            let names: Vec<&str> = jobs.iter().map(|j| j.name).collect();
             r.problem(
                 &key,
                 format!(
@@ -685,13 +693,16 @@ fn read_schedules(r: &mut Reader<'_>) -> BTreeMap<String, Schedule> {
             schedules.insert(job, schedule);
         }
     }
-    for job in jobs::SCHEDULED_JOBS {
-        if !schedules.contains_key(job.name) && r.raw(&format!("schedules.{}", job.name)).is_none()
-        {
-            r.problem(
-                &format!("schedules.{}", job.name),
-                "is not set; expected a 6-field cron expression or off",
-            );
+    for job in jobs {
+        let key = format!("schedules.{}", job.name);
+        if schedules.contains_key(job.name) || r.raw(&key).is_some() {
+            continue;
+        }
+        match parse_schedule(job.default) {
+            Ok(schedule) => {
+                schedules.insert(job.name.to_owned(), schedule);
+            }
+            Err(e) => r.problem(&key, format!("the job's default schedule {e}")),
         }
     }
     schedules

@@ -4,6 +4,23 @@ use secrecy::ExposeSecret;
 
 use super::*;
 
+/// The jobs these tests configure (configuration knows jobs only as names and defaults).
+const JOBS: &[Schedulable] = &[
+    Schedulable {
+        name: "sync_mailjet_stats",
+        default: "0 */30 * * * *",
+    },
+    Schedulable {
+        name: "purge_expired_data",
+        default: "0 30 3 * * *",
+    },
+];
+
+/// [`super::load_from`] with [`JOBS`].
+fn load_from(env: &HashMap<String, String>, process: Process) -> Result<Settings, ConfigError> {
+    super::load_from(env, process, JOBS)
+}
+
 const KEY_32: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -74,7 +91,11 @@ fn the_test_environment_loads_for_every_process_with_its_secrets() {
         let settings = load_from(&env, process).expect("valid configuration");
         assert_eq!(settings.app_env, AppEnv::Test);
         assert_eq!(settings.server.port, 0);
-        assert_eq!(settings.schedules.len(), crate::jobs::SCHEDULED_JOBS.len());
+        assert_eq!(settings.schedules.len(), JOBS.len());
+        assert_eq!(
+            settings.schedules["sync_mailjet_stats"].expression,
+            "0 */30 * * * *"
+        );
     }
 }
 
@@ -320,6 +341,16 @@ fn a_schedule_can_be_switched_off_or_sped_up() {
     );
     assert!(settings.schedules["sync_mailjet_stats"].cron.is_some());
     assert!(settings.schedules["purge_expired_data"].cron.is_none());
+    let unknown = load_from(
+        &super::tests::env(&[("SCHEDULE_SEND_NEWSLETTERS", "off")]),
+        Process::Tool,
+    )
+    .expect_err("not a scheduled job");
+    assert!(
+        unknown.mentions("SCHEDULE_SEND_NEWSLETTERS")
+            || unknown.mentions("schedules.send_newsletters"),
+        "{unknown}"
+    );
 }
 
 #[test]

@@ -2,19 +2,25 @@
 //! deletes statistics snapshots and finished sync runs older than their retention. Works in
 //! bounded batches so it never holds long locks.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
-use super::registry::{JobContext, JobError};
-use super::runs::{self, RunSummary};
+use super::support::runs::{self, RunSummary};
+use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
 
 /// Stable name.
 pub const NAME: &str = "purge_expired_data";
 
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition =
+    JobDefinition::new(NAME, "retention: raw webhook payloads and old snapshots")
+        .schedule("0 30 3 * * *")
+        .runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
+
 const BATCH: i64 = 5000;
 
 /// Runs the purge as a recorded run.
-pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
+pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, _run| async move {
         let retention = &ctx.deps.settings.retention;
         let db = &ctx.deps.db;
@@ -41,10 +47,7 @@ async fn batched(db: &PgPool, sql: &'static str, days: u32) -> Result<u64, JobEr
             .execute(db)
             .await
             .map_err(|e| {
-                JobError::Retry(format!(
-                    "purge failed: {}",
-                    crate::api::health::describe_sqlx(&e)
-                ))
+                JobError::Retry(format!("purge failed: {}", crate::store::describe_sqlx(&e)))
             })?
             .rows_affected();
         total += done;

@@ -10,14 +10,24 @@
 //! against.
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
+use std::time::Duration;
 
-use super::registry::{JobContext, JobError};
-use super::runs::{self, RunSummary};
+use super::support::runs::{self, RunSummary};
 use crate::clients::mailjet::{MailjetClient, StatCounters, subject_key};
+use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
 
 /// Stable name.
 pub const NAME: &str = "sync_mailjet_stats";
+
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition = JobDefinition::new(
+    NAME,
+    "statistics snapshot for every active campaign; auto-map by subject",
+)
+.schedule("0 */30 * * * *")
+.timeout(Duration::from_secs(25 * 60))
+.runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 
 /// Mapped campaigns read from Postgres at a time: memory stays flat however many there are.
 const CHUNK: i64 = 1000;
@@ -53,7 +63,7 @@ pub fn scores(s: &StatCounters) -> Scores {
 }
 
 /// Runs one sync as a recorded run.
-pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
+pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, run_id| async move {
         let deps = &ctx.deps;
         let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone()).map_err(|e| JobError::Permanent(format!("{e:#}")))?;

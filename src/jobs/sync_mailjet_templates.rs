@@ -5,16 +5,23 @@
 //! counted against it and does not fail the others.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::registry::{JobContext, JobError};
-use super::runs::{self, RunSummary};
+use super::support::runs::{self, RunSummary};
 use crate::clients::mailjet::{MailjetClient, MailjetTemplate, TemplateContent};
+use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
 
 /// Stable name.
 pub const NAME: &str = "sync_mailjet_templates";
+
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition = JobDefinition::new(NAME, "import templates and their variables")
+    .schedule("0 15 * * * *")
+    .timeout(Duration::from_secs(50 * 60))
+    .runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 
 /// Templates listed per request.
 const PAGE: usize = 100;
@@ -77,7 +84,7 @@ fn content_hash(content: &TemplateContent) -> String {
 }
 
 /// Runs one sync as a recorded run.
-pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
+pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, _run_id| async move {
         let deps = &ctx.deps;
         let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
@@ -191,7 +198,7 @@ async fn import(
     .bind(hash)
     .fetch_optional(pool)
     .await
-    .map_err(|e| crate::api::health::describe_sqlx(&e))?;
+    .map_err(|e| crate::store::describe_sqlx(&e))?;
     Ok(match row {
         Some((true,)) => Change::Created,
         Some((false,)) => Change::Updated,
@@ -200,7 +207,7 @@ async fn import(
                 .bind(template.id)
                 .execute(pool)
                 .await
-                .map_err(|e| crate::api::health::describe_sqlx(&e))?;
+                .map_err(|e| crate::store::describe_sqlx(&e))?;
             Change::Unchanged
         }
     })

@@ -4,22 +4,33 @@
 //! are marked inactive. With `SLACK_SYNC_PRESENCE` on, the availability of users matched to a
 //! team member is recorded too (one `users.getPresence` each, Tier 3).
 //!
-//! The pass is resumable (`jobs::paging`): an interrupted run leaves its cursor, and the next
+//! The pass is resumable (`jobs::support::paging`): an interrupted run leaves its cursor, and the next
 //! run goes on from there. A user whose link to a team member changes gets an audit entry.
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgConnection;
+use std::time::Duration;
 
-use super::paging;
-use super::registry::{JobContext, JobError};
-use super::runs::{self, RunSummary};
+use super::support::paging;
+use super::support::runs::{self, RunSummary};
 use crate::clients::error::UpstreamError;
 use crate::clients::slack::{SlackClient, SlackUser};
+use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
 use crate::store::audit::{self, Actor};
 
 /// Stable name.
 pub const NAME: &str = "sync_slack_users";
+
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition = JobDefinition::new(
+    NAME,
+    "match Slack users to team members by email; availability",
+)
+.schedule("0 0 * * * *")
+// Slack's Tier 2 limit makes a large workspace take minutes; a run that stops is resumed.
+.timeout(Duration::from_secs(50 * 60))
+.runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 
 /// Presence look-ups in flight at once (the Tier 3 limit paces them).
 const PRESENCE_CONCURRENCY: usize = 4;
@@ -37,7 +48,7 @@ struct Tally {
 }
 
 /// Runs one sync as a recorded run.
-pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
+pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, run_id| async move {
         let deps = &ctx.deps;
         let client = crate::clients::slack_from_settings(

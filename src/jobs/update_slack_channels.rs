@@ -5,19 +5,29 @@
 //! renamed channel keeps it. Channels gone from the list since the pass began (deleted in
 //! Slack) are marked archived. Resumable like `sync_slack_users`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgConnection;
+use std::time::Duration;
 
-use super::paging;
-use super::registry::{JobContext, JobError};
-use super::runs::{self, RunSummary};
+use super::support::paging;
+use super::support::runs::{self, RunSummary};
 use crate::clients::error::UpstreamError;
 use crate::clients::slack::{SlackChannel, SlackClient};
 use crate::config::ChannelPattern;
+use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
 use crate::store::audit::{self, Actor};
 
 /// Stable name.
 pub const NAME: &str = "update_slack_channels";
+
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition = JobDefinition::new(
+    NAME,
+    "channel names, purposes, member counts; map channels to campaigns",
+)
+.schedule("0 0 */6 * * *")
+.timeout(Duration::from_secs(60 * 60))
+.runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -27,7 +37,7 @@ struct Tally {
 }
 
 /// Runs one sync as a recorded run.
-pub async fn run(ctx: JobContext, _args: Value) -> Result<(), JobError> {
+pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, run_id| async move {
         let deps = &ctx.deps;
         let client = crate::clients::slack_from_settings(&deps.settings, deps.db.clone(), deps.redis.clone())

@@ -26,7 +26,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::consumer::{Consumer, ConsumerConfig, Delivery};
-use crate::jobs::registry::{JobContext, JobDeps, JobError, Registry};
+use crate::queue::job::{JobContext, JobDeps, JobError, Registry};
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod consumer;
 pub mod dead;
+pub mod job;
 pub mod keys;
 pub mod metrics;
 pub mod scripts;

@@ -41,10 +41,10 @@ pub fn rest_error(status: StatusCode, info: &str, message: &str) -> Response {
 fn check_basic(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let config = shared.config();
     let presented =
-        crate::api::auth::basic_credentials(headers).and_then(|raw| String::from_utf8(raw).ok());
+        crate::auth::basic_credentials(headers).and_then(|raw| String::from_utf8(raw).ok());
     let expected = format!("{}:{}", config.mailjet_api_key, config.mailjet_api_secret);
     match presented {
-        Some(p) if crate::api::auth::constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(p) if crate::auth::constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => Err(rest_error(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",

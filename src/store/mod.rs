@@ -165,3 +165,17 @@ pub async fn migration_status(
         .collect();
     Ok((states, unknown))
 }
+
+/// A short description of a database error that never includes connection details.
+pub fn describe_sqlx(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "no connection available (pool timed out)".to_owned(),
+        sqlx::Error::Io(io) => format!("connection failed ({})", io.kind()),
+        sqlx::Error::Tls(_) => "TLS handshake failed".to_owned(),
+        // Server messages name objects ("database \"x\" does not exist"), never credentials.
+        sqlx::Error::Database(db) => {
+            format!("{} ({})", db.message(), db.code().unwrap_or_default())
+        }
+        _ => "query failed".to_owned(),
+    }
+}

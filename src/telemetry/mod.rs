@@ -13,7 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
 
-mod catalog;
+pub mod catalog;
 mod exposition;
 
 pub use exposition::merge_expositions;

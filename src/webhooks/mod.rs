@@ -5,3 +5,19 @@ pub mod intake;
 pub mod receive;
 pub mod replay;
 pub mod slack_signature;
+
+use axum::Router;
+use axum::routing::post;
+
+use crate::state::AppState;
+
+/// The receivers' routes (`crate::router` mounts them beside the API).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/mailjet", post(receive::mailjet))
+        .route("/webhooks/slack/events", post(receive::slack_events))
+        .route(
+            "/webhooks/slack/interactions",
+            post(receive::slack_interactions),
+        )
+}

@@ -13,11 +13,11 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::{intake, slack_signature};
-use crate::api::AppState;
-use crate::api::auth::constant_time_eq;
 use crate::api::error::ApiError;
-use crate::jobs::webhook_events::{NAME as PROCESS_JOB, QUEUE};
+use crate::auth::constant_time_eq;
+use crate::jobs::process_webhook_events::{NAME as PROCESS_JOB, QUEUE};
 use crate::queue::{EnqueueOptions, Queue};
+use crate::state::AppState;
 
 pub use crate::store::webhook_events::NewEvent;
 use crate::store::webhook_events::{self, NewRejection};
@@ -76,7 +76,7 @@ async fn store_delivery(
         }
         Err(e) => {
             outcome(source, "unavailable");
-            tracing::warn!(source, error = %crate::api::health::describe_sqlx(&e), "could not store webhook events; answering 503 so the sender retries");
+            tracing::warn!(source, error = %crate::store::describe_sqlx(&e), "could not store webhook events; answering 503 so the sender retries");
             Err(ApiError::Unavailable(
                 "events could not be stored; retry later".to_owned(),
             ))
@@ -121,7 +121,7 @@ pub async fn mailjet(
         ));
     };
     let expected = format!("{}:{}", user.expose_secret(), password.expose_secret());
-    let presented = crate::api::auth::basic_credentials(&headers).unwrap_or_default();
+    let presented = crate::auth::basic_credentials(&headers).unwrap_or_default();
     if !constant_time_eq(&presented, expected.as_bytes()) {
         return Err(refuse(
             S,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use campaign_sync::jobs::diagnostics;
+use campaign_sync::jobs::diagnostics_probe;
 use campaign_sync::queue::{EnqueueOptions, Queue};
 use serde_json::json;
 
@@ -84,7 +84,7 @@ impl Drop for WorkerProcess {
 fn worker_env(db_url: &str) -> HashMap<String, String> {
     let mut env = test_env(db_url);
     env.insert("LOG_LEVEL".into(), "info".into());
-    for job in campaign_sync::jobs::SCHEDULED_JOBS {
+    for job in campaign_sync::jobs::schedulable() {
         env.insert(
             format!("SCHEDULE_{}", job.name.to_uppercase()),
             "off".into(),
@@ -96,7 +96,7 @@ fn worker_env(db_url: &str) -> HashMap<String, String> {
 async fn probe_counts(prefix: &str, tag: &str) -> (u64, u64) {
     let mut conn = redis_conn().await;
     let (started, finished): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
-        .arg(diagnostics::counter_key(prefix, tag))
+        .arg(diagnostics_probe::counter_key(prefix, tag))
         .arg("started")
         .arg("finished")
         .query_async(&mut conn)
@@ -108,7 +108,7 @@ async fn probe_counts(prefix: &str, tag: &str) -> (u64, u64) {
 async fn enqueue_probe(queue: &Queue, tag: &str, sleep_ms: u64) -> String {
     let args = json!({ "tag": tag, "sleep_ms": sleep_ms });
     queue
-        .enqueue(diagnostics::NAME, args, EnqueueOptions::default())
+        .enqueue(diagnostics_probe::NAME, args, EnqueueOptions::default())
         .await
         .expect("enqueue")
         .id
@@ -324,7 +324,7 @@ async fn workers_ride_out_a_redis_restart_under_load_and_lose_nothing_acknowledg
         let tag = format!("r{i}");
         let args = json!({ "tag": tag, "sleep_ms": 2 });
         match queue
-            .enqueue(diagnostics::NAME, args, EnqueueOptions::default())
+            .enqueue(diagnostics_probe::NAME, args, EnqueueOptions::default())
             .await
         {
             Ok(_) => acknowledged.push(tag),
@@ -346,7 +346,7 @@ async fn workers_ride_out_a_redis_restart_under_load_and_lose_nothing_acknowledg
         let mut still = Vec::new();
         for tag in lost {
             let finished: Option<u64> = redis::cmd("HGET")
-                .arg(diagnostics::counter_key(&prefix, &tag))
+                .arg(diagnostics_probe::counter_key(&prefix, &tag))
                 .arg("finished")
                 .query_async(&mut conn)
                 .await
@@ -504,7 +504,7 @@ async fn rediss_with_a_self_signed_certificate_works_only_with_the_opt_in() {
     enqueue_probe(&queue, "tls", 0).await;
     eventually(Duration::from_secs(20), "the job to run over TLS", || {
         let mut conn = conn.clone();
-        let key = diagnostics::counter_key(&prefix, "tls");
+        let key = diagnostics_probe::counter_key(&prefix, "tls");
         async move {
             let finished: Option<u64> = redis::cmd("HGET")
                 .arg(key)

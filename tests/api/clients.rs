@@ -12,7 +12,7 @@ use campaign_sync::clients::mailjet::{
 };
 use campaign_sync::clients::mailjet_agent::MailjetAgentClient;
 use campaign_sync::clients::retry::RetryPolicy;
-use campaign_sync::jobs::registry::JobError;
+use campaign_sync::queue::job::JobError;
 use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::{Value, json};
 

@@ -166,7 +166,8 @@ pub async fn spawn_app_with(
 ) -> TestApp {
     let mut env = test_env(&db_url);
     adjust(&mut env);
-    let settings = config::load_from(&env, Process::Web).expect("test configuration is valid");
+    let settings = config::load_from(&env, Process::Web, &campaign_sync::jobs::schedulable())
+        .expect("test configuration is valid");
     let app = Application::build(settings.clone())
         .await
         .expect("build app");
@@ -196,7 +197,8 @@ pub fn closed_port() -> u16 {
 
 /// Settings of a worker process for `env`.
 pub fn worker_settings(env: &HashMap<String, String>) -> Settings {
-    config::load_from(env, Process::Worker).expect("worker configuration is valid")
+    config::load_from(env, Process::Worker, &campaign_sync::jobs::schedulable())
+        .expect("worker configuration is valid")
 }
 
 /// A worker running in this test's runtime with `registry`; stop it by sending `true`.
@@ -206,7 +208,7 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
-    pub fn start(settings: Settings, registry: campaign_sync::jobs::registry::Registry) -> Self {
+    pub fn start(settings: Settings, registry: campaign_sync::queue::job::Registry) -> Self {
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             let _ = rx.wait_for(|s| *s).await;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use campaign_sync::jobs::registry::{JobError, Registry};
+use campaign_sync::queue::job::{JobError, Registry};
 use campaign_sync::queue::{EnqueueOptions, Queue};
 use serde_json::{Value, json};
 
@@ -209,7 +209,7 @@ async fn metrics_show_queue_sizes_job_totals_and_every_workers_own_metrics() {
     let mut worker_env = test_env(&db_url);
     worker_env.insert("REDIS_KEY_PREFIX".into(), app.redis_prefix.clone());
     worker_env.insert("LOG_LEVEL".into(), "warn".into());
-    for job in campaign_sync::jobs::SCHEDULED_JOBS {
+    for job in campaign_sync::jobs::schedulable() {
         worker_env.insert(
             format!("SCHEDULE_{}", job.name.to_uppercase()),
             "off".into(),

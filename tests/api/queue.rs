@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use campaign_sync::jobs::registry::{JobError, Registry};
+use campaign_sync::queue::job::{JobError, Registry};
 use campaign_sync::queue::{EnqueueOptions, Queue, dead};
 use serde_json::{Value, json};
 

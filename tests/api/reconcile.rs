@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use campaign_sync::jobs::reconcile_sends::{self, Windows};
+use campaign_sync::jobs::process_email_queue::reconcile::{self, Windows};
 use campaign_sync::sandbox::Sandbox;
 use serde_json::json;
 use sqlx::PgPool;
@@ -68,7 +68,7 @@ async fn reconcile_once(env: &HashMap<String, String>, db: &PgPool) -> u64 {
         upstream_timeout: settings.slack.upstream_timeout,
         max_attempts: settings.email.max_attempts,
     };
-    reconcile_sends::reconcile(db, &client, windows)
+    reconcile::reconcile(db, &client, windows)
         .await
         .expect("reconcile")
 }

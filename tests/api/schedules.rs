@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use campaign_sync::config::Schedule;
-use campaign_sync::jobs::registry::{JobError, Registry};
-use campaign_sync::jobs::runs::{self, RunSummary};
+use campaign_sync::jobs::support::runs::{self, RunSummary};
+use campaign_sync::queue::job::{JobError, Registry};
 use campaign_sync::queue::{EnqueueOptions, Queue};
 use campaign_sync::scheduler::Scheduler;
 use serde_json::{Value, json};

@@ -360,7 +360,7 @@ fn client_credentials(
     headers: &HeaderMap,
     params: &HashMap<String, Value>,
 ) -> (Option<String>, Option<String>) {
-    let basic = crate::api::auth::basic_credentials(headers)
+    let basic = crate::auth::basic_credentials(headers)
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())));
     match basic {

@@ -19,8 +19,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use sqlx::PgPool;
 
-use super::registry::JobError;
 use crate::clients::mailjet::{Lookup, MailjetClient};
+use crate::queue::job::JobError;
 use crate::store::email_sends::{self, Reconciled, StaleSend};
 use crate::store::webhook_events::{self, Evidence};
 

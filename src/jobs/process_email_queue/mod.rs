@@ -11,9 +11,11 @@
 //! - The outcome of a call is written even across a Postgres outage: the write is retried
 //!   (up to `SETTLE_RETRY_FOR`) rather than leaving the rows ambiguous.
 //! - `sending` rows older than `EMAIL_RECONCILE_AFTER_SECS` are reconciled from evidence
-//!   before anything is resent (`reconcile_sends`); any Mailjet event with their CustomID
+//!   before anything is resent (`reconcile`); any Mailjet event with their CustomID
 //!   settles them as well (webhook job).
 //! - Several runs may overlap (a kick during a run): claims skip each other's rows.
+
+pub mod reconcile;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,14 +25,23 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::registry::{JobContext, JobError};
 use crate::clients::error::{FailureKind, UpstreamError};
 use crate::clients::mailjet::{Address, MailjetClient, Message, SendAnswer, SendBody, SendResult};
+use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
 use crate::queue::{EnqueueOptions, Queue};
 use crate::store::audit::{self, Actor};
 
 /// Stable name.
 pub const NAME: &str = "process_email_queue";
+
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition =
+    JobDefinition::new(NAME, "send due recipients in batches of at most 50")
+        .schedule("0 */5 * * * *")
+        // Retries of single recipients live in email_sends; a failed run is retried soon.
+        .retries(10, Duration::from_secs(2), Duration::from_secs(60))
+        .timeout(Duration::from_secs(60 * 60))
+        .runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 /// Mailjet Send v3.1 takes at most 50 messages per call.
 pub const BATCH: i64 = 50;
 /// Send calls made from one claim (fewer, larger claims: less work for Postgres).
@@ -44,7 +55,7 @@ pub async fn kick(
     at: Option<chrono::DateTime<chrono::Utc>>,
     trigger: &str,
 ) -> Result<(), crate::queue::QueueError> {
-    let queue = Queue::new(redis, prefix, super::DEFAULT_QUEUE);
+    let queue = Queue::new(redis, prefix, crate::queue::job::DEFAULT_QUEUE);
     let delay = at
         .map(|at| at - chrono::Utc::now())
         .and_then(|d| d.to_std().ok())
@@ -168,7 +179,7 @@ const RUN_LOCK: i64 = 0x6373_656d_6169_6c71; // "csemailq"
 /// that finds a run in progress has nothing to add, while a kick (a new request) waits for
 /// that run to end and then runs, so a request accepted as a run finishes is not left for
 /// the next tick.
-pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
+pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     // A detached connection: if this run is cancelled mid-way, closing it frees the lock.
     let mut lock = ctx.deps.db.acquire().await?.detach();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -181,7 +192,7 @@ pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
             _ => Err(JobError::RetryAfter(Duration::from_secs(1))),
         };
     }
-    let result = work(&ctx, args).await;
+    let result = work(&ctx).await;
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(RUN_LOCK)
         .execute(&mut lock)
@@ -190,17 +201,17 @@ pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
     result
 }
 
-async fn work(ctx: &JobContext, _args: Value) -> Result<(), JobError> {
+async fn work(ctx: &JobContext) -> Result<(), JobError> {
     let deps = &ctx.deps;
     let settings = &deps.settings.email;
     let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-    let windows = super::reconcile_sends::Windows {
+    let windows = reconcile::Windows {
         grace: settings.reconcile_after,
         upstream_timeout: deps.settings.slack.upstream_timeout,
         max_attempts: settings.max_attempts,
     };
-    let reconciled = super::reconcile_sends::reconcile(&deps.db, &client, windows).await?;
+    let reconciled = reconcile::reconcile(&deps.db, &client, windows).await?;
     // The calls in flight the rate allows, CALLS_PER_CLAIM per lane.
     let calls = deps.settings.mailjet.calls_in_flight();
     let lanes = (calls / CALLS_PER_CLAIM as usize).max(2);

@@ -8,12 +8,19 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::registry::{JobContext, JobError};
+use crate::queue::job::{self, JobContext, JobDefinition, JobError};
 
 /// Stable name.
 pub const NAME: &str = "diagnostics_probe";
+
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition = JobDefinition::new(
+    NAME,
+    "a probe the queue tests and `doctor` enqueue: counts its runs, can sleep and fail",
+)
+.retries(3, Duration::from_secs(1), Duration::from_secs(5))
+.runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 
 /// Arguments of the probe.
 #[derive(Debug, Deserialize)]
@@ -34,9 +41,7 @@ pub fn counter_key(prefix: &str, tag: &str) -> String {
 }
 
 /// Runs the probe.
-pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
-    let args: ProbeArgs = serde_json::from_value(args)
-        .map_err(|e| JobError::Permanent(format!("bad arguments: {e}")))?;
+pub async fn run(ctx: JobContext, args: ProbeArgs) -> Result<(), JobError> {
     let key = counter_key(&ctx.deps.prefix, &args.tag);
     let mut conn = ctx.deps.redis.clone();
     let count = |field: &'static str| redis::cmd("HINCRBY").arg(&key).arg(field).arg(1).to_owned();

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::registry::{JobContext, JobError};
+use crate::queue::job::{JobContext, JobError};
 
 /// How often a live run renews its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -103,7 +103,7 @@ pub async fn start(db: &PgPool, job: &str, ctx: &JobContext) -> Result<Start, Jo
 fn retry(e: sqlx::Error) -> JobError {
     JobError::Retry(format!(
         "recording the run failed: {}",
-        crate::api::health::describe_sqlx(&e)
+        crate::store::describe_sqlx(&e)
     ))
 }
 

@@ -8,14 +8,23 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Row};
 
-use super::registry::{JobContext, JobDeps, JobError};
 use crate::clients::slack_cache;
+use crate::queue::job::{self, JobContext, JobDefinition, JobDeps, JobError};
 use crate::queue::{EnqueueOptions, Queue};
 
 /// Stable name.
 pub const NAME: &str = "process_webhook_events";
 /// Its queue, so webhook bursts do not wait behind long syncs.
 pub const QUEUE: &str = "webhooks";
+
+/// The job: its policy, schedule and handler (`crate::jobs::ALL` lists it).
+pub const JOB: JobDefinition = JobDefinition::new(
+    NAME,
+    "apply stored webhook events: email statuses, suppressions, Slack clicks",
+)
+.queue(QUEUE)
+.retries(8, Duration::from_secs(2), Duration::from_secs(120))
+.runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 /// Attempts before a row is marked failed (the task itself is retried by the queue).
 const MAX_ATTEMPTS: i32 = 5;
 
@@ -26,12 +35,18 @@ enum Applied {
     Ignored,
 }
 
+/// The stored events to apply.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// `webhook_events.id`s.
+    #[serde(default)]
+    pub ids: Vec<i64>,
+}
+
 /// Applies the events whose ids are in `args.ids`.
-pub async fn run(ctx: JobContext, args: Value) -> Result<(), JobError> {
-    let ids: Vec<i64> = args["ids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
+pub async fn run(ctx: JobContext, args: Args) -> Result<(), JobError> {
+    let Args { ids } = args;
     if ids.is_empty() {
         return Err(JobError::Permanent("expected {\"ids\": [..]}".to_owned()));
     }

@@ -1,5 +1,7 @@
-//! The registry of job handlers: which queue each job type runs on, its retry policy and
-//! timeout, and the function that runs it.
+//! Jobs as the queue runtime sees them: a job's definition (name, queue, retry policy, timeout,
+//! default schedule, handler), how a run fails (`JobError`), what a run gets (`JobContext`),
+//! and the registry a worker runs from. The jobs themselves live in `crate::jobs`, one file
+//! each, and hand their definitions down as data.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -28,10 +30,7 @@ pub enum JobError {
 impl From<sqlx::Error> for JobError {
     /// A database error: retried (Postgres restarts and failovers pass).
     fn from(e: sqlx::Error) -> Self {
-        JobError::Retry(format!(
-            "database: {}",
-            crate::api::health::describe_sqlx(&e)
-        ))
+        JobError::Retry(format!("database: {}", crate::store::describe_sqlx(&e)))
     }
 }
 
@@ -40,6 +39,104 @@ impl From<anyhow::Error> for JobError {
         JobError::Retry(format!("{e:#}"))
     }
 }
+
+/// One job: everything the registry, the scheduler, configuration, `jobs list` and the docs
+/// know about it, in one place (`crate::jobs::ALL` lists them). Built with the `const` methods
+/// below from [`JobDefinition::new`]'s defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct JobDefinition {
+    /// Stable name: configuration (`schedules.<name>`, `SCHEDULE_<NAME>`), Redis keys, metrics.
+    pub name: &'static str,
+    /// What the job does, for `jobs list`, the docs and the dashboard.
+    pub purpose: &'static str,
+    /// The queue it runs on.
+    pub queue: &'static str,
+    /// Attempts before it is dead (the first run counts).
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Longest a run may take.
+    pub timeout: Duration,
+    /// Default schedule (six cron fields, UTC); `None` for a job that only runs when enqueued.
+    pub schedule: Option<&'static str>,
+    /// The handler; `None` for a job of the product that is not in this build yet (listed and
+    /// configurable, never run).
+    pub run: Option<Run>,
+}
+
+/// A handler as a definition holds it: decodes its typed arguments (see [`args`]) and runs.
+pub type Run = fn(JobContext, Value) -> JobFuture;
+
+impl JobDefinition {
+    /// A job on the default queue with the default policy: 5 attempts, backoff from 5 s to
+    /// 10 min, a 10 min timeout, no schedule, not built.
+    pub const fn new(name: &'static str, purpose: &'static str) -> Self {
+        JobDefinition {
+            name,
+            purpose,
+            queue: DEFAULT_QUEUE,
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(600),
+            timeout: Duration::from_secs(600),
+            schedule: None,
+            run: None,
+        }
+    }
+
+    /// Runs on `queue`.
+    pub const fn queue(mut self, queue: &'static str) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    /// Retried up to `max_attempts` runs in all, backing off from `base` to `max`.
+    pub const fn retries(mut self, max_attempts: u32, base: Duration, max: Duration) -> Self {
+        self.max_attempts = max_attempts;
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    /// A run longer than `timeout` fails (and is retried).
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Scheduled by default at `cron` (six fields, UTC; configuration may override it).
+    pub const fn schedule(mut self, cron: &'static str) -> Self {
+        self.schedule = Some(cron);
+        self
+    }
+
+    /// Built: `run` handles it.
+    pub const fn runs(mut self, run: Run) -> Self {
+        self.run = Some(run);
+        self
+    }
+}
+
+/// The queue most jobs run on.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// A job's typed arguments from the task's JSON (absent arguments are `{}`); arguments that do
+/// not fit are permanent: retrying cannot mend them.
+pub fn args<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, JobError> {
+    let value = if value.is_null() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        value
+    };
+    serde_json::from_value(value).map_err(|e| JobError::Permanent(format!("bad arguments: {e}")))
+}
+
+/// The arguments of a job that takes none (any other field is refused).
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
 
 /// What a handler gets besides its arguments.
 #[derive(Debug, Clone)]
@@ -161,6 +258,20 @@ impl Registry {
     /// Every job type, by name.
     pub fn jobs(&self) -> impl Iterator<Item = &JobSpec> {
         self.jobs.values()
+    }
+
+    /// The registry of every built job among `definitions`.
+    pub fn from_definitions(definitions: &[JobDefinition]) -> Self {
+        let mut registry = Registry::new();
+        for definition in definitions {
+            let Some(run) = definition.run else { continue };
+            let spec = registry.register(definition.name, definition.queue, run);
+            spec.max_attempts = definition.max_attempts;
+            spec.backoff_base = definition.backoff_base;
+            spec.backoff_max = definition.backoff_max;
+            spec.timeout = definition.timeout;
+        }
+        registry
     }
 
     /// Every queue some job runs on.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::registry::JobError;
 use crate::clients::error::UpstreamError;
+use crate::queue::job::JobError;
 
 /// A saved cursor is only trusted for this long (Slack's cursors do not last for ever, and a
 /// pass this old is better started again).

@@ -1,0 +1,4 @@
+//! What several jobs share: recorded runs and resumable pages.
+
+pub mod paging;
+pub mod runs;
