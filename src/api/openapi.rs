@@ -49,7 +49,10 @@ pub fn routes(state: AppState) -> (Router<AppState>, Value) {
         .routes(routes!(campaigns::deactivate_campaign))
         .routes(routes!(campaigns::list_campaigns))
         .routes(routes!(campaigns::batch_campaigns))
-        .routes(routes!(team_members::put_team_member, team_members::get_team_member))
+        .routes(routes!(
+            team_members::put_team_member,
+            team_members::get_team_member
+        ))
         .routes(routes!(team_members::batch_team_members))
         .merge(
             OpenApiRouter::new()

@@ -264,4 +264,3 @@ fn run_demo() -> ExitCode {
         }
     }
 }
-

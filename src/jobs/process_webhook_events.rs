@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::clients::slack_cache;
 use crate::queue::job::{self, JobContext, JobDefinition, JobDeps, JobError};
 use crate::queue::{EnqueueOptions, Queue};
+use crate::store::{approvals, email_events, slack_channels, slack_identities, webhook_events};
 
 /// Stable name.
 pub const NAME: &str = "process_webhook_events";
@@ -102,17 +103,15 @@ async fn record_run(ctx: &JobContext, tally: &Tally, error: Option<&JobError>) {
 /// Applies one stored event; `None` when there was nothing to do (already applied).
 async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
     let mut tx = deps.db.begin().await?;
-    let row = sqlx::query("SELECT source, event_type, payload, received_at FROM webhook_events WHERE id = $1 AND status = 'received' FOR UPDATE SKIP LOCKED")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let source: String = row.try_get("source")?;
-    let event_type: String = row.try_get("event_type")?;
-    let payload: Value = row
-        .try_get::<Option<Value>, _>("payload")?
-        .unwrap_or(Value::Null);
-    let received_at: chrono::DateTime<chrono::Utc> = row.try_get("received_at")?;
+    let Some(claimed) = webhook_events::claim_received(&mut tx, id).await? else {
+        return Ok(None);
+    };
+    let webhook_events::Claimed {
+        source,
+        event_type,
+        payload,
+        received_at,
+    } = claimed;
     let mut stale_keys = Vec::new();
     let applied = match source.as_str() {
         "mailjet" => mailjet(&mut tx, id, &event_type, &payload).await,
@@ -137,8 +136,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
             } else {
                 "ignored"
             };
-            sqlx::query("UPDATE webhook_events SET status = $2, processed_at = now(), attempts = attempts + 1 WHERE id = $1")
-                .bind(id).bind(status).execute(&mut *tx).await?;
+            webhook_events::finish(&mut tx, id, status).await?;
             tx.commit().await?;
             let lag = (chrono::Utc::now() - received_at)
                 .to_std()
@@ -157,8 +155,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
         Err(e) => {
             drop(tx);
             let message = e.to_string();
-            sqlx::query("UPDATE webhook_events SET attempts = attempts + 1, last_error = $2, status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE status END WHERE id = $1")
-                .bind(id).bind(&message).bind(MAX_ATTEMPTS).execute(&deps.db).await?;
+            webhook_events::fail_attempt(&deps.db, id, &message, MAX_ATTEMPTS).await?;
             Err(e)
         }
     }
@@ -184,41 +181,21 @@ async fn mailjet(
     let custom = p["CustomID"]
         .as_str()
         .and_then(|c| uuid::Uuid::parse_str(c).ok());
-    let send: Option<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM email_sends WHERE id = $1 OR (mailjet_message_id = $2 AND $2 <> 0) ORDER BY (id = $1) DESC LIMIT 1")
-        .bind(custom).bind(message_id).fetch_optional(&mut *tx).await?;
+    let send = email_events::send_of(tx, custom, message_id).await?;
     let details = json!({ "email": email, "url": p.get("url"), "error": p.get("error"), "error_related_to": p.get("error_related_to"), "hard_bounce": p.get("hard_bounce"), "source": p.get("source"), "smtp_reply": p.get("smtp_reply") });
-    sqlx::query("INSERT INTO email_events (send_id, webhook_event_id, event_type, mailjet_message_id, occurred_at, details) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(send).bind(webhook_id).bind(event).bind(message_id).bind(time).bind(details).execute(&mut *tx).await?;
+    let record = email_events::EmailEvent {
+        send,
+        webhook_event_id: webhook_id,
+        event_type: event,
+        message_id,
+        occurred_at: time,
+        details,
+    };
+    email_events::insert(tx, &record).await?;
     if let Some(send) = send {
-        settle_accepted(tx, send, event, time, message_id).await?;
-        let update = match event {
-            "sent" => {
-                "UPDATE email_sends SET delivered_at = coalesce(delivered_at, $2), updated_at = now() WHERE id = $1 AND $3 = $3"
-            }
-            "open" => {
-                "UPDATE email_sends SET first_opened_at = coalesce(first_opened_at, $2), last_opened_at = greatest(last_opened_at, $2), open_count = open_count + 1, updated_at = now() WHERE id = $1 AND $3 = $3"
-            }
-            "click" => {
-                "UPDATE email_sends SET first_clicked_at = coalesce(first_clicked_at, $2), last_clicked_at = greatest(last_clicked_at, $2), click_count = click_count + 1, updated_at = now() WHERE id = $1 AND $3 = $3"
-            }
-            "bounce" => {
-                "UPDATE email_sends SET bounced_at = $2, hard_bounce = $4, updated_at = now() WHERE id = $1 AND $3 = $3"
-            }
-            "spam" => {
-                "UPDATE email_sends SET spam_at = $2, updated_at = now() WHERE id = $1 AND $3 = $3"
-            }
-            "blocked" => {
-                "UPDATE email_sends SET blocked_at = $2, updated_at = now() WHERE id = $1 AND $3 = $3"
-            }
-            _ => {
-                "UPDATE email_sends SET unsubscribed_at = coalesce(unsubscribed_at, $2), updated_at = now() WHERE id = $1 AND $3 = $3"
-            }
-        };
-        let mut query = sqlx::query(update).bind(send).bind(time).bind(message_id);
-        if event == "bounce" {
-            query = query.bind(p["hard_bounce"].as_bool().unwrap_or(false));
-        }
-        query.execute(&mut *tx).await?;
+        email_events::settle_accepted(tx, send, event, time, message_id).await?;
+        let hard = p["hard_bounce"].as_bool().unwrap_or(false);
+        email_events::mark_send(tx, send, event, time, hard).await?;
     }
     let suppress = match event {
         "bounce" if p["hard_bounce"].as_bool() == Some(true) => Some("hard_bounce"),
@@ -229,40 +206,11 @@ async fn mailjet(
     if let Some(reason) = suppress
         && !email.is_empty()
     {
-        sqlx::query("INSERT INTO email_suppressions (email, reason, source) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
-            .bind(&email).bind(reason).bind(format!("mailjet {event} of message {message_id}")).execute(&mut *tx).await?;
+        let source = format!("mailjet {event} of message {message_id}");
+        email_events::suppress(tx, &email, reason, &source).await?;
         metrics::counter!("email_suppressions_total", "reason" => reason).increment(1);
     }
     Ok(Applied::Done)
-}
-
-/// Every Mailjet event of a message proves that Mailjet accepted it (a blocked message gets
-/// `blocked` and never `sent`), so any event settles its send as `sent` whatever a crash or a
-/// reconciliation left it as (`sending`, `pending` for a resend, `dead`, `failed`,
-/// `suppressed` by its own first copy's bounce): the status says what happened upstream, and
-/// a send settled so is never sent again. The history notes the change.
-async fn settle_accepted(
-    tx: &mut PgConnection,
-    send: uuid::Uuid,
-    event: &str,
-    time: chrono::DateTime<chrono::Utc>,
-    message_id: i64,
-) -> Result<(), JobError> {
-    sqlx::query(
-        "UPDATE email_sends SET
-             history = history || jsonb_build_object('at', now(), 'event', 'reconciled by a ' || $4 || ' event (was ' || status || ')'),
-             status = 'sent', last_error = NULL,
-             mailjet_message_id = coalesce(mailjet_message_id, nullif($3, 0)),
-             sent_at = coalesce(sent_at, $2), updated_at = now()
-         WHERE id = $1 AND status <> 'sent'",
-    )
-    .bind(send)
-    .bind(time)
-    .bind(message_id)
-    .bind(event)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// Rows and cache keys are those of the deployment's workspace (`SLACK_WORKSPACE_ID`), as the
@@ -289,24 +237,23 @@ async fn slack_event(
                 .pointer("/profile/email")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let member: Option<String> = if email.is_empty() {
+            let member = if email.is_empty() {
                 None
             } else {
-                sqlx::query_scalar("SELECT id FROM team_members WHERE lower(email) = lower($1)")
-                    .bind(email)
-                    .fetch_optional(&mut *tx)
-                    .await?
+                slack_identities::member_by_email(tx, email).await?
             };
-            sqlx::query(
-                "INSERT INTO slack_integrations (team_member_id, workspace_id, slack_user_id, slack_username, real_name, display_name, is_active, last_synced)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, now())
-                 ON CONFLICT (workspace_id, slack_user_id) DO UPDATE SET team_member_id = coalesce(EXCLUDED.team_member_id, slack_integrations.team_member_id),
-                   slack_username = EXCLUDED.slack_username, real_name = EXCLUDED.real_name, display_name = EXCLUDED.display_name,
-                   is_active = EXCLUDED.is_active, last_synced = now(), updated_at = now()",
-            )
-            .bind(member).bind(workspace).bind(user_id).bind(name).bind(user["real_name"].as_str()).bind(user.pointer("/profile/display_name").and_then(Value::as_str))
-            .bind(user["deleted"].as_bool() != Some(true))
-            .execute(&mut *tx).await?;
+            let row = slack_identities::SlackUserRow {
+                slack_user_id: user_id.to_owned(),
+                username: name.to_owned(),
+                real_name: user["real_name"].as_str().map(str::to_owned),
+                display_name: user
+                    .pointer("/profile/display_name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                email: None,
+                active: user["deleted"].as_bool() != Some(true),
+            };
+            slack_identities::upsert_one(tx, workspace, member.as_deref(), &row).await?;
             if !email.is_empty() {
                 stale.push(slack_cache::user_by_email(prefix, workspace, email));
             }
@@ -318,16 +265,9 @@ async fn slack_event(
             let (Some(id), Some(name)) = (channel["id"].as_str(), channel["name"].as_str()) else {
                 return Ok(Applied::Ignored);
             };
-            let old: Option<String> =
-                sqlx::query_scalar("SELECT name FROM slack_channels WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            // Keyed by id: a renamed channel keeps its campaign mapping.
-            sqlx::query("INSERT INTO slack_channels (id, workspace_id, name, is_private) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()")
-                .bind(id).bind(workspace).bind(name).bind(channel["is_private"].as_bool().unwrap_or(false))
-                .execute(&mut *tx).await?;
+            let private = channel["is_private"].as_bool().unwrap_or(false);
+            let old = slack_channels::name_of(tx, id).await?;
+            slack_channels::upsert_name(tx, workspace, id, name, private).await?;
             if let Some(old) = old {
                 stale.push(slack_cache::channel_by_name(prefix, workspace, &old));
             }
@@ -339,8 +279,7 @@ async fn slack_event(
                 return Ok(Applied::Ignored);
             };
             // Approximate until the next channel sync recounts.
-            let updated = sqlx::query("UPDATE slack_channels SET member_count = member_count + 1, updated_at = now() WHERE id = $1").bind(channel).execute(&mut *tx).await?;
-            Ok(if updated.rows_affected() == 1 {
+            Ok(if slack_channels::count_joiner(tx, channel).await? {
                 Applied::Done
             } else {
                 Applied::Ignored
@@ -373,9 +312,7 @@ async fn interaction(
         let Some(approval) = action["value"].as_str() else {
             continue;
         };
-        let decided = sqlx::query("UPDATE approvals SET status = $2, decided_at = now(), decided_by = $3, updated_at = now() WHERE id = $1 AND status = 'pending'")
-            .bind(approval).bind(status).bind(user).execute(&mut *tx).await?;
-        if decided.rows_affected() == 1 {
+        if approvals::decide(tx, approval, status, user).await? {
             let actor = crate::store::audit::Actor::new(&format!("slack:{user}"));
             crate::store::audit::record(
                 tx,
@@ -399,9 +336,9 @@ pub async fn sweep(
     queue: &Queue,
     older_than: Duration,
 ) -> Result<usize, JobError> {
-    let age = format!("{} milliseconds", older_than.as_millis());
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM webhook_events WHERE status = 'received' AND received_at < now() - $1::interval ORDER BY id LIMIT 1000")
-        .bind(age).fetch_all(db).await.map_err(db_err)?;
+    let ids = webhook_events::received_before(db, older_than)
+        .await
+        .map_err(db_err)?;
     for chunk in ids.chunks(100) {
         let options = EnqueueOptions {
             trigger: Some("sweeper".to_owned()),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::support::runs::{self, RunSummary};
 use crate::clients::mailjet::{MailjetClient, StatCounters, subject_key};
 use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
+use crate::store::statistics;
 
 /// Stable name.
 pub const NAME: &str = "sync_mailjet_stats";
@@ -73,14 +74,7 @@ pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
         let mut errors: Vec<String> = Vec::new();
         let mut after = String::new();
         loop {
-            let chunk: Vec<(String, String)> = sqlx::query_as(
-                "SELECT c.id, m.external_id FROM campaigns c JOIN mcp_integrations m ON m.service = 'mailjet' AND m.internal_id = c.id
-                 WHERE c.active AND c.id > $1 ORDER BY c.id LIMIT $2",
-            )
-            .bind(&after)
-            .bind(CHUNK)
-            .fetch_all(&deps.db)
-            .await?;
+            let chunk = statistics::mapped_active(&deps.db, &after, CHUNK).await?;
             let Some((last, _)) = chunk.last() else { break };
             after = last.clone();
             let full = chunk.len() as i64 == CHUNK;
@@ -125,12 +119,7 @@ async fn match_by_subject(
     client: &impl MailjetClient,
     parallel: usize,
 ) -> Result<usize, JobError> {
-    let unmapped: Vec<(String, String)> = sqlx::query_as(
-        "SELECT c.id, c.subject FROM campaigns c WHERE c.active AND c.subject IS NOT NULL AND c.subject <> ''
-           AND NOT EXISTS (SELECT 1 FROM mcp_integrations m WHERE m.service = 'mailjet' AND m.internal_id = c.id) ORDER BY c.id",
-    )
-    .fetch_all(pool)
-    .await?;
+    let unmapped = statistics::unmapped_with_subject(pool).await?;
     if unmapped.is_empty() {
         return Ok(0);
     }
@@ -150,13 +139,7 @@ async fn match_by_subject(
         };
         // A Mailjet campaign already mapped to another campaign stays where it is.
         let mut tx = pool.begin().await?;
-        let inserted = sqlx::query("INSERT INTO mcp_integrations (service, external_id, internal_id, matched_by, metadata) VALUES ('mailjet', $1, $2, 'subject', $3) ON CONFLICT DO NOTHING")
-            .bind(found.id.to_string())
-            .bind(campaign)
-            .bind(json!({ "subject": found.subject }))
-            .execute(&mut *tx)
-            .await?;
-        if inserted.rows_affected() == 1 {
+        if statistics::map_by_subject(&mut tx, found.id, campaign, &found.subject).await? {
             crate::store::audit::record(
                 &mut tx,
                 &crate::store::audit::Actor::new("worker"),
@@ -193,17 +176,25 @@ async fn snapshot(
     };
     let s = scores(&stats);
     let bounced = stats.message_hard_bounced_count + stats.message_soft_bounced_count;
-    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-    sqlx::query(
-        "INSERT INTO email_statistics (campaign_id, mailjet_campaign_id, sent, delivered, opened, clicked, bounced, spam, blocked, unsubscribed, open_rate, click_rate, engagement_score, sync_run_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(campaign).bind(id).bind(stats.total).bind(stats.message_sent_count).bind(stats.message_opened_count).bind(stats.message_clicked_count)
-    .bind(bounced).bind(stats.message_spam_count).bind(stats.message_blocked_count).bind(stats.message_unsubscribed_count)
-    .bind(s.open_rate).bind(s.click_rate).bind(s.engagement_score).bind(run_id)
-    .execute(&mut *tx).await.map_err(|e| e.to_string())?;
-    sqlx::query("UPDATE mcp_integrations SET last_synced = now(), updated_at = now() WHERE service = 'mailjet' AND internal_id = $1").bind(campaign).execute(&mut *tx).await.map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+    let snapshot = statistics::Snapshot {
+        campaign,
+        mailjet_campaign_id: id,
+        sent: stats.total,
+        delivered: stats.message_sent_count,
+        opened: stats.message_opened_count,
+        clicked: stats.message_clicked_count,
+        bounced,
+        spam: stats.message_spam_count,
+        blocked: stats.message_blocked_count,
+        unsubscribed: stats.message_unsubscribed_count,
+        open_rate: s.open_rate,
+        click_rate: s.click_rate,
+        engagement_score: s.engagement_score,
+        sync_run_id: run_id,
+    };
+    statistics::record_snapshot(pool, &snapshot)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(true)
 }
 

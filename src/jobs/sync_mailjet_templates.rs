@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::support::runs::{self, RunSummary};
 use crate::clients::mailjet::{MailjetClient, MailjetTemplate, TemplateContent};
 use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
+use crate::store::templates;
 
 /// Stable name.
 pub const NAME: &str = "sync_mailjet_templates";
@@ -179,37 +180,21 @@ async fn import(
         .collect();
     let category = (!template.categories.is_empty()).then(|| template.categories.join(","));
     let hash = content_hash(&content);
-    let row: Option<(bool,)> = sqlx::query_as(
-        "INSERT INTO email_templates AS t (id, name, category, variables, variable_defaults, content_hash, synced_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now())
-         ON CONFLICT (id) DO UPDATE SET
-             name = excluded.name, category = excluded.category, variables = excluded.variables,
-             variable_defaults = excluded.variable_defaults, content_hash = excluded.content_hash,
-             synced_at = excluded.synced_at, updated_at = now()
-         WHERE (t.name, t.category, t.variables, t.variable_defaults, t.content_hash)
-             IS DISTINCT FROM (excluded.name, excluded.category, excluded.variables, excluded.variable_defaults, excluded.content_hash)
-         RETURNING (xmax = 0)",
-    )
-    .bind(template.id)
-    .bind(&template.name)
-    .bind(category)
-    .bind(&names)
-    .bind(Value::Object(defaults))
-    .bind(hash)
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| crate::store::describe_sqlx(&e))?;
-    Ok(match row {
-        Some((true,)) => Change::Created,
-        Some((false,)) => Change::Updated,
-        None => {
-            sqlx::query("UPDATE email_templates SET synced_at = now() WHERE id = $1")
-                .bind(template.id)
-                .execute(pool)
-                .await
-                .map_err(|e| crate::store::describe_sqlx(&e))?;
-            Change::Unchanged
-        }
+    let row = templates::TemplateRow {
+        id: template.id,
+        name: &template.name,
+        category,
+        variables: names,
+        variable_defaults: Value::Object(defaults),
+        content_hash: hash,
+    };
+    let change = templates::upsert(pool, &row)
+        .await
+        .map_err(|e| crate::store::describe_sqlx(&e))?;
+    Ok(match change {
+        templates::Change::Created => Change::Created,
+        templates::Change::Updated => Change::Updated,
+        templates::Change::Unchanged => Change::Unchanged,
     })
 }
 

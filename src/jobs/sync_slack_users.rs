@@ -18,6 +18,7 @@ use crate::clients::error::UpstreamError;
 use crate::clients::slack::{SlackClient, SlackUser};
 use crate::queue::job::{self, JobContext, JobDefinition, JobError, NoArgs};
 use crate::store::audit::{self, Actor};
+use crate::store::slack_identities::{self, LinkChange, SlackUserRow};
 
 /// Stable name.
 pub const NAME: &str = "sync_slack_users";
@@ -69,15 +70,8 @@ pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
         };
         let pass = paging::pass(&deps.db, NAME, run_id, &source, &mut sink, &deps.stopping).await?;
         let tally = sink.tally;
-        let gone = sqlx::query(
-            "UPDATE slack_integrations SET is_active = false, updated_at = now()
-             WHERE workspace_id = $1 AND is_active AND last_synced < $2",
-        )
-        .bind(workspace)
-        .bind(pass.started_at)
-        .execute(&deps.db)
-        .await?
-        .rows_affected();
+        let gone =
+            slack_identities::deactivate_unseen(&deps.db, workspace, pass.started_at).await?;
         let (presence_ok, presence_failed) = if deps.settings.slack.sync_presence {
             presence(&deps.db, &client, workspace).await?
         } else {
@@ -145,12 +139,7 @@ async fn write_page(
     users: Vec<SlackUser>,
     tally: &mut Tally,
 ) -> Result<(), JobError> {
-    let mut ids = Vec::with_capacity(users.len());
-    let mut usernames = Vec::with_capacity(users.len());
-    let mut real_names = Vec::with_capacity(users.len());
-    let mut display_names = Vec::with_capacity(users.len());
-    let mut emails = Vec::with_capacity(users.len());
-    let mut active = Vec::with_capacity(users.len());
+    let mut rows = Vec::with_capacity(users.len());
     for user in users {
         if is_bot(&user) {
             tally.bots += 1;
@@ -160,58 +149,27 @@ async fn write_page(
         tally.deleted += usize::from(user.deleted);
         let email = user.profile.email.filter(|e| !e.trim().is_empty());
         tally.without_email += usize::from(email.is_none());
-        ids.push(user.id);
-        usernames.push(user.name);
-        real_names.push(user.profile.real_name.or(user.real_name));
-        display_names.push(user.profile.display_name);
-        emails.push(email.map(|e| e.trim().to_lowercase()));
-        active.push(!user.deleted);
+        rows.push(SlackUserRow {
+            slack_user_id: user.id,
+            username: user.name,
+            real_name: user.profile.real_name.or(user.real_name),
+            display_name: user.profile.display_name,
+            email: email.map(|e| e.trim().to_lowercase()),
+            active: !user.deleted,
+        });
     }
-    if ids.is_empty() {
+    if rows.is_empty() {
         return Ok(());
     }
-    // One statement per page: match by email, upsert, and report the rows whose link to a
-    // team member changed. `updated_at` moves only when something but the sync time changed.
-    let rows: Vec<(String, Option<String>, Option<String>, bool)> = sqlx::query_as(
-        "WITH page AS (
-             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
-                 AS p(slack_user_id, username, real_name, display_name, email, active)
-         ), matched AS (
-             SELECT p.*, tm.id AS team_member_id FROM page p
-             LEFT JOIN team_members tm ON p.email IS NOT NULL AND lower(tm.email) = p.email
-         ), old AS (
-             SELECT s.slack_user_id, s.team_member_id FROM slack_integrations s
-             WHERE s.workspace_id = $1 AND s.slack_user_id = ANY($2)
-         ), up AS (
-             INSERT INTO slack_integrations AS s
-                 (workspace_id, slack_user_id, slack_username, real_name, display_name, is_active, team_member_id, last_synced)
-             SELECT $1, slack_user_id, username, real_name, display_name, active, team_member_id, now() FROM matched
-             ON CONFLICT (workspace_id, slack_user_id) DO UPDATE SET
-                 slack_username = excluded.slack_username,
-                 real_name = excluded.real_name,
-                 display_name = excluded.display_name,
-                 is_active = excluded.is_active,
-                 team_member_id = excluded.team_member_id,
-                 last_synced = excluded.last_synced,
-                 updated_at = CASE WHEN (s.slack_username, s.real_name, s.display_name, s.is_active, s.team_member_id)
-                         IS DISTINCT FROM (excluded.slack_username, excluded.real_name, excluded.display_name, excluded.is_active, excluded.team_member_id)
-                     THEN now() ELSE s.updated_at END
-             RETURNING s.slack_user_id, s.team_member_id
-         )
-         SELECT up.slack_user_id, up.team_member_id, old.team_member_id, old.slack_user_id IS NULL
-         FROM up LEFT JOIN old USING (slack_user_id)",
-    )
-    .bind(workspace)
-    .bind(&ids)
-    .bind(&usernames)
-    .bind(&real_names)
-    .bind(&display_names)
-    .bind(&emails)
-    .bind(&active)
-    .fetch_all(&mut *tx)
-    .await?;
+    let changes = slack_identities::upsert_page(tx, workspace, &rows).await?;
     let actor = Actor::new("worker");
-    for (user, now, before, _new) in rows {
+    for LinkChange {
+        slack_user_id: user,
+        now,
+        before,
+        ..
+    } in changes
+    {
         tally.matched += usize::from(now.is_some());
         if now == before {
             continue;
@@ -246,13 +204,7 @@ async fn presence(
     client: &SlackClient,
     workspace: &str,
 ) -> Result<(usize, usize), JobError> {
-    let users: Vec<String> = sqlx::query_scalar(
-        "SELECT slack_user_id FROM slack_integrations
-         WHERE workspace_id = $1 AND is_active AND team_member_id IS NOT NULL ORDER BY slack_user_id",
-    )
-    .bind(workspace)
-    .fetch_all(pool)
-    .await?;
+    let users = slack_identities::matched_active(pool, workspace).await?;
     let results: Vec<Result<(), String>> = futures_util::stream::iter(users)
         .map(|user| async move {
             let presence = client.presence(&user).await.map_err(|e| e.to_string())?;
@@ -261,16 +213,9 @@ async fn presence(
             } else {
                 "away"
             };
-            sqlx::query(
-                "UPDATE slack_integrations SET availability = $3, availability_at = now()
-                 WHERE workspace_id = $1 AND slack_user_id = $2",
-            )
-            .bind(workspace)
-            .bind(&user)
-            .bind(availability)
-            .execute(pool)
-            .await
-            .map_err(|e| e.to_string())?;
+            slack_identities::set_availability(pool, workspace, &user, availability)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(())
         })
         .buffer_unordered(PRESENCE_CONCURRENCY)

@@ -530,3 +530,26 @@ fn keyset_page<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Op
     items.truncate(limit as usize);
     items.last().map(id)
 }
+
+/// Requests the queue starts on are `sending`.
+pub async fn mark_sending(db: &PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_requests SET status = 'sending' WHERE id = ANY($1) AND status = 'accepted'",
+    )
+    .bind(ids)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Completes the requests with no recipient left pending or sending; their ids.
+pub async fn complete_finished(db: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE email_requests r SET status = 'completed', completed_at = now()
+         WHERE r.status <> 'completed'
+           AND NOT EXISTS (SELECT 1 FROM email_sends s WHERE s.request_id = r.id AND s.status IN ('pending', 'sending'))
+         RETURNING r.id",
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,13 +1,20 @@
 //! Postgres access: the pool, the embedded migrations, and (as they are built) one module per
 //! aggregate.
 
+pub mod approvals;
 pub mod audit;
 pub mod batch;
 pub mod campaigns;
+pub mod email_events;
 pub mod email_requests;
 pub mod email_sends;
+pub mod retention;
+pub mod slack_channels;
+pub mod slack_identities;
+pub mod statistics;
 pub mod sync_runs;
 pub mod team_members;
+pub mod templates;
 pub mod validate;
 pub mod webhook_events;
 
@@ -178,4 +185,24 @@ pub fn describe_sqlx(e: &sqlx::Error) -> String {
         }
         _ => "query failed".to_owned(),
     }
+}
+
+/// Takes the session-level advisory lock `key` on `conn` if no one holds it.
+pub async fn try_advisory_lock(
+    conn: &mut sqlx::PgConnection,
+    key: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(conn)
+        .await
+}
+
+/// Releases the advisory lock `key` held by `conn`.
+pub async fn advisory_unlock(conn: &mut sqlx::PgConnection, key: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -87,3 +87,129 @@ fn with_runs(counts: &Value) -> Value {
     }
     counts
 }
+
+/// Marks runs of `job` still `running` without a heartbeat for `stale_after` as failed (the
+/// worker running them stopped).
+pub async fn fail_stale(
+    db: &PgPool,
+    job: &str,
+    stale_after: std::time::Duration,
+) -> Result<(), sqlx::Error> {
+    let stale = format!("{} seconds", stale_after.as_secs());
+    sqlx::query(
+        "UPDATE sync_runs SET status = 'failed', finished_at = now(), error = 'the worker running it stopped (no heartbeat)'
+         WHERE job = $1 AND status = 'running' AND heartbeat_at < now() - $2::interval",
+    )
+    .bind(job)
+    .bind(&stale)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Starts a run; fails with a unique violation on `sync_runs_tick_key` (this tick ran) or
+/// `sync_runs_one_running_key` (another run of the job is running).
+pub async fn insert_running(
+    db: &PgPool,
+    job: &str,
+    trigger: &str,
+    scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO sync_runs (job, trigger, scheduled_for) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(job)
+    .bind(trigger)
+    .bind(scheduled_for)
+    .fetch_one(db)
+    .await
+}
+
+/// Records a run that was skipped because the previous one is still running.
+pub async fn insert_skipped(
+    db: &PgPool,
+    job: &str,
+    trigger: &str,
+    scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sync_runs (job, trigger, scheduled_for, status, finished_at, error)
+         VALUES ($1, $2, $3, 'skipped', now(), 'the previous run is still running')",
+    )
+    .bind(job)
+    .bind(trigger)
+    .bind(scheduled_for)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The running run `id` is alive.
+pub async fn heartbeat(db: &PgPool, id: uuid::Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sync_runs SET heartbeat_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Finished<'a> {
+    pub status: &'a str,
+    pub items_synced: i32,
+    pub items_failed: i32,
+    pub counts: &'a serde_json::Value,
+    pub error: Option<&'a str>,
+}
+
+/// Ends run `id`.
+pub async fn finish(db: &PgPool, id: uuid::Uuid, f: &Finished<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sync_runs SET status = $2, finished_at = now(), items_synced = $3, items_failed = $4, counts = $5, error = $6
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(f.status)
+    .bind(f.items_synced)
+    .bind(f.items_failed)
+    .bind(f.counts)
+    .bind(f.error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The cursor of the latest failed run of `job` in the last `within_hours`, when no run
+/// succeeded after it.
+pub async fn resumable_cursor(
+    db: &PgPool,
+    job: &str,
+    within_hours: i32,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT cursor FROM sync_runs
+         WHERE job = $1 AND status = 'failed' AND cursor IS NOT NULL
+           AND started_at > now() - make_interval(hours => $2)
+           AND started_at > coalesce((SELECT max(started_at) FROM sync_runs WHERE job = $1 AND status = 'succeeded'), '-infinity')
+         ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(job)
+    .bind(within_hours)
+    .fetch_optional(db)
+    .await
+}
+
+/// Saves run `id`'s cursor (in the page's transaction).
+pub async fn save_cursor(
+    conn: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+    cursor: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sync_runs SET cursor = $2 WHERE id = $1")
+        .bind(id)
+        .bind(cursor)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -252,3 +252,84 @@ pub async fn mailjet_watermark(
     .await?;
     Ok(time.and_then(|t| chrono::DateTime::from_timestamp(t, 0)))
 }
+
+/// A stored event being applied (locked until the transaction ends).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub source: String,
+    pub event_type: String,
+    pub payload: Value,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Locks event `id` for applying, if it is still `received` and no one else holds it.
+pub async fn claim_received(
+    tx: &mut PgConnection,
+    id: i64,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT source, event_type, payload, received_at FROM webhook_events
+         WHERE id = $1 AND status = 'received' FOR UPDATE SKIP LOCKED",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Claimed {
+        source: row.try_get("source")?,
+        event_type: row.try_get("event_type")?,
+        payload: row
+            .try_get::<Option<Value>, _>("payload")?
+            .unwrap_or(Value::Null),
+        received_at: row.try_get("received_at")?,
+    }))
+}
+
+/// Marks event `id` `processed` or `ignored`.
+pub async fn finish(tx: &mut PgConnection, id: i64, status: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_events SET status = $2, processed_at = now(), attempts = attempts + 1
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Counts a failed attempt at event `id`; after `max_attempts` it is `failed`.
+pub async fn fail_attempt(
+    db: &PgPool,
+    id: i64,
+    error: &str,
+    max_attempts: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_events SET attempts = attempts + 1, last_error = $2,
+             status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE status END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(max_attempts)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Up to 1,000 events still `received` after `older_than` (their enqueue was lost).
+pub async fn received_before(
+    db: &PgPool,
+    older_than: std::time::Duration,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let age = format!("{} milliseconds", older_than.as_millis());
+    sqlx::query_scalar(
+        "SELECT id FROM webhook_events WHERE status = 'received' AND received_at < now() - $1::interval
+         ORDER BY id LIMIT 1000",
+    )
+    .bind(age)
+    .fetch_all(db)
+    .await
+}

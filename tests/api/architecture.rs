@@ -13,7 +13,9 @@ const LAYERS: &[&[&str]] = &[
     &["clients", "sandbox"],
     &["jobs"],
     &["webhooks", "api", "scheduler"],
-    &["router", "startup", "worker", "cli", "demo", "doctor", "chaos"],
+    &[
+        "router", "startup", "worker", "cli", "demo", "doctor", "chaos",
+    ],
 ];
 
 fn layer(module: &str) -> Option<usize> {

@@ -40,27 +40,14 @@ pub struct Pass {
 
 /// The cursor an interrupted run of `job` left, if the last run to finish did not succeed.
 pub async fn resume_point(db_pool: &PgPool, job: &str) -> Result<Option<Position>, JobError> {
-    let saved: Option<String> = sqlx::query_scalar(
-        "SELECT cursor FROM sync_runs
-         WHERE job = $1 AND status = 'failed' AND cursor IS NOT NULL
-           AND started_at > now() - make_interval(hours => $2)
-           AND started_at > coalesce((SELECT max(started_at) FROM sync_runs WHERE job = $1 AND status = 'succeeded'), '-infinity')
-         ORDER BY started_at DESC LIMIT 1",
-    )
-    .bind(job)
-    .bind(RESUME_WITHIN_HOURS)
-    .fetch_optional(db_pool)
-    .await?;
+    let saved =
+        crate::store::sync_runs::resumable_cursor(db_pool, job, RESUME_WITHIN_HOURS).await?;
     Ok(saved.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
 async fn save(conn: &mut PgConnection, run_id: Uuid, position: &Position) -> Result<(), JobError> {
     let text = serde_json::to_string(position).map_err(|e| JobError::Permanent(e.to_string()))?;
-    sqlx::query("UPDATE sync_runs SET cursor = $2 WHERE id = $1")
-        .bind(run_id)
-        .bind(text)
-        .execute(conn)
-        .await?;
+    crate::store::sync_runs::save_cursor(conn, run_id, &text).await?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::queue::job::{JobContext, JobError};
+use crate::store::sync_runs;
 
 /// How often a live run renews its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -50,44 +51,22 @@ fn is_unique_violation(e: &sqlx::Error, index: &str) -> bool {
 
 /// Records the start of a run of `job`, unless one is live.
 pub async fn start(db: &PgPool, job: &str, ctx: &JobContext) -> Result<Start, JobError> {
-    let stale = format!("{} seconds", STALE_AFTER.as_secs());
-    sqlx::query(
-        "UPDATE sync_runs SET status = 'failed', finished_at = now(), error = 'the worker running it stopped (no heartbeat)'
-         WHERE job = $1 AND status = 'running' AND heartbeat_at < now() - $2::interval",
-    )
-    .bind(job)
-    .bind(&stale)
-    .execute(db)
-    .await
-    .map_err(retry)?;
+    sync_runs::fail_stale(db, job, STALE_AFTER)
+        .await
+        .map_err(retry)?;
     let scheduled_for = ctx
         .task
         .scheduled_for
         .and_then(chrono::DateTime::from_timestamp_millis);
     let trigger = trigger_of(ctx);
-    let inserted = sqlx::query_scalar::<_, Uuid>(
-        "INSERT INTO sync_runs (job, trigger, scheduled_for) VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(job)
-    .bind(trigger)
-    .bind(scheduled_for)
-    .fetch_one(db)
-    .await;
+    let inserted = sync_runs::insert_running(db, job, trigger, scheduled_for).await;
     match inserted {
         Ok(id) => Ok(Start::Started(id)),
         Err(e) if is_unique_violation(&e, "sync_runs_tick_key") => {
             Ok(Start::Skipped("this tick was already run"))
         }
         Err(e) if is_unique_violation(&e, "sync_runs_one_running_key") => {
-            let recorded = sqlx::query(
-                "INSERT INTO sync_runs (job, trigger, scheduled_for, status, finished_at, error)
-                 VALUES ($1, $2, $3, 'skipped', now(), 'the previous run is still running')",
-            )
-            .bind(job)
-            .bind(trigger)
-            .bind(scheduled_for)
-            .execute(db)
-            .await;
+            let recorded = sync_runs::insert_skipped(db, job, trigger, scheduled_for).await;
             match recorded {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e, "sync_runs_tick_key") => {}
@@ -129,10 +108,7 @@ where
         tick.tick().await;
         loop {
             tick.tick().await;
-            let _ = sqlx::query("UPDATE sync_runs SET heartbeat_at = now() WHERE id = $1")
-                .bind(id)
-                .execute(&heartbeat_db)
-                .await;
+            let _ = sync_runs::heartbeat(&heartbeat_db, id).await;
         }
     });
     let result = body(ctx, id).await;
@@ -146,19 +122,14 @@ where
     } else {
         summary.counts
     };
-    sqlx::query(
-        "UPDATE sync_runs SET status = $2, finished_at = now(), items_synced = $3, items_failed = $4, counts = $5, error = $6
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(summary.items_synced)
-    .bind(summary.items_failed)
-    .bind(counts)
-    .bind(error)
-    .execute(&db)
-    .await
-    .map_err(retry)?;
+    let finished = sync_runs::Finished {
+        status,
+        items_synced: summary.items_synced,
+        items_failed: summary.items_failed,
+        counts: &counts,
+        error: error.as_deref(),
+    };
+    sync_runs::finish(&db, id, &finished).await.map_err(retry)?;
     let mut conn = db.acquire().await.map_err(retry)?;
     crate::store::audit::record(
         &mut conn,
