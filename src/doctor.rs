@@ -133,10 +133,7 @@ async fn check_postgres(report: &mut Report, settings: &Settings) {
         Err(e) => return report.add(S, Level::Fail, e.to_string()),
     };
     let started = Instant::now();
-    let probe = sqlx::query_as::<_, (String, Option<bool>)>(
-        "SELECT current_setting('server_version'), (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
-    )
-    .fetch_one(&pool);
+    let probe = store::server_version_and_ssl(&pool);
     let (version, ssl) = match tokio::time::timeout(Duration::from_secs(10), probe).await {
         Ok(Ok(row)) => row,
         Ok(Err(e)) => {
@@ -360,10 +357,7 @@ fn check_credentials(report: &mut Report, s: &Settings) {
 /// Stored OAuth credentials: one that Slack refused to refresh needs a re-installation.
 async fn check_oauth_tokens(report: &mut Report, pool: &sqlx::PgPool) {
     const S: &str = "Postgres";
-    type Credential = (String, String, Option<chrono::DateTime<chrono::Utc>>);
-    let rows: Result<Vec<Credential>, _> = sqlx::query_as("SELECT workspace_id, status, expires_at FROM oauth_tokens WHERE provider = 'slack' ORDER BY workspace_id")
-        .fetch_all(pool)
-        .await;
+    let rows = crate::store::oauth_tokens::slack_overview(pool).await;
     // Before the first migration the table does not exist: the migration check reports that.
     let Ok(rows) = rows else { return };
     for (workspace, status, expires_at) in rows {

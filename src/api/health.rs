@@ -46,7 +46,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 }
 
 async fn check_postgres(state: &AppState, timeout: Duration) -> Result<(), String> {
-    let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
+    let query = crate::store::ping(&state.db);
     match tokio::time::timeout(timeout, query).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(crate::store::describe_sqlx(&e)),

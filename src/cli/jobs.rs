@@ -139,12 +139,9 @@ async fn last_runs(settings: &Settings) -> BTreeMap<String, String> {
     let Ok(pool) = store::pool(&settings.database, "cli") else {
         return BTreeMap::new();
     };
-    let rows: Vec<(String, String, chrono::DateTime<chrono::Utc>, Option<String>)> = sqlx::query_as(
-        "SELECT DISTINCT ON (job) job, status, started_at, error FROM sync_runs ORDER BY job, started_at DESC",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap_or_default();
+    let rows = crate::store::sync_runs::latest_per_job(&pool)
+        .await
+        .unwrap_or_default();
     rows.into_iter()
         .map(|(job, status, at, error)| {
             let mut text = format!("{status} at {}", at.format("%Y-%m-%d %H:%M:%S"));

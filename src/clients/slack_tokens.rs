@@ -9,11 +9,12 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use super::crypto;
 use super::error::{FailureKind, UpstreamError};
 use crate::config::EncryptionKey;
+use crate::store::oauth_tokens;
 
 /// Where a Slack call gets its token.
 #[derive(Debug, Clone)]
@@ -111,10 +112,11 @@ impl TokenStore {
     }
 
     async fn read(&self) -> Result<Option<Row_>, UpstreamError> {
-        let row = sqlx::query("SELECT key_id, access_token_enc, refresh_token_enc, expires_at, status, version FROM oauth_tokens WHERE provider = 'slack' AND workspace_id = $1")
-            .bind(&self.workspace).fetch_optional(&self.db).await.map_err(db)?;
+        let row = oauth_tokens::slack(&self.db, &self.workspace)
+            .await
+            .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
-        let key_id: String = row.try_get("key_id").map_err(db)?;
+        let key_id = row.key_id;
         if key_id != self.key.id {
             return Err(fail(
                 FailureKind::Permanent,
@@ -133,20 +135,17 @@ impl TokenStore {
                 )
             })
         };
-        let access = open(row.try_get("access_token_enc").map_err(db)?, "access")?;
-        let refresh = match row
-            .try_get::<Option<Vec<u8>>, _>("refresh_token_enc")
-            .map_err(db)?
-        {
+        let access = open(row.access_token_enc, "access")?;
+        let refresh = match row.refresh_token_enc {
             Some(sealed) => Some(open(sealed, "refresh")?),
             None => None,
         };
         Ok(Some(Row_ {
             access,
             refresh,
-            expires_at: row.try_get("expires_at").map_err(db)?,
-            status: row.try_get("status").map_err(db)?,
-            version: row.try_get("version").map_err(db)?,
+            expires_at: row.expires_at,
+            status: row.status,
+            version: row.version,
         }))
     }
 
@@ -174,19 +173,18 @@ impl TokenStore {
             .as_i64()
             .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s));
         let scopes = answer["scope"].as_str().unwrap_or("");
-        // Access and refresh token change together in one statement; a concurrent refresh that
-        // lost the race (version moved) writes nothing.
-        let done = sqlx::query(
-            "INSERT INTO oauth_tokens (provider, workspace_id, key_id, access_token_enc, refresh_token_enc, scopes, expires_at)
-             VALUES ('slack', $1, $2, $3, $4, $5, $6)
-             ON CONFLICT (provider, workspace_id) DO UPDATE SET key_id = EXCLUDED.key_id, access_token_enc = EXCLUDED.access_token_enc,
-               refresh_token_enc = EXCLUDED.refresh_token_enc, scopes = EXCLUDED.scopes, expires_at = EXCLUDED.expires_at,
-               status = 'active', version = oauth_tokens.version + 1, updated_at = now()
-             WHERE $7::int IS NULL OR oauth_tokens.version = $7",
-        )
-        .bind(&self.workspace).bind(&self.key.id).bind(access_enc).bind(refresh_enc).bind(scopes).bind(expires_at).bind(expected_version)
-        .execute(&self.db).await.map_err(db)?;
-        if done.rows_affected() == 0 {
+        let token = oauth_tokens::NewToken {
+            workspace: &self.workspace,
+            key_id: &self.key.id,
+            access_token_enc: access_enc,
+            refresh_token_enc: refresh_enc,
+            scopes,
+            expires_at,
+        };
+        let saved = oauth_tokens::save_slack(&self.db, &token, expected_version)
+            .await
+            .map_err(db)?;
+        if !saved {
             return Err(fail(
                 FailureKind::Transient,
                 "the token changed while refreshing".to_owned(),
@@ -345,7 +343,9 @@ impl TokenStore {
                 | "invalid_client_id"
                 | "bad_client_secret"
         ) {
-            sqlx::query("UPDATE oauth_tokens SET status = 'needs_reinstall', updated_at = now() WHERE provider = 'slack' AND workspace_id = $1").bind(&self.workspace).execute(&self.db).await.map_err(db)?;
+            oauth_tokens::mark_needs_reinstall(&self.db, &self.workspace)
+                .await
+                .map_err(db)?;
             metrics::gauge!("slack_credential_needs_reinstall", "workspace" => self.workspace.clone()).set(1.0);
             tracing::error!(workspace = %self.workspace, error, "Slack refused the refresh token: the app must be installed again");
             return Err(fail(

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod email_events;
 pub mod email_requests;
 pub mod email_sends;
+pub mod oauth_tokens;
 pub mod retention;
 pub mod slack_channels;
 pub mod slack_identities;
@@ -205,4 +206,21 @@ pub async fn advisory_unlock(conn: &mut sqlx::PgConnection, key: i64) -> Result<
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Answers when PostgreSQL does (the readiness check).
+pub async fn ping(db: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(db)
+        .await?;
+    Ok(())
+}
+
+/// The server's version, and whether this connection uses TLS (`doctor`).
+pub async fn server_version_and_ssl(db: &PgPool) -> Result<(String, Option<bool>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT current_setting('server_version'), (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
+    )
+    .fetch_one(db)
+    .await
 }

@@ -213,3 +213,22 @@ pub async fn save_cursor(
         .await?;
     Ok(())
 }
+
+/// The latest run of each job: (job, status, started, error).
+pub async fn latest_per_job(
+    db: &PgPool,
+) -> Result<
+    Vec<(
+        String,
+        String,
+        chrono::DateTime<chrono::Utc>,
+        Option<String>,
+    )>,
+    sqlx::Error,
+> {
+    sqlx::query_as(
+        "SELECT DISTINCT ON (job) job, status, started_at, error FROM sync_runs ORDER BY job, started_at DESC",
+    )
+    .fetch_all(db)
+    .await
+}

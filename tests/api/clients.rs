@@ -17,19 +17,17 @@ use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::{Value, json};
 
 async fn sandbox() -> Sandbox {
-    let config = SandboxConfig {
-        seed: SeedSpec {
+    crate::helpers::spawn_sandbox(
+        campaign_sync::sandbox::SeedSpec {
             seed: 5,
             campaigns: 5,
             templates: 1,
             users: 1,
             channels: 1,
         },
-        ..SandboxConfig::default()
-    };
-    Sandbox::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("sandbox")
+        |_| {},
+    )
+    .await
 }
 
 fn client(sandbox: &Sandbox, timeout: Duration, policy: RetryPolicy) -> MailjetAgentClient {

@@ -3,12 +3,11 @@
 //! counted by the sandbox's record of every message it accepted.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};
+use campaign_sync::sandbox::Sandbox;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -22,21 +21,14 @@ use crate::helpers::{
 pub(crate) const TEMPLATE: i64 = 4_000_000;
 
 pub(crate) async fn sandbox() -> Sandbox {
-    Sandbox::start(
-        SandboxConfig {
-            seed: SeedSpec {
-                seed: 3,
-                campaigns: 1,
-                templates: 2,
-                users: 1,
-                channels: 1,
-            },
-            ..SandboxConfig::default()
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .expect("sandbox")
+    let seed = campaign_sync::sandbox::SeedSpec {
+        seed: 3,
+        campaigns: 1,
+        templates: 2,
+        users: 1,
+        channels: 1,
+    };
+    crate::helpers::spawn_sandbox(seed, |_| {}).await
 }
 
 /// A campaign and the sandbox's first template, as the API needs them.
@@ -368,6 +360,9 @@ async fn recipients_are_sent_once_with_per_message_errors_suppressions_and_test_
     assert_eq!(status, 202);
     let worker = TestWorker::start(worker_settings(&app.env), campaign_sync::jobs::builtin());
     wait_all_settled(&app.db, 123, Duration::from_secs(60)).await;
+    let conn = crate::helpers::redis_conn().await;
+    let queue = campaign_sync::queue::Queue::new(conn, &app.redis_prefix, "default");
+    crate::helpers::drain_and_assert_no_failures(&[&queue], Duration::from_secs(30)).await;
     worker.stop().await;
     // Every run is recorded, the runs of a minute in one row.
     let (rows, runs, sent): (i64, Option<i64>, Option<i64>) = sqlx::query_as(

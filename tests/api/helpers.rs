@@ -48,6 +48,47 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// `method path` with the API token and a JSON body (when given): the status and the JSON
+    /// answer (`null` when the answer is not JSON).
+    pub async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.env["API_TOKEN"]);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request failed");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// `GET path` with the API token.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call_json(reqwest::Method::GET, path, None).await
+    }
+
+    /// `PUT path` with the API token and `body`.
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.call_json(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    /// `POST path` with the API token and `body`.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.call_json(reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
     pub fn metrics_token(&self) -> &str {
         &self.env["METRICS_TOKEN"]
     }
@@ -260,4 +301,45 @@ pub async fn stream_len(queue: &campaign_sync::queue::Queue) -> u64 {
         .query_async(&mut conn)
         .await
         .expect("xlen")
+}
+
+/// A sandbox (Mailjet and Slack) on a free local port, seeded by `seed`, with the rest of its
+/// configuration as `adjust` leaves it.
+pub async fn spawn_sandbox(
+    seed: campaign_sync::sandbox::SeedSpec,
+    adjust: impl FnOnce(&mut campaign_sync::sandbox::SandboxConfig),
+) -> campaign_sync::sandbox::Sandbox {
+    let mut config = campaign_sync::sandbox::SandboxConfig {
+        seed,
+        ..campaign_sync::sandbox::SandboxConfig::default()
+    };
+    adjust(&mut config);
+    campaign_sync::sandbox::Sandbox::start(config, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("sandbox")
+}
+
+/// Waits until every queue of `queues` has nothing waiting, in flight or delayed, then fails
+/// the test if any task ended dead or in the dead letters (as crates.io's job runner checks
+/// `check_for_failed_jobs`): a test that drains the queue cannot pass over a failed job.
+pub async fn drain_and_assert_no_failures(
+    queues: &[&campaign_sync::queue::Queue],
+    limit: Duration,
+) {
+    for queue in queues {
+        eventually(limit, "the queue to drain", || async {
+            let counts = queue.counts().await.expect("queue counts");
+            counts.waiting == 0 && counts.in_flight == 0 && counts.delayed == 0
+        })
+        .await;
+        let counts = queue.counts().await.expect("queue counts");
+        let dead_total = counts.counters.get("dead").copied().unwrap_or(0);
+        assert_eq!(
+            (counts.dead, dead_total),
+            (0, 0),
+            "queue {} has failed jobs: {:?}",
+            queue.keys().name(),
+            counts.counters
+        );
+    }
 }

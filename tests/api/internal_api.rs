@@ -14,24 +14,15 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(&app.env["API_TOKEN"]);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.call_json(method, path, body.as_ref()).await
 }
 
 async fn put(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    call(app, reqwest::Method::PUT, path, Some(body)).await
+    app.put_json(path, &body).await
 }
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
-    call(app, reqwest::Method::GET, path, None).await
+    app.get_json(path).await
 }
 
 async fn audit_count(app: &TestApp, entity_id: &str) -> i64 {
@@ -182,13 +173,7 @@ async fn nul_in_any_text_field_is_a_400_naming_the_field_never_a_500() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["details"][0]["field"], "name", "{body}");
     let batch = json!({ "items": [{ "id": "x", "name": "X", "subject": "\u{0}" }] });
-    let (status, body) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/campaigns:batch",
-        Some(batch),
-    )
-    .await;
+    let (status, body) = app.post_json("/api/campaigns:batch", &batch).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("items[0].subject"), "{body}");
     let (status, _) = get(&app, "/api/campaigns/spring").await;

@@ -236,7 +236,7 @@ async fn metrics_show_queue_sizes_job_totals_and_every_workers_own_metrics() {
         .await
         .expect("enqueue");
     let scrape = || app.metrics();
-    eventually(Duration::from_secs(20), "worker metrics to be published", || async {
+    eventually(Duration::from_secs(60), "worker metrics to be published", || async {
         let text = scrape().await;
         text.contains("queue_jobs_total{queue=\"default\",job=\"diagnostics_probe\",outcome=\"succeeded\"} 1")
             && text.contains("job_duration_seconds_bucket{process=")

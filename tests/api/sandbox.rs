@@ -1,6 +1,5 @@
 //! Contract tests of the sandbox: each surface behaves as the reference says the real one does.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,20 +12,14 @@ use serde_json::{Value, json};
 use crate::helpers::eventually;
 
 pub(crate) async fn start(change: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
-    let mut config = SandboxConfig {
-        seed: SeedSpec {
-            seed: 7,
-            campaigns: 25,
-            templates: 3,
-            users: 250,
-            channels: 12,
-        },
-        ..SandboxConfig::default()
+    let seed = SeedSpec {
+        seed: 7,
+        campaigns: 25,
+        templates: 3,
+        users: 250,
+        channels: 12,
     };
-    change(&mut config);
-    Sandbox::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("sandbox starts")
+    crate::helpers::spawn_sandbox(seed, change).await
 }
 
 fn client() -> reqwest::Client {

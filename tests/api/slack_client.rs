@@ -1,7 +1,6 @@
 //! The Slack client against the sandbox: pagination, the look-up cache, and OAuth rotation
 //! with single-flight refreshes across processes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,27 +9,24 @@ use campaign_sync::clients::retry::RetryPolicy;
 use campaign_sync::clients::slack::SlackClient;
 use campaign_sync::clients::slack_tokens::{SlackCredential, TokenStore};
 use campaign_sync::config::EncryptionKey;
-use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};
+use campaign_sync::sandbox::Sandbox;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::helpers::{migrated_database, redis_conn};
 
 async fn sandbox() -> Sandbox {
-    let config = SandboxConfig {
-        seed: SeedSpec {
+    crate::helpers::spawn_sandbox(
+        campaign_sync::sandbox::SeedSpec {
             seed: 9,
             campaigns: 1,
             templates: 1,
             users: 120,
             channels: 10,
         },
-        slack_tiers_per_minute: [100, 100, 100, 100],
-        ..SandboxConfig::default()
-    };
-    Sandbox::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("sandbox")
+        |c| c.slack_tiers_per_minute = [100, 100, 100, 100],
+    )
+    .await
 }
 
 fn api(sandbox: &Sandbox) -> url::Url {
