@@ -1,6 +1,7 @@
 //! A running deployment of the service for a chaos run, and the calls the harness makes to it
 //! as its users do: the internal API, Mailjet's and Slack's webhooks, the sandbox's records.
 
+use crate::store::invariants;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -172,9 +173,7 @@ impl Deployment {
         }
         let limit = Instant::now() + Duration::from_secs(60);
         loop {
-            let id: Option<i64> = sqlx::query_scalar("SELECT min(id) FROM email_templates")
-                .fetch_one(&self.db)
-                .await?;
+            let id = invariants::first_template(&self.db).await?;
             if let Some(id) = id {
                 self.template_id = id;
                 return Ok(());
@@ -228,15 +227,11 @@ impl Deployment {
 
     /// Whether request `id` is completed (false while Postgres is unreachable).
     pub async fn request_completed(&self, id: Uuid) -> bool {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT status = 'completed' FROM email_requests WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.db)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+        invariants::request_completed(&self.db, id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
     }
 
     /// The sandbox's record of what Mailjet accepted.
@@ -342,7 +337,7 @@ async fn create_database(pg: &Postgres) -> anyhow::Result<()> {
     let admin = PgPool::connect(&pg.url("postgres"))
         .await
         .context("cannot reach the run's postgres")?;
-    sqlx::query("CREATE DATABASE chaos").execute(&admin).await?;
+    invariants::create_database(&admin, "chaos").await?;
     admin.close().await;
     Ok(())
 }

@@ -13,6 +13,7 @@ use super::Deployment;
 use super::deployment::TICK_SECS;
 use super::scenarios::Scenario;
 use crate::queue::{EnqueueOptions, Queue};
+use crate::store::invariants as store;
 
 /// One phase: a request and the fault injected while it was sent.
 #[derive(Debug, Clone)]
@@ -68,18 +69,9 @@ pub async fn phase_of(
     request: Uuid,
     recipients: u32,
 ) -> anyhow::Result<Phase> {
-    let (took, reconciled, event_first, resent): (Option<f64>, i64, i64, i64) = sqlx::query_as(
-        "SELECT extract(epoch FROM r.completed_at - r.created_at)::float8,
-                count(*) FILTER (WHERE s.history::text LIKE '%reconciled:%'),
-                count(*) FILTER (WHERE s.history::text LIKE '%reconciled by a%'),
-                count(*) FILTER (WHERE s.resent)
-         FROM email_requests r JOIN email_sends s ON s.request_id = r.id
-         WHERE r.id = $1 GROUP BY r.id",
-    )
-    .bind(request)
-    .fetch_one(&d.db)
-    .await
-    .context("reading the phase's request")?;
+    let (took, reconciled, event_first, resent) = store::request_figures(&d.db, request)
+        .await
+        .context("reading the phase's request")?;
     Ok(Phase {
         scenario,
         request,
@@ -132,18 +124,7 @@ async fn drain_sends(d: &mut Deployment) -> anyhow::Result<(u32, bool)> {
     let mut canaries = 0;
     let mut last_canary = Instant::now() - Duration::from_secs(60);
     loop {
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT count(*) FROM email_sends WHERE status IN ('pending', 'sending')",
-        )
-        .fetch_one(&d.db)
-        .await
-        .ok();
-        let requests_open: Option<i64> =
-            sqlx::query_scalar("SELECT count(*) FROM email_requests WHERE status <> 'completed'")
-                .fetch_one(&d.db)
-                .await
-                .ok();
-        if open == Some(0) && requests_open == Some(0) {
+        if let Ok((0, 0)) = store::open_work(&d.db).await {
             return Ok((canaries, true));
         }
         if Instant::now() > limit {
@@ -177,11 +158,7 @@ async fn drain_events(d: &Deployment) {
                 .as_u64()
                 .unwrap_or(0)
                 .min(events["emitted"].as_u64().unwrap_or(0));
-        let unapplied: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE status = 'received'")
-                .fetch_one(&d.db)
-                .await
-                .unwrap_or(1);
+        let unapplied = store::unapplied_events(&d.db).await.unwrap_or(1);
         if outstanding == 0 && unapplied == 0 {
             return;
         }
@@ -203,9 +180,7 @@ async fn recipients(d: &Deployment, checks: &mut Vec<Check>) -> anyhow::Result<(
             )
         })
         .collect();
-    let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, status FROM email_sends")
-        .fetch_all(&d.db)
-        .await?;
+    let rows = store::send_statuses(&d.db).await?;
     let (mut once, mut lost, mut twice, mut stuck, mut untrue) = (0, 0, 0, 0, 0);
     for (id, status) in &rows {
         let n = accepted.get(&id.to_string()).copied().unwrap_or(0);
@@ -272,12 +247,7 @@ async fn webhooks(d: &Deployment, checks: &mut Vec<Check>) -> anyhow::Result<()>
         events["dropped"].as_u64().unwrap_or(0),
     );
     // The harness's own poison events are addressed to poison…@example.com.
-    let (stored, unapplied, failed): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'received'), count(*) FILTER (WHERE status = 'failed')
-         FROM webhook_events WHERE source = 'mailjet' AND coalesce(payload->>'email', '') NOT LIKE 'poison%'",
-    )
-    .fetch_one(&d.db)
-    .await?;
+    let (stored, unapplied, failed) = store::mailjet_event_counts(&d.db).await?;
     check(
         checks,
         "Mailjet events emitted / delivered / dropped",
@@ -302,13 +272,7 @@ async fn webhooks(d: &Deployment, checks: &mut Vec<Check>) -> anyhow::Result<()>
 
 /// Each applied event had one effect, and the counts on the sends agree with the events.
 async fn effects(d: &Deployment, checks: &mut Vec<Check>) -> anyhow::Result<()> {
-    let (extra, miscounted): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM (SELECT webhook_event_id FROM email_events WHERE webhook_event_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) x),
-                (SELECT count(*) FROM email_sends s WHERE s.open_count <> (SELECT count(*) FROM email_events e WHERE e.send_id = s.id AND e.event_type = 'open')
-                                                     OR s.click_count <> (SELECT count(*) FROM email_events e WHERE e.send_id = s.id AND e.event_type = 'click'))",
-    )
-    .fetch_one(&d.db)
-    .await?;
+    let (extra, miscounted) = store::applied_twice_and_miscounted(&d.db).await?;
     check(
         checks,
         "events with more than one effect",
@@ -359,20 +323,14 @@ async fn answers(d: &Deployment, checks: &mut Vec<Check>) -> anyhow::Result<()> 
         format!("{errors} ({summary})"),
         errors == 0,
     );
-    let rejections: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_rejections")
-        .fetch_one(&d.db)
-        .await?;
+    let rejections = store::rejections(&d.db).await?;
     check(checks, "rejected events kept for replay", rejections, true);
     Ok(())
 }
 
 /// Every tick of the counted schedule ran once; none is missing outside an outage.
 async fn ticks(d: &Deployment, checks: &mut Vec<Check>) -> anyhow::Result<()> {
-    let ticks: Vec<(chrono::DateTime<chrono::Utc>, i64)> = sqlx::query_as(
-        "SELECT scheduled_for, count(*) FROM sync_runs WHERE job = 'sync_mailjet_templates' AND scheduled_for IS NOT NULL GROUP BY 1 ORDER BY 1",
-    )
-    .fetch_all(&d.db)
-    .await?;
+    let ticks = store::runs_per_tick(&d.db, "sync_mailjet_templates").await?;
     let twice = ticks.iter().filter(|(_, n)| *n > 1).count();
     let (Some(first), Some(last)) = (ticks.first().map(|t| t.0), ticks.last().map(|t| t.0)) else {
         check(checks, "schedule ticks run", 0, false);

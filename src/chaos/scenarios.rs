@@ -181,12 +181,9 @@ async fn upstream_fault(d: &mut Deployment, faults: Value, secs: u64) -> anyhow:
 
 /// Mailjet delivering again what it delivered before (a retry after a lost answer).
 async fn replay_webhooks(d: &mut Deployment) -> anyhow::Result<()> {
-    let payloads: Vec<Value> = sqlx::query_scalar(
-        "SELECT payload FROM webhook_events WHERE source = 'mailjet' AND payload IS NOT NULL ORDER BY random() LIMIT 200",
-    )
-    .fetch_all(&d.db)
-    .await
-    .context("reading events to replay")?;
+    let payloads = crate::store::invariants::random_mailjet_payloads(&d.db, 200)
+        .await
+        .context("reading events to replay")?;
     for group in payloads.chunks(50) {
         let status = d.post_mailjet(&Value::Array(group.to_vec())).await?;
         d.answers.record("webhook replay", status);

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod email_events;
 pub mod email_requests;
 pub mod email_sends;
+pub mod invariants;
 pub mod oauth_tokens;
 pub mod retention;
 pub mod slack_channels;

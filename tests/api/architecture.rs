@@ -345,3 +345,28 @@ fn the_checker_sees_paths_in_every_form() {
     .into();
     assert_eq!(cycles(&edges), [["a", "b", "c"]]);
 }
+
+#[test]
+fn all_sql_lives_in_store() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let markers = [
+        "sqlx::query",
+        "sqlx::raw_sql",
+        "query_as(",
+        "query_scalar(",
+        "query_as::<",
+        "query_scalar::<",
+    ];
+    let outside: Vec<String> = modules(&src)
+        .iter()
+        .filter(|(module, _)| module.split("::").next() != Some("store"))
+        .flat_map(|(module, text)| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| markers.iter().any(|m| line.contains(m)))
+                .map(move |(n, _)| format!("{module}:{}", n + 1))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(outside.is_empty(), "SQL outside store/: {outside:?}");
+}
