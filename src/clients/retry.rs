@@ -1,4 +1,4 @@
-//! The one retry layer every upstream call goes through.
+//! The retry loop of the one transport (`super::transport`) every upstream call goes through.
 //!
 //! - rate limited → wait `Retry-After` (or a default) without spending an attempt; a wait
 //!   longer than `max_inline_wait` is handed back to the caller (inside a job it becomes the
@@ -14,6 +14,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tracing::Instrument;
 
 use super::error::{FailureKind, UpstreamError};
 
@@ -85,7 +86,8 @@ where
     loop {
         number += 1;
         let sent = Instant::now();
-        let result = attempt().await;
+        let span = tracing::info_span!("upstream", service, endpoint, attempt = number);
+        let result = attempt().instrument(span).await;
         let labels = [
             ("service", service.to_owned()),
             ("endpoint", endpoint.to_owned()),
@@ -134,165 +136,11 @@ where
     }
 }
 
-/// Classifies a transport error (no answer): timeouts and connection failures are transient.
-pub fn transport_error(service: &'static str, endpoint: &str, e: &reqwest::Error) -> UpstreamError {
-    let message = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else if e.is_body() || e.is_decode() {
-        "the answer could not be read".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    UpstreamError {
-        service,
-        endpoint: endpoint.to_owned(),
-        kind: FailureKind::Transient,
-        status: None,
-        code: None,
-        message,
-    }
-}
-
-/// `Retry-After`, when present: delay-seconds or an HTTP-date (RFC 9110 §10.2.3). A date in
-/// the past means "now" (zero); a value that is neither is ignored (the default wait applies).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get("retry-after")?.to_str().ok()?;
-    parse_retry_after(value, std::time::SystemTime::now())
-}
-
-/// `Retry-After`'s value read at `now`.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The HTTP client of every upstream client: a timeout and our user agent, always.
-pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(concat!("campaign-sync/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// Waits for the shared rate of `key`; a wait longer than the policy's inline wait becomes a
-/// rate-limit error carrying it (the queue reschedules the job instead).
-pub async fn limit(
-    limiter: Option<&super::limiter::Limiter>,
-    key: &str,
-    rate: super::limiter::Rate,
-    policy: &RetryPolicy,
-    service: &'static str,
-    endpoint: &str,
-) -> Result<(), UpstreamError> {
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
-    limiter
-        .acquire(key, rate, policy.max_inline_wait)
-        .await
-        .map_err(|wait| UpstreamError {
-            service,
-            endpoint: endpoint.to_owned(),
-            kind: FailureKind::RateLimited {
-                retry_after: Some(wait),
-            },
-            status: None,
-            code: None,
-            message: "waiting for the shared rate limit".to_owned(),
-        })
-}
-
-/// After an upstream 429: every process waits out `Retry-After` on `key`.
-pub async fn pause(
-    limiter: Option<&super::limiter::Limiter>,
-    key: &str,
-    retry_after: Option<Duration>,
-    policy: &RetryPolicy,
-) {
-    if let Some(limiter) = limiter {
-        limiter
-            .pause(key, retry_after.unwrap_or(policy.default_retry_after))
-            .await;
-    }
-}
-
-/// Sends `request` under a shared limit (`limiter`, its key and rate), if any: waits for the
-/// limit first, and after a 429 pauses the key for every process. Returns the status, the
-/// `Retry-After` and the body, for the caller to decode into what it expects (`decode`).
-pub async fn send_limited(
-    request: reqwest::RequestBuilder,
-    limit: Option<(&super::limiter::Limiter, &str, super::limiter::Rate)>,
-    policy: &RetryPolicy,
-    service: &'static str,
-    endpoint: &str,
-) -> Result<(reqwest::StatusCode, Option<Duration>, bytes::Bytes), UpstreamError> {
-    if let Some((limiter, key, rate)) = limit {
-        self::limit(Some(limiter), key, rate, policy, service, endpoint).await?;
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| transport_error(service, endpoint, &e))?;
-    let status = response.status();
-    let retry_after = retry_after(response.headers());
-    if status.as_u16() == 429
-        && let Some((limiter, key, _)) = limit
-    {
-        pause(Some(limiter), key, retry_after, policy).await;
-    }
-    let answer = response
-        .bytes()
-        .await
-        .map_err(|e| transport_error(service, endpoint, &e))?;
-    Ok((status, retry_after, answer))
-}
-
-/// An answer's JSON `body` as a `T`. An answer that is not what the API documents is a
-/// transient failure, as when it could not be read at all (a proxy's error page, a cut body).
-pub fn decode<T: serde::de::DeserializeOwned>(
-    service: &'static str,
-    endpoint: &str,
-    body: &[u8],
-) -> Result<T, UpstreamError> {
-    serde_json::from_slice(body).map_err(|e| UpstreamError {
-        service,
-        endpoint: endpoint.to_owned(),
-        kind: FailureKind::Transient,
-        status: None,
-        code: None,
-        message: format!("the answer could not be read: {e}"),
-    })
-}
-
-/// `body` serialised once, to be sent as it is by every attempt.
-pub fn encode<B: serde::Serialize + ?Sized>(
-    service: &'static str,
-    endpoint: &str,
-    body: &B,
-) -> Result<bytes::Bytes, UpstreamError> {
-    serde_json::to_vec(body)
-        .map(bytes::Bytes::from)
-        .map_err(|e| UpstreamError {
-            service,
-            endpoint: endpoint.to_owned(),
-            kind: FailureKind::Permanent,
-            status: None,
-            code: None,
-            message: format!("the request could not be encoded: {e}"),
-        })
-}
-
 #[cfg(test)]
 mod retry_after_tests {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use super::parse_retry_after;
+    use super::super::transport::parse_retry_after;
 
     #[test]
     fn retry_after_is_read_as_seconds_or_as_an_http_date() {

@@ -38,6 +38,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Email requests and the email queue.
     pub email: EmailSettings,
+    /// Timeout of every upstream request, Mailjet's and Slack's (`UPSTREAM_TIMEOUT_SECS`).
+    pub upstream_timeout: Duration,
 }
 
 /// Email requests and the email queue.
@@ -232,8 +234,6 @@ pub struct SlackSettings {
     pub workspace_id: Option<String>,
     /// TTL of cached look-ups.
     pub cache_ttl: Duration,
-    /// Timeout of every upstream request (Mailjet and Slack).
-    pub upstream_timeout: Duration,
     /// Requests per minute of Slack's tiers 2, 3 and 4.
     pub tier_per_min: [u32; 3],
     /// Items per page of users.list and conversations.list.
@@ -345,6 +345,7 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) ->
         worker: read_worker(r),
         retention: read_retention(r),
         email: read_email(r),
+        upstream_timeout: secs(r, "upstream.timeout_secs", 1, 300),
     }
 }
 
@@ -597,7 +598,6 @@ fn need_url(r: &mut Reader<'_>, key: &str, value: Option<url::Url>) -> url::Url 
 fn read_slack(r: &mut Reader<'_>) -> SlackSettings {
     let api_url = r.http_url("slack.api_url");
     let cache_ttl = secs(r, "slack.cache_ttl_secs", 1, 7 * 86_400);
-    let upstream_timeout = secs(r, "upstream.timeout_secs", 1, 300);
     let mut tier = |key: &str| {
         let n = r.number::<u32>(key, 1, 100_000);
         need(r, key, n)
@@ -615,7 +615,6 @@ fn read_slack(r: &mut Reader<'_>) -> SlackSettings {
     let sync_presence = need(r, "slack.sync_presence", presence);
     SlackSettings {
         cache_ttl,
-        upstream_timeout,
         tier_per_min,
         page_size,
         channel_pattern,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use crate::clients::slack_cache;
+use crate::clients::slack::cache as slack_cache;
 use crate::queue::job::{self, JobContext, JobDefinition, JobDeps, JobError};
 use crate::queue::{EnqueueOptions, Queue};
 use crate::store::{approvals, email_events, slack_channels, slack_identities, webhook_events};

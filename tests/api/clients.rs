@@ -3,14 +3,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use campaign_sync::clients::auth::AgentTokens;
 use campaign_sync::clients::error::FailureKind;
 use campaign_sync::clients::limiter::{Limiter, Rate};
+use campaign_sync::clients::mailjet::agent::MailjetAgentClient;
+use campaign_sync::clients::mailjet::agent_auth::AgentTokens;
 use campaign_sync::clients::mailjet::{
     Address, MailjetClient, MailjetRestClient, Message, SendAnswer, SendBody, StatCounters,
     subject_key,
 };
-use campaign_sync::clients::mailjet_agent::MailjetAgentClient;
 use campaign_sync::clients::retry::RetryPolicy;
 use campaign_sync::queue::job::JobError;
 use campaign_sync::sandbox::{Sandbox, SandboxConfig, SeedSpec};

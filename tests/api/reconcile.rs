@@ -65,7 +65,7 @@ async fn reconcile_once(env: &HashMap<String, String>, db: &PgPool) -> u64 {
         .expect("reset");
     let windows = Windows {
         grace: settings.email.reconcile_after,
-        upstream_timeout: settings.slack.upstream_timeout,
+        upstream_timeout: settings.upstream_timeout,
         max_attempts: settings.email.max_attempts,
     };
     reconcile::reconcile(db, &client, windows)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use campaign_sync::clients::error::FailureKind;
 use campaign_sync::clients::retry::RetryPolicy;
 use campaign_sync::clients::slack::SlackClient;
-use campaign_sync::clients::slack_tokens::{SlackCredential, TokenStore};
+use campaign_sync::clients::slack::tokens::{SlackCredential, TokenStore};
 use campaign_sync::config::EncryptionKey;
 use campaign_sync::sandbox::Sandbox;
 use serde_json::{Value, json};

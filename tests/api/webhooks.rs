@@ -696,7 +696,7 @@ async fn slack_events_from_the_sandbox_update_users_and_channels_once_and_invali
         .expect("campaign");
     sqlx::query("INSERT INTO slack_channels (id, workspace_id, name, campaign_id) VALUES ('C20000000', 'T0SANDBOX1', 'campaign-1', 'cmp')").execute(&app.db).await.expect("channel");
     let mut conn = redis_conn().await;
-    let old_key = campaign_sync::clients::slack_cache::channel_by_name(
+    let old_key = campaign_sync::clients::slack::cache::channel_by_name(
         &app.redis_prefix,
         "T0SANDBOX1",
         "campaign-1",

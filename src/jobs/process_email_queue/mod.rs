@@ -159,7 +159,7 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
     let windows = reconcile::Windows {
         grace: settings.reconcile_after,
-        upstream_timeout: deps.settings.slack.upstream_timeout,
+        upstream_timeout: deps.settings.upstream_timeout,
         max_attempts: settings.max_attempts,
     };
     let reconciled = reconcile::reconcile(&deps.db, &client, windows).await?;

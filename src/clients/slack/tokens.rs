@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::crypto;
-use super::error::{FailureKind, UpstreamError};
+use crate::clients::error::{FailureKind, UpstreamError};
 use crate::config::EncryptionKey;
 use crate::store::oauth_tokens;
 
@@ -209,11 +209,12 @@ impl TokenStore {
             .form(form)
             .send()
             .await
-            .map_err(|e| super::retry::transport_error("slack", "oauth.v2.access", &e))?;
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| super::retry::transport_error("slack", "oauth.v2.access", &e))?;
+            .map_err(|e| {
+                crate::clients::transport::transport_error("slack", "oauth.v2.access", &e)
+            })?;
+        let answer: Value = response.json().await.map_err(|e| {
+            crate::clients::transport::transport_error("slack", "oauth.v2.access", &e)
+        })?;
         Ok(answer)
     }
 

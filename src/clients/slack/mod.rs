@@ -2,6 +2,10 @@
 //! layer and the shared tier limits, `{ok:false,error}` classified, cursor pagination, and the
 //! Redis cache of look-ups (channel id by name, user id by email).
 
+pub mod cache;
+pub mod crypto;
+pub mod tokens;
+
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -9,11 +13,11 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::error::{FailureKind, UpstreamError};
-use super::limiter::{Limiter, Rate};
-use super::retry::{self, RetryPolicy};
-use super::slack_cache;
-use super::slack_tokens::{SlackCredential, Token};
+use crate::clients::error::{FailureKind, UpstreamError};
+use crate::clients::limiter::{Limiter, Rate};
+use crate::clients::retry::RetryPolicy;
+use crate::clients::transport::{Answer, Transport};
+use tokens::{SlackCredential, Token};
 
 const SERVICE: &str = "slack";
 
@@ -38,13 +42,11 @@ fn tier_of(method: &str) -> Option<usize> {
 /// The Slack client of one workspace.
 #[derive(Debug)]
 pub struct SlackClient {
-    http: reqwest::Client,
+    transport: Transport,
     /// `SLACK_API_URL`, ending in `/`.
     base: url::Url,
     credential: SlackCredential,
     workspace: String,
-    policy: RetryPolicy,
-    limiter: Option<Limiter>,
     tiers: [u32; 3],
     cache: Option<(ConnectionManager, String, Duration)>,
 }
@@ -58,14 +60,11 @@ impl SlackClient {
         timeout: Duration,
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
-        let http = retry::http_client(timeout)?;
         Ok(SlackClient {
-            http,
+            transport: Transport::new(SERVICE, timeout, policy)?,
             base,
             credential,
             workspace: workspace.to_owned(),
-            policy,
-            limiter: None,
             tiers: DOCUMENTED_TIERS,
             cache: None,
         })
@@ -79,7 +78,7 @@ impl SlackClient {
 
     /// Shares Slack's tier limits (and one message per second per channel) through Redis.
     pub fn with_limiter(mut self, limiter: Limiter) -> Self {
-        self.limiter = Some(limiter);
+        self.transport = self.transport.with_limiter(limiter);
         self
     }
 
@@ -106,38 +105,30 @@ impl SlackClient {
         params: &[(&str, String)],
     ) -> Result<T, UpstreamError> {
         let seen = std::sync::Mutex::new(0);
-        retry::call(
-            &self.policy,
-            SERVICE,
-            method,
-            || async {
-                let token = self.credential.token().await?;
-                *seen.lock().unwrap_or_else(|p| p.into_inner()) = token.version;
-                self.attempt(method, params, &token).await
-            },
-            || async {
-                let version = *seen.lock().unwrap_or_else(|p| p.into_inner());
-                self.credential.refresh_after_expiry(version).await
-            },
-        )
-        .await
+        let limit = self.limit_of(method, params);
+        self.transport
+            .call(
+                self.transport.policy(),
+                method,
+                limit.as_ref().map(|(key, rate)| (key.as_str(), *rate)),
+                || async {
+                    let token = self.credential.token().await?;
+                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = token.version;
+                    self.request(method, params, &token)
+                },
+                |answer| self.classify(method, answer),
+                || async {
+                    let version = *seen.lock().unwrap_or_else(|p| p.into_inner());
+                    self.credential.refresh_after_expiry(version).await
+                },
+            )
+            .await
     }
 
-    async fn attempt<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: &[(&str, String)],
-        token: &Token,
-    ) -> Result<T, UpstreamError> {
-        let failed = |kind, status, code: Option<String>, message: String| UpstreamError {
-            service: SERVICE,
-            endpoint: method.to_owned(),
-            kind,
-            status,
-            code,
-            message,
-        };
-        let limit_key = match (method, params.iter().find(|(k, _)| *k == "channel")) {
+    /// The shared limit of a call: one message per second per channel for
+    /// `chat.postMessage`, else the method's tier.
+    fn limit_of(&self, method: &str, params: &[(&str, String)]) -> Option<(String, Rate)> {
+        match (method, params.iter().find(|(k, _)| *k == "channel")) {
             ("chat.postMessage", Some((_, channel))) => Some((
                 format!("slack:chat.postMessage:{}:{channel}", self.workspace),
                 Rate::per_second(1),
@@ -148,43 +139,51 @@ impl SlackClient {
                     Rate::per_minute(self.tiers[tier]),
                 )
             }),
-        };
-        if let Some((key, rate)) = &limit_key {
-            retry::limit(
-                self.limiter.as_ref(),
-                key,
-                *rate,
-                &self.policy,
-                SERVICE,
-                method,
-            )
-            .await?;
         }
+    }
+
+    /// The request of one attempt: form parameters, the credential's token.
+    fn request(
+        &self,
+        method: &str,
+        params: &[(&str, String)],
+        token: &Token,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let url = self.base.join(method).map_err(|e| {
-            failed(
+            self.transport.failure(
+                method,
                 FailureKind::Permanent,
                 None,
                 None,
                 format!("bad Slack URL: {e}"),
             )
         })?;
-        let response = self
-            .http
+        Ok(self
+            .transport
+            .http()
             .post(url)
             .bearer_auth(token.value.expose_secret())
-            .form(params)
-            .send()
-            .await
-            .map_err(|e| retry::transport_error(SERVICE, method, &e))?;
-        let status = response.status();
-        let retry_after = retry::retry_after(response.headers());
+            .form(params))
+    }
+
+    /// Slack's answer: HTTP 429 and 5xx first, then `ok` and its `error`.
+    fn classify<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        answer: Answer,
+    ) -> Result<T, UpstreamError> {
+        let Answer {
+            status,
+            retry_after,
+            body,
+        } = answer;
+        let failed = |kind, code: Option<String>, message: String| {
+            self.transport
+                .failure(method, kind, Some(status.as_u16()), code, message)
+        };
         if status.as_u16() == 429 {
-            if let Some((key, _)) = &limit_key {
-                retry::pause(self.limiter.as_ref(), key, retry_after, &self.policy).await;
-            }
             return Err(failed(
                 FailureKind::RateLimited { retry_after },
-                Some(429),
                 Some("ratelimited".to_owned()),
                 "rate limited".to_owned(),
             ));
@@ -192,18 +191,13 @@ impl SlackClient {
         if status.is_server_error() {
             return Err(failed(
                 FailureKind::Transient,
-                Some(status.as_u16()),
                 None,
                 format!("HTTP {status}"),
             ));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| retry::transport_error(SERVICE, method, &e))?;
-        let head: Head = retry::decode(SERVICE, method, &body)?;
+        let head: Head = self.transport.decode(method, &body)?;
         if head.ok {
-            return retry::decode(SERVICE, method, &body);
+            return self.transport.decode(method, &body);
         }
         let error = head.error.unwrap_or_else(|| "unknown_error".to_owned());
         let kind = match error.as_str() {
@@ -217,12 +211,7 @@ impl SlackClient {
             }
             _ => FailureKind::Permanent,
         };
-        Err(failed(
-            kind,
-            Some(status.as_u16()),
-            Some(error.clone()),
-            error,
-        ))
+        Err(failed(kind, Some(error.clone()), error))
     }
 
     /// One page of a cursor-paginated list (`users.list` members, `conversations.list`
@@ -299,7 +288,7 @@ impl SlackClient {
     /// The id of channel `name` (without `#`), from the cache or by listing channels.
     pub async fn channel_id_by_name(&self, name: &str) -> Result<Option<String>, UpstreamError> {
         let name = name.trim_start_matches('#');
-        let key = slack_cache::channel_by_name(self.prefix(), &self.workspace, name);
+        let key = cache::channel_by_name(self.prefix(), &self.workspace, name);
         if let Some(id) = self.cached(&key).await {
             return Ok(Some(id));
         }
@@ -318,7 +307,7 @@ impl SlackClient {
 
     /// The id of the user with `email` (ignoring case), from the cache or by listing users.
     pub async fn user_id_by_email(&self, email: &str) -> Result<Option<String>, UpstreamError> {
-        let key = slack_cache::user_by_email(self.prefix(), &self.workspace, email);
+        let key = cache::user_by_email(self.prefix(), &self.workspace, email);
         if let Some(id) = self.cached(&key).await {
             return Ok(Some(id));
         }
