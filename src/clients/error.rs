@@ -43,8 +43,10 @@ impl UpstreamError {
             FailureKind::RateLimited { retry_after } => {
                 JobError::RetryAfter(retry_after.unwrap_or(Duration::from_secs(30)))
             }
-            FailureKind::Transient | FailureKind::AuthExpired => JobError::Retry(self.to_string()),
-            FailureKind::Permanent => JobError::Permanent(self.to_string()),
+            FailureKind::Transient | FailureKind::AuthExpired => {
+                JobError::Retry(anyhow::Error::new(self))
+            }
+            FailureKind::Permanent => JobError::Permanent(anyhow::Error::new(self)),
         }
     }
 }

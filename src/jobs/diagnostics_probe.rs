@@ -48,10 +48,10 @@ pub async fn run(ctx: JobContext, args: ProbeArgs) -> Result<(), JobError> {
     count("started")
         .query_async::<i64>(&mut conn)
         .await
-        .map_err(|e| JobError::Retry(e.to_string()))?;
+        .map_err(|e| JobError::Retry(e.into()))?;
     tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
     if ctx.task.attempts < args.fail_attempts {
-        return Err(JobError::Retry(format!(
+        return Err(JobError::retry(format!(
             "failing attempt {} on purpose",
             ctx.task.attempts + 1
         )));
@@ -59,7 +59,7 @@ pub async fn run(ctx: JobContext, args: ProbeArgs) -> Result<(), JobError> {
     count("finished")
         .query_async::<i64>(&mut conn)
         .await
-        .map_err(|e| JobError::Retry(e.to_string()))?;
+        .map_err(|e| JobError::Retry(e.into()))?;
     // Which process ran it (Heroku's DYNO, else the pid): a check can tell that every
     // worker still takes work.
     let by = std::env::var("DYNO").unwrap_or_else(|_| format!("pid {}", std::process::id()));
@@ -69,6 +69,6 @@ pub async fn run(ctx: JobContext, args: ProbeArgs) -> Result<(), JobError> {
         .arg(1)
         .query_async::<i64>(&mut conn)
         .await
-        .map_err(|e| JobError::Retry(e.to_string()))?;
+        .map_err(|e| JobError::Retry(e.into()))?;
     Ok(())
 }

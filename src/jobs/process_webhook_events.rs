@@ -49,7 +49,7 @@ pub struct Args {
 pub async fn run(ctx: JobContext, args: Args) -> Result<(), JobError> {
     let Args { ids } = args;
     if ids.is_empty() {
-        return Err(JobError::Permanent("expected {\"ids\": [..]}".to_owned()));
+        return Err(JobError::permanent("expected {\"ids\": [..]}"));
     }
     let mut tally = Tally::default();
     let mut result = Ok(());
@@ -347,7 +347,7 @@ pub async fn sweep(
         queue
             .enqueue(NAME, json!({ "ids": chunk }), options)
             .await
-            .map_err(|e| JobError::Retry(e.to_string()))?;
+            .map_err(|e| JobError::Retry(e.into()))?;
     }
     if !ids.is_empty() {
         metrics::counter!("webhook_events_swept_total").increment(ids.len() as u64);

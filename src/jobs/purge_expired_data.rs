@@ -42,5 +42,5 @@ pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
 }
 
 fn purge_failed(e: sqlx::Error) -> JobError {
-    JobError::Retry(format!("purge failed: {}", crate::store::describe_sqlx(&e)))
+    JobError::from(e).context("purge failed")
 }

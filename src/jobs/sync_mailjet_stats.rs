@@ -67,7 +67,7 @@ pub fn scores(s: &StatCounters) -> Scores {
 pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, run_id| async move {
         let deps = &ctx.deps;
-        let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone()).map_err(|e| JobError::Permanent(format!("{e:#}")))?;
+        let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone()).map_err(JobError::Permanent)?;
         let parallel = deps.settings.mailjet.calls_in_flight();
         let matched = match_by_subject(&deps.db, &client, parallel).await?;
         let (mut synced, mut missing, mut failed) = (0usize, 0usize, 0usize);

@@ -89,7 +89,7 @@ pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
     runs::recorded(ctx, NAME, |ctx, _run_id| async move {
         let deps = &ctx.deps;
         let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
-            .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
+            .map_err(JobError::Permanent)?;
         let mut listed = Vec::new();
         loop {
             let page = client.templates(listed.len(), PAGE).await?;

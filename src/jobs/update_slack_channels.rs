@@ -46,7 +46,7 @@ pub async fn run(ctx: JobContext, _args: NoArgs) -> Result<(), JobError> {
             deps.db.clone(),
             deps.redis.clone(),
         )
-        .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
+        .map_err(JobError::Permanent)?;
         let workspace = deps.settings.slack.workspace();
         let pattern = deps.settings.slack.channel_pattern.clone();
         let page_size = deps.settings.slack.page_size;

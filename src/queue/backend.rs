@@ -319,7 +319,7 @@ impl Service<Task<Delivery>> for Dispatcher {
         let Some(spec) = self.registry.get(&delivery.task.job).cloned() else {
             let job = delivery.task.job.clone();
             return Box::pin(async move {
-                Err(JobError::Permanent(format!("unknown job type {job:?}")))
+                Err(JobError::permanent(format!("unknown job type {job:?}")))
             });
         };
         let ctx = JobContext {
@@ -339,9 +339,9 @@ impl Service<Task<Delivery>> for Dispatcher {
                             .cloned()
                             .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                             .unwrap_or_else(|| "unknown panic".to_owned());
-                        Err(JobError::Retry(format!("the job panicked: {detail}")))
+                        Err(JobError::retry(format!("the job panicked: {detail}")))
                     }
-                    Err(_) => Err(JobError::Retry(format!(
+                    Err(_) => Err(JobError::retry(format!(
                         "timed out after {} s",
                         spec.timeout.as_secs()
                     ))),

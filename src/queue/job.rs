@@ -13,30 +13,58 @@ use serde_json::Value;
 
 use crate::queue::TaskEnvelope;
 
-/// How a job failed, which decides what happens next.
+/// How a job failed, which decides what happens next. The cause is kept as an error chain
+/// (`anyhow`), shown whole (`{:#}`) where the run ends: in the worker's log line, the task's
+/// last error and the dead letter's reason.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// A transient failure: retried with exponential backoff until the attempts run out.
-    #[error("{0}")]
-    Retry(String),
+    #[error("{0:#}")]
+    Retry(anyhow::Error),
     /// Rate limited: run again after this long, without spending an attempt.
     #[error("rate limited; retry after {}s", .0.as_secs())]
     RetryAfter(Duration),
     /// Retrying cannot help: straight to the dead letters.
-    #[error("{0}")]
-    Permanent(String),
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl JobError {
+    /// A transient failure saying `message`.
+    pub fn retry(
+        message: impl std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+    ) -> Self {
+        JobError::Retry(anyhow::Error::msg(message))
+    }
+
+    /// A permanent failure saying `message`.
+    pub fn permanent(
+        message: impl std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+    ) -> Self {
+        JobError::Permanent(anyhow::Error::msg(message))
+    }
+
+    /// The same verdict, with `context` in front of the cause.
+    pub fn context(self, context: impl std::fmt::Display + Send + Sync + 'static) -> Self {
+        match self {
+            JobError::Retry(e) => JobError::Retry(e.context(context)),
+            JobError::Permanent(e) => JobError::Permanent(e.context(context)),
+            other => other,
+        }
+    }
 }
 
 impl From<sqlx::Error> for JobError {
     /// A database error: retried (Postgres restarts and failovers pass).
     fn from(e: sqlx::Error) -> Self {
-        JobError::Retry(format!("database: {}", crate::store::describe_sqlx(&e)))
+        let described = crate::store::describe_sqlx(&e);
+        JobError::Retry(anyhow::Error::new(e).context(format!("database: {described}")))
     }
 }
 
 impl From<anyhow::Error> for JobError {
     fn from(e: anyhow::Error) -> Self {
-        JobError::Retry(format!("{e:#}"))
+        JobError::Retry(e)
     }
 }
 
@@ -130,7 +158,8 @@ pub fn args<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, JobError>
     } else {
         value
     };
-    serde_json::from_value(value).map_err(|e| JobError::Permanent(format!("bad arguments: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| JobError::Permanent(anyhow::Error::new(e).context("bad arguments")))
 }
 
 /// The arguments of a job that takes none (any other field is refused).
@@ -277,5 +306,31 @@ impl Registry {
     /// Every queue some job runs on.
     pub fn queues(&self) -> BTreeSet<String> {
         self.jobs.values().map(|j| j.queue.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobError;
+
+    #[test]
+    fn a_job_error_keeps_its_cause_and_shows_the_whole_chain() {
+        let db = JobError::from(sqlx::Error::PoolTimedOut).context("reading the queue");
+        let JobError::Retry(chain) = &db else {
+            panic!("a database error is retried: {db:?}");
+        };
+        assert_eq!(
+            chain.chain().count(),
+            3,
+            "context, description, sqlx's own error"
+        );
+        assert!(chain.root_cause().downcast_ref::<sqlx::Error>().is_some());
+        assert_eq!(
+            db.to_string(),
+            "reading the queue: database: no connection available (pool timed out): pool timed out while waiting for an open connection"
+        );
+        let permanent = JobError::permanent("no such campaign").context("sync");
+        assert!(matches!(&permanent, JobError::Permanent(_)));
+        assert_eq!(permanent.to_string(), "sync: no such campaign");
     }
 }

@@ -260,7 +260,9 @@ async fn a_permanent_error_fails_at_once_with_the_upstreams_message() {
         1,
         "no retry"
     );
-    assert!(matches!(error.into_job_error(), JobError::Permanent(m) if m.contains("campaign_id")));
+    assert!(
+        matches!(error.into_job_error(), JobError::Permanent(m) if m.to_string().contains("campaign_id"))
+    );
 }
 
 #[tokio::test]

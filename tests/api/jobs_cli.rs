@@ -116,7 +116,7 @@ async fn jobs_dead_lists_shows_retries_and_purges_dead_tasks() {
     let queue = Queue::new(redis_conn().await, &env["REDIS_KEY_PREFIX"], "default");
     let mut registry = Registry::new();
     registry.register("diagnostics_probe", "default", |_ctx, _args: Value| async {
-        Err(JobError::Permanent("rejected by test".into()))
+        Err(JobError::permanent("rejected by test"))
     });
     let worker = TestWorker::start(worker_settings(&env), registry);
     let mut ids = Vec::new();
@@ -184,7 +184,7 @@ async fn jobs_dead_lists_shows_retries_and_purges_dead_tasks() {
     let worker = TestWorker::start(worker_settings(&env), {
         let mut r = Registry::new();
         r.register("diagnostics_probe", "default", |_ctx, _args: Value| async {
-            Err(JobError::Permanent("again".into()))
+            Err(JobError::permanent("again"))
         });
         r
     });

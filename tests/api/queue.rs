@@ -138,7 +138,7 @@ async fn a_failing_task_is_retried_with_backoff_then_dead_lettered_with_its_reas
     let queue = queue_for(&env).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let registry = counting_registry(runs.clone(), |run| {
-        Err(JobError::Retry(format!("boom {run}")))
+        Err(JobError::retry(format!("boom {run}")))
     });
     let worker = TestWorker::start(worker_settings(&env), registry);
     let task = push(&queue, "job", json!(null)).await;
@@ -192,7 +192,7 @@ async fn a_permanent_failure_goes_straight_to_the_dead_letters() {
     let queue = queue_for(&env).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let registry = counting_registry(runs.clone(), |_| {
-        Err(JobError::Permanent("invalid address".into()))
+        Err(JobError::permanent("invalid address"))
     });
     let worker = TestWorker::start(worker_settings(&env), registry);
     let task = push(&queue, "job", json!(null)).await;
@@ -305,7 +305,7 @@ async fn dead_letters_can_be_listed_shown_redriven_and_purged() {
     let runs = Arc::new(AtomicUsize::new(0));
     let fail_first_three = |run: usize| {
         if run <= 3 {
-            Err(JobError::Permanent(format!("nope {run}")))
+            Err(JobError::permanent(format!("nope {run}")))
         } else {
             Ok(())
         }
@@ -384,7 +384,7 @@ async fn a_retry_waits_in_redis_and_survives_a_worker_restart() {
                 let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
                 async move {
                     if run == 1 {
-                        Err(JobError::Retry("first try fails".into()))
+                        Err(JobError::retry("first try fails"))
                     } else {
                         Ok(())
                     }

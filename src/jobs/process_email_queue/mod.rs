@@ -156,7 +156,7 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
     let deps = &ctx.deps;
     let settings = &deps.settings.email;
     let client = crate::clients::mailjet_from_settings(&deps.settings, deps.redis.clone())
-        .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
+        .map_err(JobError::Permanent)?;
     let windows = reconcile::Windows {
         grace: settings.reconcile_after,
         upstream_timeout: deps.settings.upstream_timeout,
@@ -448,7 +448,7 @@ fn failed_call(
     };
     let outcomes = batch.iter().map(|c| outcome(c)).collect();
     let stop = refused.then(|| {
-        JobError::Retry(format!(
+        JobError::retry(format!(
             "Mailjet refused the credentials; recipients stay pending: {message}"
         ))
     });

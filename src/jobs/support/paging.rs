@@ -46,7 +46,7 @@ pub async fn resume_point(db_pool: &PgPool, job: &str) -> Result<Option<Position
 }
 
 async fn save(conn: &mut PgConnection, run_id: Uuid, position: &Position) -> Result<(), JobError> {
-    let text = serde_json::to_string(position).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let text = serde_json::to_string(position).map_err(|e| JobError::Permanent(e.into()))?;
     crate::store::sync_runs::save_cursor(conn, run_id, &text).await?;
     Ok(())
 }
@@ -106,7 +106,7 @@ pub async fn pass<F: Fetch + Sync, W: Write<F::Item> + Send>(
         }
         if *stopping.borrow() {
             write_page.await?;
-            return Err(JobError::Retry(
+            return Err(JobError::retry(
                 "the worker is stopping; the next run goes on from the saved cursor".to_owned(),
             ));
         }

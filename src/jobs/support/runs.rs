@@ -80,7 +80,7 @@ pub async fn start(db: &PgPool, job: &str, ctx: &JobContext) -> Result<Start, Jo
 }
 
 fn retry(e: sqlx::Error) -> JobError {
-    JobError::Retry(format!(
+    JobError::retry(format!(
         "recording the run failed: {}",
         crate::store::describe_sqlx(&e)
     ))
