@@ -4,6 +4,7 @@
 //! variables (see [`spec::SETTINGS`] for every name). Loading reports every problem at once,
 //! one line each, naming the setting; secrets are [`SecretString`] and are never printed.
 
+mod load;
 mod reader;
 mod settings;
 mod source;
@@ -133,8 +134,8 @@ pub fn load_from(
     let mut problems = Vec::new();
     let layered = source::Layered::build(app_env, env, &mut problems);
     let mut reader = reader::Reader::new(&layered, problems);
-    let settings = settings::read(&mut reader, app_env, jobs);
-    settings::require(&mut reader, &settings, process);
+    let settings = load::read(&mut reader, app_env, jobs);
+    load::require(&mut reader, &settings, process);
     if reader.problems.is_empty() {
         Ok(settings)
     } else {

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod consumer;
 pub mod dead;
+mod entries;
 pub mod job;
 pub mod keys;
 pub mod metrics;
@@ -258,7 +259,7 @@ impl Queue {
             .hgetall(self.keys.stats())
             .query_async(&mut conn)
             .await?;
-        let (waiting, in_flight) = consumer::group_sizes(&mut conn, &self.keys).await?;
+        let (waiting, in_flight) = entries::group_sizes(&mut conn, &self.keys).await?;
         Ok(QueueCounts {
             waiting,
             in_flight,
