@@ -260,14 +260,7 @@ pub async fn run() -> anyhow::Result<()> {
     crate::telemetry::init_logging(&settings.log);
 
     println!("campaign-sync demo");
-    create_database_if_missing(&settings).await?;
-    let pool = store::pool(&settings.database, "demo")?;
-    println!("  migrating the database …");
-    store::MIGRATOR
-        .run(&pool)
-        .await
-        .context("migrating the database failed (is PostgreSQL running and DATABASE_URL right?)")?;
-
+    let pool = migrated(&settings).await?;
     let seed = SeedSpec {
         seed: 42,
         campaigns: 200,
@@ -287,22 +280,7 @@ pub async fn run() -> anyhow::Result<()> {
         "  sandbox (Mailjet and Slack, offline) on {}",
         sandbox.base_url()
     );
-
-    let (campaigns, members) = seed_items(&World::seeded(&seed))?;
-    let actor = Actor::new("demo");
-    let c = batch::apply(&pool, &actor, &campaigns)
-        .await
-        .map_err(|e| anyhow::anyhow!("seeding campaigns failed: {e}"))?;
-    let m = batch::apply(&pool, &actor, &members)
-        .await
-        .map_err(|e| anyhow::anyhow!("seeding team members failed: {e}"))?;
-    println!(
-        "  seeded through the internal API's batch path: campaigns {} new / {} unchanged, team members {} new / {} unchanged",
-        c.created,
-        c.unchanged + c.updated,
-        m.created,
-        m.unchanged + m.updated
-    );
+    seed_database(&pool, &seed).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -317,26 +295,10 @@ pub async fn run() -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
-    let base = format!("http://127.0.0.1:{port}");
     println!();
-    println!("  health     {base}/healthz   readiness {base}/readyz");
     wire_callbacks(&sandbox, &env, port);
     announce_tokens(&env, &generated, &schedules)?;
-    println!("  API docs   {base}/api/docs");
-    println!("  API        curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/campaigns");
-    println!("  metrics    curl -H \"Authorization: Bearer $METRICS_TOKEN\" {base}/metrics");
-    println!(
-        "  send email curl -H \"Authorization: Bearer $API_TOKEN\" -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n             -d '{{\"campaignId\":\"demo-campaign-1\",\"templateId\":4000000,\"recipients\":[{{\"email\":\"ada@example.com\",\"name\":\"Ada\"}}]}}' {base}/api/email-requests"
-    );
-    println!(
-        "             (templates are imported within a minute; then GET {base}/api/email-requests/<id>; the sandbox's {}/_sandbox/sends lists what Mailjet accepted)",
-        sandbox.base_url()
-    );
-    println!(
-        "  schedules  every 10–60 s; `campaign-sync jobs list` shows them (same DATABASE_URL and REDIS_URL)"
-    );
-    println!("  Ctrl-C stops everything.");
-    println!();
+    print_where_to_look(port, &sandbox);
 
     stop_signal.await;
     println!("stopping …");
@@ -355,6 +317,59 @@ pub async fn run() -> anyhow::Result<()> {
     pool.close().await;
     println!("stopped");
     Ok(())
+}
+
+/// The demo's database, created if missing and migrated.
+async fn migrated(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    create_database_if_missing(settings).await?;
+    let pool = store::pool(&settings.database, "demo")?;
+    println!("  migrating the database …");
+    store::MIGRATOR
+        .run(&pool)
+        .await
+        .context("migrating the database failed (is PostgreSQL running and DATABASE_URL right?)")?;
+    Ok(pool)
+}
+
+/// The sandbox's campaigns and team members, stored through the internal API's batch path.
+async fn seed_database(pool: &sqlx::PgPool, seed: &SeedSpec) -> anyhow::Result<()> {
+    let (campaigns, members) = seed_items(&World::seeded(seed))?;
+    let actor = Actor::new("demo");
+    let c = batch::apply(pool, &actor, &campaigns)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding campaigns failed: {e}"))?;
+    let m = batch::apply(pool, &actor, &members)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding team members failed: {e}"))?;
+    println!(
+        "  seeded through the internal API's batch path: campaigns {} new / {} unchanged, team members {} new / {} unchanged",
+        c.created,
+        c.unchanged + c.updated,
+        m.created,
+        m.unchanged + m.updated
+    );
+    Ok(())
+}
+
+/// Where a newcomer looks: health, docs, the API, metrics, a request to try.
+fn print_where_to_look(port: u16, sandbox: &Sandbox) {
+    let base = format!("http://127.0.0.1:{port}");
+    println!("  health     {base}/healthz   readiness {base}/readyz");
+    println!("  API docs   {base}/api/docs");
+    println!("  API        curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/campaigns");
+    println!("  metrics    curl -H \"Authorization: Bearer $METRICS_TOKEN\" {base}/metrics");
+    println!(
+        "  send email curl -H \"Authorization: Bearer $API_TOKEN\" -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n             -d '{{\"campaignId\":\"demo-campaign-1\",\"templateId\":4000000,\"recipients\":[{{\"email\":\"ada@example.com\",\"name\":\"Ada\"}}]}}' {base}/api/email-requests"
+    );
+    println!(
+        "             (templates are imported within a minute; then GET {base}/api/email-requests/<id>; the sandbox's {}/_sandbox/sends lists what Mailjet accepted)",
+        sandbox.base_url()
+    );
+    println!(
+        "  schedules  every 10–60 s; `campaign-sync jobs list` shows them (same DATABASE_URL and REDIS_URL)"
+    );
+    println!("  Ctrl-C stops everything.");
+    println!();
 }
 
 async fn create_database_if_missing(settings: &Settings) -> anyhow::Result<()> {

@@ -241,6 +241,12 @@ async fn check_redis(report: &mut Report, settings: &Settings) {
             );
         }
     };
+    report_redis(report, settings, &info, started);
+}
+
+/// What `INFO` says: version, TLS, the eviction policy, the key prefix.
+fn report_redis(report: &mut Report, settings: &Settings, info: &str, started: Instant) {
+    const S: &str = "Redis";
     let field = |name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}:")))
@@ -280,45 +286,6 @@ async fn check_redis(report: &mut Report, settings: &Settings) {
 
 fn check_credentials(report: &mut Report, s: &Settings) {
     const S: &str = "Credentials (presence only; values are never shown)";
-    let mut show = |what: &str, present: bool, level_if_missing: Level| {
-        let (level, state) = if present {
-            (Level::Ok, "set")
-        } else {
-            (level_if_missing, "missing")
-        };
-        report.add(S, level, format!("{what}: {state}"));
-    };
-    match s.mailjet.adapter {
-        MailjetAdapter::Agent => {
-            show(
-                "Mailjet agent URL (MAILJET_MCP_URL)",
-                s.mailjet.mcp_url.is_some(),
-                Level::Warn,
-            );
-            show(
-                "Mailjet agent signing secret (MAILJET_MCP_TOKEN)",
-                s.mailjet.mcp_token.is_some(),
-                Level::Warn,
-            );
-        }
-        MailjetAdapter::Rest => {
-            show(
-                "Mailjet API key (MAILJET_API_KEY)",
-                s.mailjet.api_key.is_some(),
-                Level::Warn,
-            );
-            show(
-                "Mailjet API secret (MAILJET_API_SECRET)",
-                s.mailjet.api_secret.is_some(),
-                Level::Warn,
-            );
-        }
-    }
-    show(
-        "Mailjet webhook Basic auth (MAILJET_WEBHOOK_USER/PASSWORD)",
-        s.mailjet.webhook_user.is_some() && s.mailjet.webhook_password.is_some(),
-        Level::Warn,
-    );
     let slack = match (
         s.slack.bot_token.is_some(),
         s.slack.client_id.is_some() && s.slack.client_secret.is_some(),
@@ -327,31 +294,69 @@ fn check_credentials(report: &mut Report, s: &Settings) {
         (true, false) => "static bot token (SLACK_BOT_TOKEN)",
         (false, false) => "",
     };
-    show(
-        &format!("Slack credentials {slack}"),
-        !slack.is_empty(),
-        Level::Warn,
-    );
-    show(
-        "Slack signing secret (SLACK_SIGNING_SECRET)",
-        s.slack.signing_secret.is_some(),
-        Level::Warn,
-    );
-    show(
-        "API token (API_TOKEN)",
-        s.security.api_token.is_some(),
-        Level::Warn,
-    );
-    show(
-        "metrics token (METRICS_TOKEN)",
-        s.security.metrics_token.is_some(),
-        Level::Warn,
-    );
-    show(
-        "encryption key (ENCRYPTION_KEY)",
-        s.security.encryption_key.is_some(),
-        Level::Ok,
-    );
+    let mailjet = match s.mailjet.adapter {
+        MailjetAdapter::Agent => [
+            (
+                "Mailjet agent URL (MAILJET_MCP_URL)",
+                s.mailjet.mcp_url.is_some(),
+            ),
+            (
+                "Mailjet agent signing secret (MAILJET_MCP_TOKEN)",
+                s.mailjet.mcp_token.is_some(),
+            ),
+        ],
+        MailjetAdapter::Rest => [
+            (
+                "Mailjet API key (MAILJET_API_KEY)",
+                s.mailjet.api_key.is_some(),
+            ),
+            (
+                "Mailjet API secret (MAILJET_API_SECRET)",
+                s.mailjet.api_secret.is_some(),
+            ),
+        ],
+    };
+    let slack_credentials = format!("Slack credentials {slack}");
+    let rest = [
+        (
+            "Mailjet webhook Basic auth (MAILJET_WEBHOOK_USER/PASSWORD)",
+            s.mailjet.webhook_user.is_some() && s.mailjet.webhook_password.is_some(),
+            Level::Warn,
+        ),
+        (slack_credentials.as_str(), !slack.is_empty(), Level::Warn),
+        (
+            "Slack signing secret (SLACK_SIGNING_SECRET)",
+            s.slack.signing_secret.is_some(),
+            Level::Warn,
+        ),
+        (
+            "API token (API_TOKEN)",
+            s.security.api_token.is_some(),
+            Level::Warn,
+        ),
+        (
+            "metrics token (METRICS_TOKEN)",
+            s.security.metrics_token.is_some(),
+            Level::Warn,
+        ),
+        (
+            "encryption key (ENCRYPTION_KEY)",
+            s.security.encryption_key.is_some(),
+            Level::Ok,
+        ),
+    ];
+    let all = mailjet
+        .into_iter()
+        .map(|(what, present)| (what, present, Level::Warn))
+        .chain(rest);
+    for (what, present, level_if_missing) in all {
+        let (level, state) = if present {
+            (Level::Ok, "set")
+        } else {
+            (level_if_missing, "missing")
+        };
+        report.add(S, level, format!("{what}: {state}"));
+    }
 }
 
 /// Stored OAuth credentials: one that Slack refused to refresh needs a re-installation.

@@ -65,41 +65,11 @@ pub async fn run(
     });
     let queues = queues(&settings, &conn, &registry);
     let name = consumer_name();
-    let config = ConsumerConfig {
-        lease: settings.worker.lease,
-        ..ConsumerConfig::default()
-    };
-    let mut consumers = Vec::new();
-    for (queue_name, queue) in &queues {
-        // Each consumer reads with blocking calls on a connection of its own.
-        let fetch_conn = redis_conn::connection(&settings.redis)?;
-        let consumer = Consumer::new(queue.clone(), fetch_conn, &name, config.clone());
-        wait_for_group(&consumer).await;
-        tracing::info!(queue = queue_name, consumer = %name, concurrency = settings.worker.concurrency_of(queue_name), "consuming");
-        consumers.push(consumer);
-    }
+    let consumers = consumers(&settings, &queues, &name).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut background = Vec::new();
-    for consumer in &consumers {
-        background.push(tokio::spawn(heartbeat(consumer.clone(), stop_rx.clone())));
-    }
-    background.push(tokio::spawn(crate::queue::metrics::publish(
-        conn.clone(),
-        settings.redis.key_prefix.clone(),
-        name.clone(),
-        stop_rx.clone(),
-    )));
-    if let Some(queue) = queues.get(crate::jobs::process_webhook_events::QUEUE) {
-        background.push(tokio::spawn(sweep_webhooks(
-            deps.db.clone(),
-            queue.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    let scheduler = Scheduler::new(&settings.schedules, &registry, &queues);
-    crate::telemetry::catalog::zero_sync_failures(scheduler.jobs());
-    tracing::info!(jobs = ?scheduler.jobs(), "scheduling");
-    background.push(tokio::spawn(scheduler.run(stop_rx.clone())));
+    let background = background(
+        &settings, &registry, &deps, &queues, &consumers, &name, &stop_rx,
+    );
 
     let mut monitor = Monitor::new().shutdown_timeout(settings.worker.shutdown_timeout);
     for consumer in &consumers {
@@ -126,9 +96,76 @@ pub async fn run(
     };
     let result = monitor.run_with_signal(signal).await;
     let _ = stop_tx.send(true);
-    // Whatever did not finish within the grace period goes back to the queue now, instead of
-    // waiting for its lease to run out.
-    for consumer in &consumers {
+    hand_back(&consumers).await;
+    for task in background {
+        task.abort();
+    }
+    result.context("the worker monitor failed")?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// One consumer per queue, each reading with blocking calls on a connection of its own, once
+/// its consumer group exists.
+async fn consumers(
+    settings: &Settings,
+    queues: &BTreeMap<String, Queue>,
+    name: &str,
+) -> anyhow::Result<Vec<Consumer>> {
+    let config = ConsumerConfig {
+        lease: settings.worker.lease,
+        ..ConsumerConfig::default()
+    };
+    let mut consumers = Vec::new();
+    for (queue_name, queue) in queues {
+        let fetch_conn = redis_conn::connection(&settings.redis)?;
+        let consumer = Consumer::new(queue.clone(), fetch_conn, name, config.clone());
+        wait_for_group(&consumer).await;
+        tracing::info!(queue = queue_name, consumer = %name, concurrency = settings.worker.concurrency_of(queue_name), "consuming");
+        consumers.push(consumer);
+    }
+    Ok(consumers)
+}
+
+/// What runs beside the jobs until `stop`: lease heartbeats, this worker's metrics, the
+/// webhook sweeper and the scheduler.
+fn background(
+    settings: &Settings,
+    registry: &Registry,
+    deps: &JobDeps,
+    queues: &BTreeMap<String, Queue>,
+    consumers: &[Consumer],
+    name: &str,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut background = Vec::new();
+    for consumer in consumers {
+        background.push(tokio::spawn(heartbeat(consumer.clone(), stop.clone())));
+    }
+    background.push(tokio::spawn(crate::queue::metrics::publish(
+        deps.redis.clone(),
+        settings.redis.key_prefix.clone(),
+        name.to_owned(),
+        stop.clone(),
+    )));
+    if let Some(queue) = queues.get(crate::jobs::process_webhook_events::QUEUE) {
+        background.push(tokio::spawn(sweep_webhooks(
+            deps.db.clone(),
+            queue.clone(),
+            stop.clone(),
+        )));
+    }
+    let scheduler = Scheduler::new(&settings.schedules, registry, queues);
+    crate::telemetry::catalog::zero_sync_failures(scheduler.jobs());
+    tracing::info!(jobs = ?scheduler.jobs(), "scheduling");
+    background.push(tokio::spawn(scheduler.run(stop.clone())));
+    background
+}
+
+/// Whatever did not finish within the grace period goes back to the queue now, instead of
+/// waiting for its lease to run out.
+async fn hand_back(consumers: &[Consumer]) {
+    for consumer in consumers {
         match consumer.release_all().await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -141,12 +178,6 @@ pub async fn run(
             }
         }
     }
-    for task in background {
-        task.abort();
-    }
-    result.context("the worker monitor failed")?;
-    tracing::info!("worker stopped");
-    Ok(())
 }
 
 async fn wait_for_group(consumer: &Consumer) {

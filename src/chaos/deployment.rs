@@ -1,7 +1,6 @@
 //! A running deployment of the service for a chaos run, and the calls the harness makes to it
 //! as its users do: the internal API, Mailjet's and Slack's webhooks, the sandbox's records.
 
-use crate::store::invariants;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use uuid::Uuid;
 
 use super::ChaosArgs;
 use super::cluster::{Postgres, Proc, Redis, free_port, wait_port};
+use crate::store::invariants;
 
 /// Every answer the harness got to its own (replayed or poison) deliveries, by what it sent.
 #[derive(Debug, Default)]
@@ -80,52 +80,11 @@ impl Deployment {
         let (web_port, sandbox_port) = (free_port()?, free_port()?);
         let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
         let env = service_env(args, adapter, &pg, &redis, &sandbox_url);
-        let hook = format!(
-            "http://mailjet:{}@127.0.0.1:{web_port}/webhooks/mailjet",
-            env["MAILJET_WEBHOOK_PASSWORD"]
-        );
-        let mut sandbox = Proc::new(
-            "sandbox",
-            &exe,
-            &[
-                "sandbox",
-                "--port",
-                &sandbox_port.to_string(),
-                "--campaigns",
-                "5",
-                "--templates",
-                "3",
-                "--users",
-                "10",
-                "--channels",
-                "3",
-                "--webhook-retry-secs",
-                "2",
-                "--mailjet-webhook-url",
-                &hook,
-            ],
-            dir,
-        )
-        .env(env.clone());
-        sandbox.start()?;
-        wait_port(sandbox_port, Duration::from_secs(30))?;
+        let sandbox = start_sandbox(&exe, dir, &env, sandbox_port, web_port)?;
         let mut migrate = Proc::new("migrate", &exe, &["migrate"], dir).env(env.clone());
         migrate.start()?;
         wait_exit(&mut migrate, Duration::from_secs(60))?;
-        let mut web_env = env.clone();
-        web_env.insert("PORT".into(), web_port.to_string());
-        let mut web = Proc::new("web", &exe, &["web"], dir).env(web_env);
-        web.start()?;
-        wait_port(web_port, Duration::from_secs(30))?;
-        let mut workers = Vec::new();
-        for i in 0..args.workers {
-            let mut worker_env = env.clone();
-            worker_env.insert("DYNO".into(), format!("worker.{}", i + 1));
-            let mut worker =
-                Proc::new(&format!("worker.{}", i + 1), &exe, &["worker"], dir).env(worker_env);
-            worker.start()?;
-            workers.push(worker);
-        }
+        let (web, workers) = start_service(&exe, dir, &env, web_port, args.workers)?;
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
@@ -331,6 +290,67 @@ impl Deployment {
         self.redis.terminate();
         self.pg.stop_fast();
     }
+}
+
+/// The sandbox, posting Mailjet events to the web process's receiver.
+fn start_sandbox(
+    exe: &Path,
+    dir: &Path,
+    env: &HashMap<String, String>,
+    port: u16,
+    web_port: u16,
+) -> anyhow::Result<Proc> {
+    let hook = format!(
+        "http://mailjet:{}@127.0.0.1:{web_port}/webhooks/mailjet",
+        env["MAILJET_WEBHOOK_PASSWORD"]
+    );
+    let port_text = port.to_string();
+    let args = [
+        "sandbox",
+        "--port",
+        &port_text,
+        "--campaigns",
+        "5",
+        "--templates",
+        "3",
+        "--users",
+        "10",
+        "--channels",
+        "3",
+        "--webhook-retry-secs",
+        "2",
+        "--mailjet-webhook-url",
+        &hook,
+    ];
+    let mut sandbox = Proc::new("sandbox", exe, &args, dir).env(env.clone());
+    sandbox.start()?;
+    wait_port(port, Duration::from_secs(30))?;
+    Ok(sandbox)
+}
+
+/// The web process on `web_port` and `workers` worker processes (`DYNO=worker.N`).
+fn start_service(
+    exe: &Path,
+    dir: &Path,
+    env: &HashMap<String, String>,
+    web_port: u16,
+    workers: u32,
+) -> anyhow::Result<(Proc, Vec<Proc>)> {
+    let mut web_env = env.clone();
+    web_env.insert("PORT".into(), web_port.to_string());
+    let mut web = Proc::new("web", exe, &["web"], dir).env(web_env);
+    web.start()?;
+    wait_port(web_port, Duration::from_secs(30))?;
+    let mut started = Vec::new();
+    for i in 0..workers {
+        let mut worker_env = env.clone();
+        worker_env.insert("DYNO".into(), format!("worker.{}", i + 1));
+        let mut worker =
+            Proc::new(&format!("worker.{}", i + 1), exe, &["worker"], dir).env(worker_env);
+        worker.start()?;
+        started.push(worker);
+    }
+    Ok((web, started))
 }
 
 async fn create_database(pg: &Postgres) -> anyhow::Result<()> {

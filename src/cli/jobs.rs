@@ -105,6 +105,12 @@ async fn list(
         );
         per_job.push(counts);
     }
+    print_job_totals(registry, &per_job);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each job's totals across queues and workers, from the queues' counters.
+fn print_job_totals(registry: &Registry, per_job: &[crate::queue::QueueCounts]) {
     println!();
     println!(
         "{:<26} {:>10} {:>10} {:>10} {:>10}",
@@ -131,7 +137,6 @@ async fn list(
             counter("dead")
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The last run of each job from `sync_runs`, as text; empty when Postgres is unreachable.
@@ -200,53 +205,58 @@ fn utc(ms: i64) -> Value {
     })
 }
 
+/// `jobs dead list`: every queue's dead tasks, newest first.
+async fn list_dead(queues: &BTreeMap<String, Queue>, limit: usize) -> anyhow::Result<ExitCode> {
+    println!(
+        "{:<38} {:<10} {:<26} {:<20} REASON",
+        "ID", "QUEUE", "JOB", "DIED (UTC)"
+    );
+    for (name, queue) in queues {
+        for task in dead::list(queue, 0, limit).await? {
+            let died = chrono::DateTime::from_timestamp_millis(task.died_at)
+                .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            println!(
+                "{:<38} {name:<10} {:<26} {died:<20} {}",
+                task.id,
+                task.job.as_deref().unwrap_or("?"),
+                task.reason
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs dead show ID`: the dead task with its times in UTC.
+async fn show_dead(queues: &BTreeMap<String, Queue>, id: &str) -> anyhow::Result<ExitCode> {
+    for (name, queue) in queues {
+        if let Some(task) = dead::get(queue, id).await? {
+            let mut shown = serde_json::to_value(&task)?;
+            shown["queue"] = Value::String(name.clone());
+            shown["died"] = utc(task.died_at);
+            if let Some(decoded) = task.task() {
+                shown["task"] = serde_json::to_value(decoded)?;
+                for field in ["enqueued_at", "scheduled_for"] {
+                    if let Some(ms) = shown["task"][field].as_i64() {
+                        shown["task"][field.replace("_at", "").replace("_for", "_tick")] = utc(ms);
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    eprintln!("no dead task {id:?}");
+    Ok(ExitCode::FAILURE)
+}
+
 async fn dead_command(
     queues: &BTreeMap<String, Queue>,
     command: DeadCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        DeadCommand::List { limit } => {
-            println!(
-                "{:<38} {:<10} {:<26} {:<20} REASON",
-                "ID", "QUEUE", "JOB", "DIED (UTC)"
-            );
-            for (name, queue) in queues {
-                for task in dead::list(queue, 0, limit).await? {
-                    let died = chrono::DateTime::from_timestamp_millis(task.died_at)
-                        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-                        .unwrap_or_default();
-                    println!(
-                        "{:<38} {name:<10} {:<26} {died:<20} {}",
-                        task.id,
-                        task.job.as_deref().unwrap_or("?"),
-                        task.reason
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DeadCommand::Show { id } => {
-            for (name, queue) in queues {
-                if let Some(task) = dead::get(queue, &id).await? {
-                    let mut shown = serde_json::to_value(&task)?;
-                    shown["queue"] = Value::String(name.clone());
-                    shown["died"] = utc(task.died_at);
-                    if let Some(decoded) = task.task() {
-                        shown["task"] = serde_json::to_value(decoded)?;
-                        for field in ["enqueued_at", "scheduled_for"] {
-                            if let Some(ms) = shown["task"][field].as_i64() {
-                                shown["task"][field.replace("_at", "").replace("_for", "_tick")] =
-                                    utc(ms);
-                            }
-                        }
-                    }
-                    println!("{}", serde_json::to_string_pretty(&shown)?);
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            eprintln!("no dead task {id:?}");
-            Ok(ExitCode::FAILURE)
-        }
+        DeadCommand::List { limit } => list_dead(queues, limit).await,
+        DeadCommand::Show { id } => show_dead(queues, &id).await,
         DeadCommand::Retry { id: Some(id), .. } => {
             for queue in queues.values() {
                 if dead::retry(queue, &id).await? {

@@ -101,108 +101,16 @@ fn default_key(bytes: &[u8], args: &SendArgs) -> String {
 
 /// Runs `send`: 0 stored (or already stored), 2 invalid input, 1 anything else.
 pub async fn run(settings: Settings, args: SendArgs) -> anyhow::Result<ExitCode> {
-    let bytes = match std::fs::read(&args.file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{}: cannot read the file: {e}", args.file.display());
-            return Ok(ExitCode::from(2));
-        }
+    let (key, input) = match read_request(&settings, &args) {
+        Ok(read) => read,
+        Err(code) => return Ok(code),
     };
-    let recipients = match read_recipients(&args.file, &bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{}: {e:#}", args.file.display());
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let key = args
-        .idempotency_key
-        .clone()
-        .unwrap_or_else(|| default_key(&bytes, &args));
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        eprintln!("--idempotency-key: expected 1 to 255 visible ASCII characters");
-        return Ok(ExitCode::from(2));
-    }
-    let input = EmailRequestInput {
-        campaign_id: args.campaign.clone(),
-        template_id: args.template,
-        recipients,
-        scheduled_at: args.scheduled_at,
-        test_mode: args.test_mode,
-    };
-    let problems = input.validate(settings.email.max_recipients);
-    if !problems.is_empty() {
-        eprintln!("{}: nothing was stored:", args.file.display());
-        for f in &problems.fields {
-            eprintln!("  {}", fix_field(f));
-        }
-        for item in problems.recipients.iter().take(20) {
-            for e in &item.errors {
-                // Recipient n is on line n + 2 of a CSV (after the header row).
-                eprintln!(
-                    "  recipient {} (CSV line {}): {e}",
-                    item.index,
-                    item.index + 2
-                );
-            }
-        }
-        if problems.invalid_recipients > 20 {
-            eprintln!(
-                "  … {} invalid recipients in all",
-                problems.invalid_recipients
-            );
-        }
-        return Ok(ExitCode::from(2));
-    }
-    let pool = crate::store::pool(&settings.database, "cli")?;
-    let bar = indicatif::ProgressBar::new(input.recipients.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} storing recipients {bar:40} {pos}/{len} ({per_sec})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let actor = Actor::new("cli");
-    let accepted =
-        email_requests::accept(&pool, &key, &input, &actor, |n| bar.set_position(n as u64)).await;
-    bar.finish_and_clear();
-    let (request, created) = match accepted {
-        Ok(done) => done,
-        Err(AcceptError::Unknown(field)) => {
-            eprintln!("nothing was stored: {}", fix_field(&field));
-            return Ok(ExitCode::from(2));
-        }
-        Err(e @ AcceptError::KeyReused(_)) => {
-            eprintln!("nothing was stored: {e}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(AcceptError::Db(e)) => return Err(e).context("storing the request failed"),
+    let (request, created) = match store(&settings, &key, &input).await? {
+        Ok(stored) => stored,
+        Err(code) => return Ok(code),
     };
     if created {
-        println!(
-            "stored request {} with {} recipients for campaign {} (template {}{})",
-            request.id,
-            request.recipients,
-            request.campaign_id,
-            request.template_id,
-            if request.test_mode { ", test mode" } else { "" }
-        );
-        let kicked = match crate::redis_conn::connection(&settings.redis) {
-            Ok(redis) => crate::jobs::process_email_queue::kick_request(
-                redis,
-                &settings.redis.key_prefix,
-                request.scheduled_at,
-                "manual",
-            )
-            .await
-            .is_ok(),
-            Err(_) => false,
-        };
-        if !kicked {
-            println!(
-                "the worker could not be told (Redis); process_email_queue's schedule will send it"
-            );
-        }
+        announce(&settings, &request).await;
     } else {
         println!(
             "request {} was already stored with this key ({} recipients); nothing new was stored",
@@ -214,6 +122,127 @@ pub async fn run(settings: Settings, args: SendArgs) -> anyhow::Result<ExitCode>
         request.id, request.id
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file's recipients as a checked request with its idempotency key; what is wrong is
+/// printed (exit 2).
+fn read_request(
+    settings: &Settings,
+    args: &SendArgs,
+) -> Result<(String, EmailRequestInput), ExitCode> {
+    let bytes = std::fs::read(&args.file).map_err(|e| {
+        eprintln!("{}: cannot read the file: {e}", args.file.display());
+        ExitCode::from(2)
+    })?;
+    let recipients = read_recipients(&args.file, &bytes).map_err(|e| {
+        eprintln!("{}: {e:#}", args.file.display());
+        ExitCode::from(2)
+    })?;
+    let key = args
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| default_key(&bytes, args));
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        eprintln!("--idempotency-key: expected 1 to 255 visible ASCII characters");
+        return Err(ExitCode::from(2));
+    }
+    let input = EmailRequestInput {
+        campaign_id: args.campaign.clone(),
+        template_id: args.template,
+        recipients,
+        scheduled_at: args.scheduled_at,
+        test_mode: args.test_mode,
+    };
+    let problems = input.validate(settings.email.max_recipients);
+    if !problems.is_empty() {
+        print_problems(args, &problems);
+        return Err(ExitCode::from(2));
+    }
+    Ok((key, input))
+}
+
+/// Each problem, recipients by their CSV line (the first 20).
+fn print_problems(args: &SendArgs, problems: &email_requests::Problems) {
+    eprintln!("{}: nothing was stored:", args.file.display());
+    for f in &problems.fields {
+        eprintln!("  {}", fix_field(f));
+    }
+    for item in problems.recipients.iter().take(20) {
+        for e in &item.errors {
+            // Recipient n is on line n + 2 of a CSV (after the header row).
+            eprintln!(
+                "  recipient {} (CSV line {}): {e}",
+                item.index,
+                item.index + 2
+            );
+        }
+    }
+    if problems.invalid_recipients > 20 {
+        eprintln!(
+            "  … {} invalid recipients in all",
+            problems.invalid_recipients
+        );
+    }
+}
+
+/// Stores the request with a progress bar; a request the data refuses is printed (exit 2).
+async fn store(
+    settings: &Settings,
+    key: &str,
+    input: &EmailRequestInput,
+) -> anyhow::Result<Result<(email_requests::Accepted, bool), ExitCode>> {
+    let pool = crate::store::pool(&settings.database, "cli")?;
+    let bar = indicatif::ProgressBar::new(input.recipients.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} storing recipients {bar:40} {pos}/{len} ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let actor = Actor::new("cli");
+    let accepted =
+        email_requests::accept(&pool, key, input, &actor, |n| bar.set_position(n as u64)).await;
+    bar.finish_and_clear();
+    match accepted {
+        Ok(done) => Ok(Ok(done)),
+        Err(AcceptError::Unknown(field)) => {
+            eprintln!("nothing was stored: {}", fix_field(&field));
+            Ok(Err(ExitCode::from(2)))
+        }
+        Err(e @ AcceptError::KeyReused(_)) => {
+            eprintln!("nothing was stored: {e}");
+            Ok(Err(ExitCode::from(2)))
+        }
+        Err(AcceptError::Db(e)) => Err(e).context("storing the request failed"),
+    }
+}
+
+/// Says what was stored and tells the worker (its schedule sends it if Redis is away).
+async fn announce(settings: &Settings, request: &email_requests::Accepted) {
+    println!(
+        "stored request {} with {} recipients for campaign {} (template {}{})",
+        request.id,
+        request.recipients,
+        request.campaign_id,
+        request.template_id,
+        if request.test_mode { ", test mode" } else { "" }
+    );
+    let kicked = match crate::redis_conn::connection(&settings.redis) {
+        Ok(redis) => crate::jobs::process_email_queue::kick_request(
+            redis,
+            &settings.redis.key_prefix,
+            request.scheduled_at,
+            "manual",
+        )
+        .await
+        .is_ok(),
+        Err(_) => false,
+    };
+    if !kicked {
+        println!(
+            "the worker could not be told (Redis); process_email_queue's schedule will send it"
+        );
+    }
 }
 
 /// A field problem with the CLI option's name instead of the JSON field's.

@@ -60,6 +60,18 @@ fn outcome_label(result: &Result<(), &UpstreamError>) -> &'static str {
     }
 }
 
+/// Counts one attempt: `upstream_requests_total` by outcome and its duration.
+fn count(service: &str, endpoint: &str, result: &Result<(), &UpstreamError>, sent: Instant) {
+    let labels = [
+        ("service", service.to_owned()),
+        ("endpoint", endpoint.to_owned()),
+        ("outcome", outcome_label(result).to_owned()),
+    ];
+    metrics::counter!("upstream_requests_total", &labels).increment(1);
+    metrics::histogram!("upstream_request_duration_seconds", &labels[..2])
+        .record(sent.elapsed().as_secs_f64());
+}
+
 /// Runs `attempt` under `policy`. `refresh` is called (once) when the credential expired.
 pub async fn call<T, A, AFut, R, RFut>(
     policy: &RetryPolicy,
@@ -88,17 +100,7 @@ where
         let sent = Instant::now();
         let span = tracing::info_span!("upstream", service, endpoint, attempt = number);
         let result = attempt().instrument(span).await;
-        let labels = [
-            ("service", service.to_owned()),
-            ("endpoint", endpoint.to_owned()),
-            (
-                "outcome",
-                outcome_label(&result.as_ref().map(|_| ())).to_owned(),
-            ),
-        ];
-        metrics::counter!("upstream_requests_total", &labels).increment(1);
-        metrics::histogram!("upstream_request_duration_seconds", &labels[..2])
-            .record(sent.elapsed().as_secs_f64());
+        count(service, endpoint, &result.as_ref().map(|_| ()), sent);
         let error = match result {
             Ok(value) => {
                 tracing::debug!(

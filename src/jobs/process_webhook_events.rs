@@ -224,55 +224,11 @@ async fn slack_event(
     stale: &mut Vec<String>,
 ) -> Result<Applied, JobError> {
     let inner = &envelope["event"];
+    let keys = CacheKeys { prefix, workspace };
     match event {
-        "user_change" | "team_join" => {
-            let user = &inner["user"];
-            let (Some(user_id), Some(name)) = (user["id"].as_str(), user["name"].as_str()) else {
-                return Ok(Applied::Ignored);
-            };
-            if user["is_bot"].as_bool() == Some(true) {
-                return Ok(Applied::Ignored);
-            }
-            let email = user
-                .pointer("/profile/email")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let member = if email.is_empty() {
-                None
-            } else {
-                slack_identities::member_by_email(tx, email).await?
-            };
-            let row = slack_identities::SlackUserRow {
-                slack_user_id: user_id.to_owned(),
-                username: name.to_owned(),
-                real_name: user["real_name"].as_str().map(str::to_owned),
-                display_name: user
-                    .pointer("/profile/display_name")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                email: None,
-                active: user["deleted"].as_bool() != Some(true),
-            };
-            slack_identities::upsert_one(tx, workspace, member.as_deref(), &row).await?;
-            if !email.is_empty() {
-                stale.push(slack_cache::user_by_email(prefix, workspace, email));
-            }
-            stale.push(slack_cache::user_by_name(prefix, workspace, name));
-            Ok(Applied::Done)
-        }
+        "user_change" | "team_join" => user_changed(tx, keys, &inner["user"], stale).await,
         "channel_created" | "channel_rename" => {
-            let channel = &inner["channel"];
-            let (Some(id), Some(name)) = (channel["id"].as_str(), channel["name"].as_str()) else {
-                return Ok(Applied::Ignored);
-            };
-            let private = channel["is_private"].as_bool().unwrap_or(false);
-            let old = slack_channels::name_of(tx, id).await?;
-            slack_channels::upsert_name(tx, workspace, id, name, private).await?;
-            if let Some(old) = old {
-                stale.push(slack_cache::channel_by_name(prefix, workspace, &old));
-            }
-            stale.push(slack_cache::channel_by_name(prefix, workspace, name));
-            Ok(Applied::Done)
+            channel_named(tx, keys, &inner["channel"], stale).await
         }
         "member_joined_channel" => {
             let Some(channel) = inner["channel"].as_str() else {
@@ -287,6 +243,76 @@ async fn slack_event(
         }
         _ => Ok(Applied::Ignored),
     }
+}
+
+/// Where the deployment's Slack look-ups are cached.
+#[derive(Clone, Copy)]
+struct CacheKeys<'a> {
+    prefix: &'a str,
+    workspace: &'a str,
+}
+
+/// A user joined or changed: their identity, matched to a team member by email.
+async fn user_changed(
+    tx: &mut PgConnection,
+    keys: CacheKeys<'_>,
+    user: &Value,
+    stale: &mut Vec<String>,
+) -> Result<Applied, JobError> {
+    let CacheKeys { prefix, workspace } = keys;
+    let (Some(user_id), Some(name)) = (user["id"].as_str(), user["name"].as_str()) else {
+        return Ok(Applied::Ignored);
+    };
+    if user["is_bot"].as_bool() == Some(true) {
+        return Ok(Applied::Ignored);
+    }
+    let email = user
+        .pointer("/profile/email")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let member = if email.is_empty() {
+        None
+    } else {
+        slack_identities::member_by_email(tx, email).await?
+    };
+    let row = slack_identities::SlackUserRow {
+        slack_user_id: user_id.to_owned(),
+        username: name.to_owned(),
+        real_name: user["real_name"].as_str().map(str::to_owned),
+        display_name: user
+            .pointer("/profile/display_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        email: None,
+        active: user["deleted"].as_bool() != Some(true),
+    };
+    slack_identities::upsert_one(tx, workspace, member.as_deref(), &row).await?;
+    if !email.is_empty() {
+        stale.push(slack_cache::user_by_email(prefix, workspace, email));
+    }
+    stale.push(slack_cache::user_by_name(prefix, workspace, name));
+    Ok(Applied::Done)
+}
+
+/// A channel created or renamed: its name (and the cached look-ups of both names).
+async fn channel_named(
+    tx: &mut PgConnection,
+    keys: CacheKeys<'_>,
+    channel: &Value,
+    stale: &mut Vec<String>,
+) -> Result<Applied, JobError> {
+    let CacheKeys { prefix, workspace } = keys;
+    let (Some(id), Some(name)) = (channel["id"].as_str(), channel["name"].as_str()) else {
+        return Ok(Applied::Ignored);
+    };
+    let private = channel["is_private"].as_bool().unwrap_or(false);
+    let old = slack_channels::name_of(tx, id).await?;
+    slack_channels::upsert_name(tx, workspace, id, name, private).await?;
+    if let Some(old) = old {
+        stale.push(slack_cache::channel_by_name(prefix, workspace, &old));
+    }
+    stale.push(slack_cache::channel_by_name(prefix, workspace, name));
+    Ok(Applied::Done)
 }
 
 async fn interaction(

@@ -133,12 +133,8 @@ fn is_bot(user: &SlackUser) -> bool {
     user.is_bot || user.id == "USLACKBOT"
 }
 
-async fn write_page(
-    tx: &mut PgConnection,
-    workspace: &str,
-    users: Vec<SlackUser>,
-    tally: &mut Tally,
-) -> Result<(), JobError> {
+/// The people of a page as rows (bots are counted and left out).
+fn rows_of(users: Vec<SlackUser>, tally: &mut Tally) -> Vec<SlackUserRow> {
     let mut rows = Vec::with_capacity(users.len());
     for user in users {
         if is_bot(&user) {
@@ -158,6 +154,16 @@ async fn write_page(
             active: !user.deleted,
         });
     }
+    rows
+}
+
+async fn write_page(
+    tx: &mut PgConnection,
+    workspace: &str,
+    users: Vec<SlackUser>,
+    tally: &mut Tally,
+) -> Result<(), JobError> {
+    let rows = rows_of(users, tally);
     if rows.is_empty() {
         return Ok(());
     }

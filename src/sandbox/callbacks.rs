@@ -111,6 +111,24 @@ struct Pending {
     first_failure: Option<Instant>,
 }
 
+/// The due events as deliveries: one group, or one delivery each.
+fn batches_of(due: Vec<MailjetEvent>, grouped: bool, now: Instant) -> Vec<Pending> {
+    let bodies: Vec<Value> = due.into_iter().map(|e| e.body).collect();
+    let pending = |events| Pending {
+        events,
+        next_attempt: now,
+        first_failure: None,
+    };
+    if !grouped {
+        return bodies.into_iter().map(|b| pending(vec![b])).collect();
+    }
+    if bodies.is_empty() {
+        Vec::new()
+    } else {
+        vec![pending(bodies)]
+    }
+}
+
 /// Delivers queued Mailjet events every grouping window, retrying failed deliveries at the
 /// configured interval until the configured time after their first failure.
 pub async fn run_mailjet_emitter(
@@ -151,23 +169,7 @@ pub async fn run_mailjet_emitter(
             (Some(backup), true) => backup.clone(),
             _ => primary,
         };
-        let mut batches: Vec<Pending> = Vec::new();
-        let bodies: Vec<Value> = due.into_iter().map(|e| e.body).collect();
-        if config.mailjet_webhook_grouped {
-            if !bodies.is_empty() {
-                batches.push(Pending {
-                    events: bodies,
-                    next_attempt: now,
-                    first_failure: None,
-                });
-            }
-        } else {
-            batches.extend(bodies.into_iter().map(|b| Pending {
-                events: vec![b],
-                next_attempt: now,
-                first_failure: None,
-            }));
-        }
+        let mut batches = batches_of(due, config.mailjet_webhook_grouped, now);
         let (ready, not_yet): (Vec<_>, Vec<_>) =
             retries.into_iter().partition(|p| p.next_attempt <= now);
         retries = not_yet;

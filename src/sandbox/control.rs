@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::data::Workspace;
 use super::data::World;
 use super::faults::{Fault, LimitState};
 use super::{Shared, callbacks, lock, slack};
@@ -235,115 +236,126 @@ async fn slack_event(
 fn apply_event(shared: &Shared, r: &EventRequest) -> Result<Value, String> {
     let mut world = lock(&shared.world);
     let ws = &mut world.workspace;
-    let team = ws.team_id.clone();
     let now = super::data::now();
     match r.kind.as_str() {
-        "user_change" | "team_join" => {
-            let user = if r.kind == "team_join" {
-                let id = r.user.clone().unwrap_or_else(|| {
-                    format!("U{:08X}", 0x4000_0000u32 as usize + ws.users.len())
-                });
-                let email = r
-                    .email
-                    .clone()
-                    .unwrap_or_else(|| format!("{}@example.com", id.to_lowercase()));
-                ws.users.push(super::data::SlackUser {
-                    id: id.clone(),
-                    name: id.to_lowercase(),
-                    real_name: r.real_name.clone().unwrap_or_default(),
-                    display_name: id.to_lowercase(),
-                    email,
-                    deleted: false,
-                    is_bot: false,
-                    presence: "active",
-                    updated: now,
-                });
-                ws.users.last_mut().ok_or("no user")?
-            } else {
-                let id = r.user.as_deref().ok_or("user_change needs \"user\"")?;
-                ws.users
-                    .iter_mut()
-                    .find(|u| u.id == id)
-                    .ok_or_else(|| format!("no user {id}"))?
-            };
-            if let Some(email) = &r.email {
-                user.email = email.clone();
-            }
-            if let Some(real_name) = &r.real_name {
-                user.real_name = real_name.clone();
-            }
-            if let Some(deleted) = r.deleted {
-                user.deleted = deleted;
-            }
-            user.updated = now;
-            Ok(
-                json!({ "type": r.kind, "user": user.to_json(&team), "cache_ts": now, "event_ts": format!("{now}.000100") }),
-            )
-        }
-        "channel_created" => {
-            let name = r.name.clone().ok_or("channel_created needs \"name\"")?;
-            let id = format!("C{:08X}", 0x5000_0000u32 as usize + ws.channels.len());
-            let creator = ws.bot_user_id.clone();
-            ws.channels.push(super::data::SlackChannel {
-                id: id.clone(),
-                name: name.clone(),
-                purpose: String::new(),
-                topic: String::new(),
-                is_private: false,
-                is_archived: false,
-                created: now,
-                creator: creator.clone(),
-                members: vec![creator.clone()],
-                previous_names: Vec::new(),
-                last_ts: (0, 0),
-                im_user: None,
-            });
-            Ok(
-                json!({ "type": "channel_created", "channel": { "id": id, "name": name, "name_normalized": name, "created": now, "creator": creator, "is_channel": true, "is_private": false }, "event_ts": format!("{now}.000200") }),
-            )
-        }
-        "channel_rename" => {
-            let id = r
-                .channel
-                .as_deref()
-                .ok_or("channel_rename needs \"channel\"")?;
-            let name = r.name.clone().ok_or("channel_rename needs \"name\"")?;
-            let channel = ws
-                .channels
-                .iter_mut()
-                .find(|c| c.id == id)
-                .ok_or_else(|| format!("no channel {id}"))?;
-            let old = std::mem::replace(&mut channel.name, name.clone());
-            channel.previous_names.push(old);
-            Ok(
-                json!({ "type": "channel_rename", "channel": { "id": id, "name": name, "name_normalized": name, "created": channel.created, "is_channel": true, "is_mpim": false }, "event_ts": format!("{now}.000300") }),
-            )
-        }
-        "member_joined_channel" => {
-            let user = r
-                .user
-                .clone()
-                .ok_or("member_joined_channel needs \"user\"")?;
-            let id = r
-                .channel
-                .as_deref()
-                .ok_or("member_joined_channel needs \"channel\"")?;
-            let channel = ws
-                .channels
-                .iter_mut()
-                .find(|c| c.id == id)
-                .ok_or_else(|| format!("no channel {id}"))?;
-            if !channel.members.contains(&user) {
-                channel.members.push(user.clone());
-            }
-            Ok(
-                json!({ "type": "member_joined_channel", "user": user, "channel": id, "channel_type": "C", "team": team, "event_ts": format!("{now}.000400") }),
-            )
-        }
+        "user_change" | "team_join" => user_event(ws, r, now),
+        "channel_created" => channel_created(ws, r, now),
+        "channel_rename" => channel_rename(ws, r, now),
+        "member_joined_channel" => member_joined(ws, r, now),
         other => Err(format!(
             "unsupported event type {other:?}; expected user_change, team_join, channel_created, channel_rename or member_joined_channel"
         )),
     }
+}
+
+/// `team_join` adds a user, `user_change` changes one.
+fn user_event(ws: &mut Workspace, r: &EventRequest, now: i64) -> Result<Value, String> {
+    let team = ws.team_id.clone();
+    let user = if r.kind == "team_join" {
+        let id = r
+            .user
+            .clone()
+            .unwrap_or_else(|| format!("U{:08X}", 0x4000_0000u32 as usize + ws.users.len()));
+        let email = r
+            .email
+            .clone()
+            .unwrap_or_else(|| format!("{}@example.com", id.to_lowercase()));
+        ws.users.push(super::data::SlackUser {
+            id: id.clone(),
+            name: id.to_lowercase(),
+            real_name: r.real_name.clone().unwrap_or_default(),
+            display_name: id.to_lowercase(),
+            email,
+            deleted: false,
+            is_bot: false,
+            presence: "active",
+            updated: now,
+        });
+        ws.users.last_mut().ok_or("no user")?
+    } else {
+        let id = r.user.as_deref().ok_or("user_change needs \"user\"")?;
+        ws.users
+            .iter_mut()
+            .find(|u| u.id == id)
+            .ok_or_else(|| format!("no user {id}"))?
+    };
+    if let Some(email) = &r.email {
+        user.email = email.clone();
+    }
+    if let Some(real_name) = &r.real_name {
+        user.real_name = real_name.clone();
+    }
+    if let Some(deleted) = r.deleted {
+        user.deleted = deleted;
+    }
+    user.updated = now;
+    Ok(
+        json!({ "type": r.kind, "user": user.to_json(&team), "cache_ts": now, "event_ts": format!("{now}.000100") }),
+    )
+}
+
+fn channel_created(ws: &mut Workspace, r: &EventRequest, now: i64) -> Result<Value, String> {
+    let name = r.name.clone().ok_or("channel_created needs \"name\"")?;
+    let id = format!("C{:08X}", 0x5000_0000u32 as usize + ws.channels.len());
+    let creator = ws.bot_user_id.clone();
+    ws.channels.push(super::data::SlackChannel {
+        id: id.clone(),
+        name: name.clone(),
+        purpose: String::new(),
+        topic: String::new(),
+        is_private: false,
+        is_archived: false,
+        created: now,
+        creator: creator.clone(),
+        members: vec![creator.clone()],
+        previous_names: Vec::new(),
+        last_ts: (0, 0),
+        im_user: None,
+    });
+    Ok(
+        json!({ "type": "channel_created", "channel": { "id": id, "name": name, "name_normalized": name, "created": now, "creator": creator, "is_channel": true, "is_private": false }, "event_ts": format!("{now}.000200") }),
+    )
+}
+
+fn channel_rename(ws: &mut Workspace, r: &EventRequest, now: i64) -> Result<Value, String> {
+    let id = r
+        .channel
+        .as_deref()
+        .ok_or("channel_rename needs \"channel\"")?;
+    let name = r.name.clone().ok_or("channel_rename needs \"name\"")?;
+    let channel = ws
+        .channels
+        .iter_mut()
+        .find(|c| c.id == id)
+        .ok_or_else(|| format!("no channel {id}"))?;
+    let old = std::mem::replace(&mut channel.name, name.clone());
+    channel.previous_names.push(old);
+    Ok(
+        json!({ "type": "channel_rename", "channel": { "id": id, "name": name, "name_normalized": name, "created": channel.created, "is_channel": true, "is_mpim": false }, "event_ts": format!("{now}.000300") }),
+    )
+}
+
+fn member_joined(ws: &mut Workspace, r: &EventRequest, now: i64) -> Result<Value, String> {
+    let team = ws.team_id.clone();
+    let user = r
+        .user
+        .clone()
+        .ok_or("member_joined_channel needs \"user\"")?;
+    let id = r
+        .channel
+        .as_deref()
+        .ok_or("member_joined_channel needs \"channel\"")?;
+    let channel = ws
+        .channels
+        .iter_mut()
+        .find(|c| c.id == id)
+        .ok_or_else(|| format!("no channel {id}"))?;
+    if !channel.members.contains(&user) {
+        channel.members.push(user.clone());
+    }
+    Ok(
+        json!({ "type": "member_joined_channel", "user": user, "channel": id, "channel_type": "C", "team": team, "event_ts": format!("{now}.000400") }),
+    )
 }
 
 /// An approver's click on a button of a message the service posted.
@@ -366,18 +378,7 @@ async fn slack_interaction(
     let Some(url) = shared.config().slack_interactions_url.clone() else {
         return bad_request("no slack_interactions_url is configured".to_owned());
     };
-    let (team, channel_name, message) = {
-        let world = lock(&shared.world);
-        let ws = &world.workspace;
-        let channel_name = ws
-            .channels
-            .iter()
-            .find(|c| c.id == r.channel)
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-        let message = ws.messages.get(&(r.channel.clone(), r.message_ts.clone())).map(|m| json!({ "type": "message", "ts": m.ts, "text": m.text, "bot_id": "B0SANDBOT1", "blocks": m.blocks })).unwrap_or(json!({ "type": "message", "ts": r.message_ts, "text": "", "blocks": [] }));
-        (ws.team_id.clone(), channel_name, message)
-    };
+    let (team, channel_name, message) = clicked_message(&shared, &r);
     let now = chrono::Utc::now();
     let response_id = uuid::Uuid::new_v4().simple().to_string();
     let config = shared.config();
@@ -420,6 +421,20 @@ async fn slack_interaction(
     )
     .await;
     axum::Json(json!({ "payload": payload, "delivery": delivery })).into_response()
+}
+
+/// The team, the channel's name and the message as Slack shows it in a click's payload.
+fn clicked_message(shared: &Shared, r: &InteractionRequest) -> (String, String, Value) {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    let channel_name = ws
+        .channels
+        .iter()
+        .find(|c| c.id == r.channel)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let message = ws.messages.get(&(r.channel.clone(), r.message_ts.clone())).map(|m| json!({ "type": "message", "ts": m.ts, "text": m.text, "bot_id": "B0SANDBOT1", "blocks": m.blocks })).unwrap_or(json!({ "type": "message", "ts": r.message_ts, "text": "", "blocks": [] }));
+    (ws.team_id.clone(), channel_name, message)
 }
 
 fn config_host(shared: &Shared) -> String {

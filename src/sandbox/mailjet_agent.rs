@@ -138,20 +138,33 @@ async fn dispatch(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let result = match (group.as_str(), action.as_str()) {
-        ("campaigns", "list") => Ok(campaigns(&shared, &body, |c| {
+    let result = match group.as_str() {
+        "campaigns" => campaigns_tool(&shared, &action, &body),
+        "templates" => templates_tool(&shared, &action, &body),
+        "contacts" => contacts_tool(&shared, &action, &body),
+        _ => Err(unknown_tool(&group, &action)),
+    };
+    match result {
+        Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Err(r) => r,
+    }
+}
+
+fn campaigns_tool(shared: &Shared, action: &str, body: &Value) -> Result<Value, Response> {
+    match action {
+        "list" => Ok(campaigns(shared, body, |c| {
             body["status"].as_i64().is_none_or(|s| c["Status"] == s)
         })),
-        ("campaigns", "search") => {
+        "search" => {
             let query = body["query"].as_str().unwrap_or("").to_lowercase();
-            Ok(campaigns(&shared, &body, |c| {
+            Ok(campaigns(shared, body, |c| {
                 c["Subject"]
                     .as_str()
                     .is_some_and(|s| s.to_lowercase().contains(&query))
             }))
         }
-        ("campaigns", "find_by_subject") => match body["subject"].as_str() {
-            Some(subject) => Ok(campaigns(&shared, &body, |c| {
+        "find_by_subject" => match body["subject"].as_str() {
+            Some(subject) => Ok(campaigns(shared, body, |c| {
                 c["Subject"]
                     .as_str()
                     .is_some_and(|s| s.eq_ignore_ascii_case(subject.trim()))
@@ -162,30 +175,42 @@ async fn dispatch(
                 "\"subject\" is required",
             )),
         },
-        ("campaigns", "statistics") => statistics(&shared, &body),
-        ("templates", "list") => {
+        "statistics" => statistics(shared, body),
+        _ => Err(unknown_tool("campaigns", action)),
+    }
+}
+
+fn templates_tool(shared: &Shared, action: &str, body: &Value) -> Result<Value, Response> {
+    match action {
+        "list" => {
             let items = lock(&shared.world)
                 .templates
                 .values()
                 .map(|t| t.to_json())
                 .collect();
-            Ok(page(items, &body))
+            Ok(page(items, body))
         }
-        ("templates", "get") => template_with_content(&shared, body["id"].as_i64()),
-        ("templates", "create") => super::create_template(&shared, &body).map(|_| {
+        "get" => template_with_content(shared, body["id"].as_i64()),
+        "create" => super::create_template(shared, body).map(|_| {
             let id = lock(&shared.world).templates.keys().next_back().copied();
-            template_with_content(&shared, id).unwrap_or(Value::Null)
+            template_with_content(shared, id).unwrap_or(Value::Null)
         }),
-        ("templates", "update") => update_template(&shared, &body),
-        ("contacts", "list") => {
+        "update" => update_template(shared, body),
+        _ => Err(unknown_tool("templates", action)),
+    }
+}
+
+fn contacts_tool(shared: &Shared, action: &str, body: &Value) -> Result<Value, Response> {
+    match action {
+        "list" => {
             let items = lock(&shared.world)
                 .contacts
                 .values()
                 .map(|c| c.to_json())
                 .collect();
-            Ok(page(items, &body))
+            Ok(page(items, body))
         }
-        ("contacts", "create") => super::create_contact(&shared, &body).map(|_| {
+        "create" => super::create_contact(shared, body).map(|_| {
             let email = body["Email"].as_str().unwrap_or("").to_ascii_lowercase();
             let world = lock(&shared.world);
             let id = world.contacts_by_email.get(&email).copied();
@@ -193,24 +218,24 @@ async fn dispatch(
                 .map(|c| json!({ "Count": 1, "Data": [c.to_json()], "Total": 1 }))
                 .unwrap_or(Value::Null)
         }),
-        ("contacts", "update") => {
+        "update" => {
             let key = body["id"]
                 .as_i64()
                 .map(|i| i.to_string())
                 .or_else(|| body["Email"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            super::update_contact(&shared, &key, &body)
+            super::update_contact(shared, &key, body)
         }
-        _ => Err(agent_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("unknown tool {group}/{action}"),
-        )),
-    };
-    match result {
-        Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
-        Err(r) => r,
+        _ => Err(unknown_tool("contacts", action)),
     }
+}
+
+fn unknown_tool(group: &str, action: &str) -> Response {
+    agent_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("unknown tool {group}/{action}"),
+    )
 }
 
 fn campaigns(shared: &Shared, body: &Value, keep: impl Fn(&Value) -> bool) -> Value {

@@ -109,68 +109,8 @@ fn send_one(shared: &Shared, message: &Value, sandbox_mode: bool) -> Value {
     let to = recipients(message, "To");
     let cc = recipients(message, "Cc");
     let bcc = recipients(message, "Bcc");
-    if to.is_empty() {
-        return message_error("mj-0007", 400, "Empty array: \"To\".", &["To"]);
-    }
-    if to.len() + cc.len() + bcc.len() > 50 {
-        return message_error(
-            "send-0015",
-            400,
-            "Too many recipients: at most 50.",
-            &["To", "Cc", "Bcc"],
-        );
-    }
-    if let Some((bad, _)) = to
-        .iter()
-        .chain(&cc)
-        .chain(&bcc)
-        .find(|(e, _)| !valid_email(e))
-    {
-        return message_error(
-            "mj-0013",
-            400,
-            &format!("\"{bad}\" is an invalid email address."),
-            &["To[0].Email"],
-        );
-    }
-    let template = message["TemplateID"].as_i64();
-    if message["TextPart"].as_str().is_none()
-        && message["HTMLPart"].as_str().is_none()
-        && template.is_none()
-    {
-        return message_error(
-            "send-0003",
-            400,
-            "At least \"HTMLPart\", \"TextPart\" or \"TemplateID\" must be provided.",
-            &["HTMLPart", "TextPart"],
-        );
-    }
-    if let Some(id) = template
-        && !lock(&shared.world).templates.contains_key(&id)
-    {
-        return message_error(
-            "send-0010",
-            400,
-            &format!("Template ID \"{id}\" doesn't exist for your account."),
-            &["TemplateID"],
-        );
-    }
-    let from = message["From"]["Email"].as_str().unwrap_or("");
-    if from.is_empty() && template.is_none() {
-        return message_error(
-            "mj-0003",
-            400,
-            "Missing mandatory property \"From\".",
-            &["From"],
-        );
-    }
-    if from.ends_with("@unverified.example") {
-        return message_error(
-            "send-0008",
-            403,
-            &format!("\"{from}\" is not an authorized sender email address for your account."),
-            &["From"],
-        );
+    if let Err(refused) = check_message(shared, message, &to, &cc, &bcc) {
+        return refused;
     }
     let custom_id = message["CustomID"].as_str().unwrap_or("").to_owned();
     let payload = message["EventPayload"].as_str().unwrap_or("").to_owned();
@@ -180,6 +120,85 @@ fn send_one(shared: &Shared, message: &Value, sandbox_mode: bool) -> Value {
             .collect()
     };
     json!({ "Status": "success", "CustomID": custom_id, "To": accepted(&to), "Cc": accepted(&cc), "Bcc": accepted(&bcc) })
+}
+
+/// Mailjet's checks of one message, in its order; the first failure's message result.
+fn check_message(
+    shared: &Shared,
+    message: &Value,
+    to: &[(String, String)],
+    cc: &[(String, String)],
+    bcc: &[(String, String)],
+) -> Result<(), Value> {
+    if to.is_empty() {
+        return Err(message_error(
+            "mj-0007",
+            400,
+            "Empty array: \"To\".",
+            &["To"],
+        ));
+    }
+    if to.len() + cc.len() + bcc.len() > 50 {
+        return Err(message_error(
+            "send-0015",
+            400,
+            "Too many recipients: at most 50.",
+            &["To", "Cc", "Bcc"],
+        ));
+    }
+    if let Some((bad, _)) = to
+        .iter()
+        .chain(cc)
+        .chain(bcc)
+        .find(|(e, _)| !valid_email(e))
+    {
+        return Err(message_error(
+            "mj-0013",
+            400,
+            &format!("\"{bad}\" is an invalid email address."),
+            &["To[0].Email"],
+        ));
+    }
+    let template = message["TemplateID"].as_i64();
+    if message["TextPart"].as_str().is_none()
+        && message["HTMLPart"].as_str().is_none()
+        && template.is_none()
+    {
+        return Err(message_error(
+            "send-0003",
+            400,
+            "At least \"HTMLPart\", \"TextPart\" or \"TemplateID\" must be provided.",
+            &["HTMLPart", "TextPart"],
+        ));
+    }
+    if let Some(id) = template
+        && !lock(&shared.world).templates.contains_key(&id)
+    {
+        return Err(message_error(
+            "send-0010",
+            400,
+            &format!("Template ID \"{id}\" doesn't exist for your account."),
+            &["TemplateID"],
+        ));
+    }
+    let from = message["From"]["Email"].as_str().unwrap_or("");
+    if from.is_empty() && template.is_none() {
+        return Err(message_error(
+            "mj-0003",
+            400,
+            "Missing mandatory property \"From\".",
+            &["From"],
+        ));
+    }
+    if from.ends_with("@unverified.example") {
+        return Err(message_error(
+            "send-0008",
+            403,
+            &format!("\"{from}\" is not an authorized sender email address for your account."),
+            &["From"],
+        ));
+    }
+    Ok(())
 }
 
 fn accept(

@@ -106,6 +106,18 @@ pub async fn get(pool: &PgPool, id: &str) -> Result<Option<TeamMemberView>, sqlx
 }
 
 /// Creates or updates team member `id` inside `conn`'s transaction, recording what changed.
+/// Each field of `after` that differs from `before`, as `{from, to}`.
+fn changes(before: &Value, after: &Value) -> serde_json::Map<String, Value> {
+    let mut changes = serde_json::Map::new();
+    for (field, new) in after.as_object().into_iter().flatten() {
+        let old = before.get(field).cloned().unwrap_or(Value::Null);
+        if &old != new {
+            changes.insert(field.clone(), json!({ "from": old, "to": new }));
+        }
+    }
+    changes
+}
+
 pub async fn upsert(
     conn: &mut PgConnection,
     actor: &Actor,
@@ -151,13 +163,7 @@ pub async fn upsert(
         return Ok(Outcome::Created);
     };
     let before = json!({ "email": row.try_get::<String, _>("email")?, "name": row.try_get::<String, _>("name")?, "active": row.try_get::<bool, _>("active")? });
-    let mut changes = serde_json::Map::new();
-    for (field, new) in after.as_object().into_iter().flatten() {
-        let old = before.get(field).cloned().unwrap_or(Value::Null);
-        if &old != new {
-            changes.insert(field.clone(), json!({ "from": old, "to": new }));
-        }
-    }
+    let changes = changes(&before, &after);
     if changes.is_empty() {
         return Ok(Outcome::Unchanged);
     }

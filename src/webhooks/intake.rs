@@ -49,17 +49,18 @@ pub fn content_id(value: &Value) -> String {
 /// the one object (v1). A body that is not JSON, or neither an array nor an object, is an
 /// error: there is nothing in it to keep.
 pub fn split_group(body: &[u8]) -> Result<Vec<&RawValue>, String> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    match first {
-        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(body)
-            .map_err(|e| format!("body is not JSON: {e}")),
-        Some(b'{') => serde_json::from_slice::<&RawValue>(body)
+    let start = body.trim_ascii_start();
+    if start.starts_with(b"[") {
+        serde_json::from_slice::<Vec<&RawValue>>(body).map_err(|e| format!("body is not JSON: {e}"))
+    } else if start.starts_with(b"{") {
+        serde_json::from_slice::<&RawValue>(body)
             .map(|raw| vec![raw])
-            .map_err(|e| format!("body is not JSON: {e}")),
-        _ => match serde_json::from_slice::<&RawValue>(body) {
+            .map_err(|e| format!("body is not JSON: {e}"))
+    } else {
+        match serde_json::from_slice::<&RawValue>(body) {
             Err(e) => Err(format!("body is not JSON: {e}")),
             Ok(_) => Err("expected an event object or an array of them".to_owned()),
-        },
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{intake, slack_signature};
@@ -112,39 +113,12 @@ pub async fn mailjet(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     const S: &str = "mailjet";
-    let mailjet = &state.settings.mailjet;
-    let (Some(user), Some(password)) = (&mailjet.webhook_user, &mailjet.webhook_password) else {
-        return Err(refuse(
-            S,
-            StatusCode::UNAUTHORIZED,
-            "webhook credentials are not configured",
-        ));
-    };
-    let expected = format!("{}:{}", user.expose_secret(), password.expose_secret());
-    let presented = crate::auth::basic_credentials(&headers).unwrap_or_default();
-    if !constant_time_eq(&presented, expected.as_bytes()) {
-        return Err(refuse(
-            S,
-            StatusCode::UNAUTHORIZED,
-            "invalid Basic credentials",
-        ));
-    }
+    verify_mailjet(&state, &headers)?;
     let items = intake::split_group(&body).map_err(|why| {
         outcome(S, "bad_request");
         ApiError::BadRequest(why)
     })?;
-    let mut events = Vec::with_capacity(items.len());
-    let mut rejections = Vec::new();
-    for (i, raw) in items.iter().enumerate() {
-        match intake::mailjet_event(raw.get()) {
-            Ok(event) => events.push(event),
-            Err(why) => rejections.push(NewRejection {
-                position: i32::try_from(i).unwrap_or(i32::MAX),
-                raw: raw.get().as_bytes().to_vec(),
-                reason: format!("event {i}: {why}"),
-            }),
-        }
-    }
+    let (events, rejections) = mailjet_events(&items);
     let ids = store_delivery(&state, S, &events, &rejections).await?;
     kick(&state, ids).await;
     // 200 even with rejected events: they are kept for an operator, and a retry by Mailjet
@@ -168,6 +142,47 @@ pub async fn mailjet(
         ),
     )
         .into_response())
+}
+
+/// Mailjet's Basic credentials, compared in constant time.
+fn verify_mailjet(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    const S: &str = "mailjet";
+    let mailjet = &state.settings.mailjet;
+    let (Some(user), Some(password)) = (&mailjet.webhook_user, &mailjet.webhook_password) else {
+        return Err(refuse(
+            S,
+            StatusCode::UNAUTHORIZED,
+            "webhook credentials are not configured",
+        ));
+    };
+    let expected = format!("{}:{}", user.expose_secret(), password.expose_secret());
+    let presented = crate::auth::basic_credentials(headers).unwrap_or_default();
+    if constant_time_eq(&presented, expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(refuse(
+            S,
+            StatusCode::UNAUTHORIZED,
+            "invalid Basic credentials",
+        ))
+    }
+}
+
+/// A delivery's events: those that can be used, and the others as rejections.
+fn mailjet_events(items: &[&RawValue]) -> (Vec<NewEvent>, Vec<NewRejection>) {
+    let mut events = Vec::with_capacity(items.len());
+    let mut rejections = Vec::new();
+    for (i, raw) in items.iter().enumerate() {
+        match intake::mailjet_event(raw.get()) {
+            Ok(event) => events.push(event),
+            Err(why) => rejections.push(NewRejection {
+                position: i32::try_from(i).unwrap_or(i32::MAX),
+                raw: raw.get().as_bytes().to_vec(),
+                reason: format!("event {i}: {why}"),
+            }),
+        }
+    }
+    (events, rejections)
 }
 
 fn truncate_id(mut id: String) -> String {
@@ -246,47 +261,7 @@ pub async fn slack_events(
             outcome(S, "challenge");
             Ok(axum::Json(json!({ "challenge": challenge })).into_response())
         }
-        Some("event_callback") => {
-            let event_id = envelope
-                .get("event_id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    refuse(
-                        S,
-                        StatusCode::BAD_REQUEST,
-                        "event_callback without an event_id",
-                    )
-                })?
-                .to_owned();
-            let event_type = envelope
-                .pointer("/event/type")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_owned();
-            let ids = store(
-                &state,
-                S,
-                &[NewEvent {
-                    external_id: event_id,
-                    event_type,
-                    payload: envelope,
-                }],
-            )
-            .await?;
-            let retry = headers.contains_key("x-slack-retry-num");
-            outcome(
-                S,
-                if ids.is_empty() && retry {
-                    "retry_duplicate"
-                } else if ids.is_empty() {
-                    "duplicate"
-                } else {
-                    "accepted"
-                },
-            );
-            kick(&state, ids).await;
-            Ok(StatusCode::OK.into_response())
-        }
+        Some("event_callback") => event_callback(&state, &headers, envelope).await,
         Some(_) => {
             outcome(S, "ignored");
             Ok(StatusCode::OK.into_response())
@@ -297,6 +272,54 @@ pub async fn slack_events(
             "the body has no \"type\"",
         )),
     }
+}
+
+/// An `event_callback`, stored once per `event_id`.
+async fn event_callback(
+    state: &AppState,
+    headers: &HeaderMap,
+    envelope: Value,
+) -> Result<Response, ApiError> {
+    const S: &str = "slack_events";
+    let event_id = envelope
+        .get("event_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            refuse(
+                S,
+                StatusCode::BAD_REQUEST,
+                "event_callback without an event_id",
+            )
+        })?
+        .to_owned();
+    let event_type = envelope
+        .pointer("/event/type")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    let ids = store(
+        state,
+        S,
+        &[NewEvent {
+            external_id: event_id,
+            event_type,
+            payload: envelope,
+        }],
+    )
+    .await?;
+    let retry = headers.contains_key("x-slack-retry-num");
+    outcome(
+        S,
+        if ids.is_empty() && retry {
+            "retry_duplicate"
+        } else if ids.is_empty() {
+            "duplicate"
+        } else {
+            "accepted"
+        },
+    );
+    kick(state, ids).await;
+    Ok(StatusCode::OK.into_response())
 }
 
 /// `POST /webhooks/slack/interactions`: v0 signature, form-encoded `payload`; `block_actions`

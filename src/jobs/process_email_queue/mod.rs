@@ -253,16 +253,7 @@ async fn lane(
                 email_requests::mark_sending(db, &new_requests).await?;
             }
             // Up to CALLS_PER_CLAIM Send calls at once, one SandboxMode per call.
-            let mut calls: Vec<(bool, Vec<&Claimed>)> = Vec::new();
-            for test_mode in [false, true] {
-                let part: Vec<&Claimed> = claimed
-                    .iter()
-                    .filter(|c| c.test_mode == test_mode)
-                    .collect();
-                for chunk in part.chunks(BATCH as usize) {
-                    calls.push((test_mode, chunk.to_vec()));
-                }
-            }
+            let calls = calls_of(&claimed);
             let answers = futures_util::future::join_all(
                 calls
                     .iter()
@@ -286,6 +277,21 @@ async fn lane(
     }
     .await;
     result.map(|()| tally)
+}
+
+/// The claimed recipients as Send calls of at most `BATCH`, one `SandboxMode` per call.
+fn calls_of(claimed: &[Claimed]) -> Vec<(bool, Vec<&Claimed>)> {
+    let mut calls = Vec::new();
+    for test_mode in [false, true] {
+        let part: Vec<&Claimed> = claimed
+            .iter()
+            .filter(|c| c.test_mode == test_mode)
+            .collect();
+        for chunk in part.chunks(BATCH as usize) {
+            calls.push((test_mode, chunk.to_vec()));
+        }
+    }
+    calls
 }
 
 /// Claims up to one batch of due recipients: suppressed addresses are settled at once, the

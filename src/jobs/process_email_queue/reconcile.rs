@@ -143,6 +143,16 @@ async fn judge(
             return None;
         }
     };
+    Some(verdict_of(lookup, send, watermark, windows))
+}
+
+/// What Mailjet's answer to the look-up means for the send.
+fn verdict_of(
+    lookup: Lookup,
+    send: &StaleSend,
+    watermark: Option<chrono::DateTime<chrono::Utc>>,
+    windows: Windows,
+) -> Verdict {
     let settle = |status, resend, note: String, outcome| {
         Verdict::Settle(Reconcile {
             status,
@@ -153,7 +163,7 @@ async fn judge(
             outcome,
         })
     };
-    Some(match lookup {
+    match lookup {
         Lookup::Found { message_id, uuid } => Verdict::Settle(Reconcile {
             status: "sent",
             message_id: Some(message_id),
@@ -195,7 +205,7 @@ async fn judge(
             ),
             "resent",
         ),
-    })
+    }
 }
 
 async fn apply(db: &PgPool, send: &StaleSend, verdict: Option<Verdict>) -> Result<bool, JobError> {

@@ -102,18 +102,32 @@ where
         }
     };
     let started = std::time::Instant::now();
-    let heartbeat_db = db.clone();
-    let heartbeat = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(HEARTBEAT);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let _ = sync_runs::heartbeat(&heartbeat_db, id).await;
-        }
-    });
+    let heartbeat = tokio::spawn(heartbeat(db.clone(), id));
     let result = body(ctx, id).await;
     heartbeat.abort();
-    let (status, summary, error) = match &result {
+    finish(&db, job, id, &result).await?;
+    count_run(job, started, &result);
+    result.map(|_| ())
+}
+
+/// Keeps run `id` alive while it runs.
+async fn heartbeat(db: PgPool, id: Uuid) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let _ = sync_runs::heartbeat(&db, id).await;
+    }
+}
+
+/// Records how run `id` ended, with its audit entry.
+async fn finish(
+    db: &PgPool,
+    job: &str,
+    id: Uuid,
+    result: &Result<RunSummary, JobError>,
+) -> Result<(), JobError> {
+    let (status, summary, error) = match result {
         Ok(summary) => ("succeeded", summary.clone(), None),
         Err(e) => ("failed", RunSummary::default(), Some(e.to_string())),
     };
@@ -129,7 +143,7 @@ where
         counts: &counts,
         error: error.as_deref(),
     };
-    sync_runs::finish(&db, id, &finished).await.map_err(retry)?;
+    sync_runs::finish(db, id, &finished).await.map_err(retry)?;
     let mut conn = db.acquire().await.map_err(retry)?;
     crate::store::audit::record(
         &mut conn,
@@ -141,6 +155,16 @@ where
     )
     .await
     .map_err(retry)?;
+    Ok(())
+}
+
+/// `sync_runs_total`, the run's duration and, after a success, its time.
+fn count_run(job: &str, started: std::time::Instant, result: &Result<RunSummary, JobError>) {
+    let status = if result.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    };
     let labels = [("job", job.to_owned()), ("outcome", status.to_owned())];
     metrics::counter!("sync_runs_total", &labels).increment(1);
     metrics::histogram!("sync_run_duration_seconds", &labels)
@@ -149,5 +173,4 @@ where
         metrics::gauge!("sync_last_success_timestamp_seconds", "job" => job.to_owned())
             .set(crate::queue::now_ms() as f64 / 1000.0);
     }
-    result.map(|_| ())
 }

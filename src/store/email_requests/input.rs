@@ -136,6 +136,27 @@ impl Problems {
     }
 }
 
+/// What is wrong with one recipient on its own (its form; repeats are the request's).
+fn recipient_errors(r: &RecipientInput) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    check_email(&mut errors, "email", &r.email);
+    check_len(&mut errors, "name", &r.name, 0, 500);
+    check_text(&mut errors, "name", &r.name);
+    for (key, value) in &r.variables {
+        check_text(&mut errors, "variables", key);
+        check_nul(&mut errors, &format!("variables.{key}"), value);
+    }
+    let size = serde_json::to_vec(&r.variables).map_or(0, |v| v.len());
+    if size > MAX_VARIABLES_BYTES {
+        errors.push(FieldError::new(
+            "variables",
+            format!("is {size} bytes of JSON"),
+            format!("at most {MAX_VARIABLES_BYTES} bytes"),
+        ));
+    }
+    errors
+}
+
 impl EmailRequestInput {
     /// Everything wrong with the request that can be told without the database.
     pub fn validate(&self, max_recipients: usize) -> Problems {
@@ -168,22 +189,7 @@ impl EmailRequestInput {
         }
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(self.recipients.len());
         for (index, r) in self.recipients.iter().enumerate() {
-            let mut errors = Vec::new();
-            check_email(&mut errors, "email", &r.email);
-            check_len(&mut errors, "name", &r.name, 0, 500);
-            check_text(&mut errors, "name", &r.name);
-            for (key, value) in &r.variables {
-                check_text(&mut errors, "variables", key);
-                check_nul(&mut errors, &format!("variables.{key}"), value);
-            }
-            let size = serde_json::to_vec(&r.variables).map_or(0, |v| v.len());
-            if size > MAX_VARIABLES_BYTES {
-                errors.push(FieldError::new(
-                    "variables",
-                    format!("is {size} bytes of JSON"),
-                    format!("at most {MAX_VARIABLES_BYTES} bytes"),
-                ));
-            }
+            let mut errors = recipient_errors(r);
             if !errors.is_empty() {
                 problems.malformed += 1;
             }

@@ -109,6 +109,47 @@ pub async fn accept(
         return replay(existing, &hash);
     }
     let mut tx = pool.begin().await?;
+    check_references(&mut tx, input).await?;
+    let inserted: Option<Accepted> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO email_requests (idempotency_key, request_hash, campaign_id, template_id, scheduled_at, test_mode, recipient_count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING {REQUEST_COLUMNS}"
+    )))
+    .bind(key)
+    .bind(&hash)
+    .bind(&input.campaign_id)
+    .bind(input.template_id)
+    .bind(input.scheduled_at)
+    .bind(input.test_mode)
+    .bind(input.recipients.len() as i32)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(request) = inserted else {
+        // The same key committed by a concurrent request while this one was checking.
+        tx.rollback().await?;
+        let existing = by_key(pool, key).await?.ok_or(sqlx::Error::RowNotFound)?;
+        return replay(existing, &hash);
+    };
+    let written = write_recipients(&mut tx, request.id, input, &mut progress).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "email_request.accepted",
+        "email_request",
+        &request.id.to_string(),
+        json!({ "campaign_id": request.campaign_id, "template_id": request.template_id, "recipients": request.recipients, "scheduled_at": request.scheduled_at, "test_mode": request.test_mode, "idempotency_key": key }),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("email_recipients_accepted_total").increment(written as u64);
+    Ok((request, true))
+}
+
+/// The campaign must exist and be active, the template must have been imported.
+async fn check_references(
+    tx: &mut sqlx::PgConnection,
+    input: &EmailRequestInput,
+) -> Result<(), AcceptError> {
     let active: Option<bool> = sqlx::query_scalar("SELECT active FROM campaigns WHERE id = $1")
         .bind(&input.campaign_id)
         .fetch_optional(&mut *tx)
@@ -141,26 +182,16 @@ pub async fn accept(
             "a template imported by sync_mailjet_templates (`campaign-sync jobs run sync_mailjet_templates` imports them now)",
         )));
     }
-    let inserted: Option<Accepted> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO email_requests (idempotency_key, request_hash, campaign_id, template_id, scheduled_at, test_mode, recipient_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING {REQUEST_COLUMNS}"
-    )))
-    .bind(key)
-    .bind(&hash)
-    .bind(&input.campaign_id)
-    .bind(input.template_id)
-    .bind(input.scheduled_at)
-    .bind(input.test_mode)
-    .bind(input.recipients.len() as i32)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(request) = inserted else {
-        // The same key committed by a concurrent request while this one was checking.
-        tx.rollback().await?;
-        let existing = by_key(pool, key).await?.ok_or(sqlx::Error::RowNotFound)?;
-        return replay(existing, &hash);
-    };
+    Ok(())
+}
+
+/// Every recipient as an `email_sends` row, `CHUNK` per statement; how many.
+async fn write_recipients(
+    tx: &mut sqlx::PgConnection,
+    request: Uuid,
+    input: &EmailRequestInput,
+    progress: &mut impl FnMut(usize),
+) -> Result<usize, sqlx::Error> {
     let mut written = 0;
     for chunk in input.recipients.chunks(CHUNK) {
         let emails: Vec<&str> = chunk.iter().map(|r| r.email.trim()).collect();
@@ -173,7 +204,7 @@ pub async fn accept(
             "INSERT INTO email_sends (request_id, email, name, variables)
              SELECT $1, * FROM unnest($2::text[], $3::text[], $4::jsonb[])",
         )
-        .bind(request.id)
+        .bind(request)
         .bind(&emails)
         .bind(&names)
         .bind(&variables)
@@ -182,18 +213,7 @@ pub async fn accept(
         written += chunk.len();
         progress(written);
     }
-    audit::record(
-        &mut tx,
-        actor,
-        "email_request.accepted",
-        "email_request",
-        &request.id.to_string(),
-        json!({ "campaign_id": request.campaign_id, "template_id": request.template_id, "recipients": request.recipients, "scheduled_at": request.scheduled_at, "test_mode": request.test_mode, "idempotency_key": key }),
-    )
-    .await?;
-    tx.commit().await?;
-    metrics::counter!("email_recipients_accepted_total").increment(written as u64);
-    Ok((request, true))
+    Ok(written)
 }
 
 /// One recipient's state.
