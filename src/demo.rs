@@ -261,26 +261,7 @@ pub async fn run() -> anyhow::Result<()> {
 
     println!("campaign-sync demo");
     let pool = migrated(&settings).await?;
-    let seed = SeedSpec {
-        seed: 42,
-        campaigns: 200,
-        templates: 12,
-        users: 300,
-        channels: 30,
-    };
-    let sandbox = Sandbox::start(
-        sandbox_config(&env, seed.clone()),
-        SocketAddr::from(([127, 0, 0, 1], sandbox_port)),
-    )
-    .await
-    .with_context(|| {
-        format!("cannot start the sandbox on port {sandbox_port} (set SANDBOX_PORT)")
-    })?;
-    println!(
-        "  sandbox (Mailjet and Slack, offline) on {}",
-        sandbox.base_url()
-    );
-    seed_database(&pool, &seed).await?;
+    let sandbox = start_sandbox(&env, &pool, sandbox_port).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -317,6 +298,33 @@ pub async fn run() -> anyhow::Result<()> {
     pool.close().await;
     println!("stopped");
     Ok(())
+}
+
+/// The sandbox on `port`, seeded, and the database seeded from the same world.
+async fn start_sandbox(
+    env: &HashMap<String, String>,
+    pool: &sqlx::PgPool,
+    port: u16,
+) -> anyhow::Result<Sandbox> {
+    let seed = SeedSpec {
+        seed: 42,
+        campaigns: 200,
+        templates: 12,
+        users: 300,
+        channels: 30,
+    };
+    let sandbox = Sandbox::start(
+        sandbox_config(env, seed.clone()),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+    .await
+    .with_context(|| format!("cannot start the sandbox on port {port} (set SANDBOX_PORT)"))?;
+    println!(
+        "  sandbox (Mailjet and Slack, offline) on {}",
+        sandbox.base_url()
+    );
+    seed_database(pool, &seed).await?;
+    Ok(sandbox)
 }
 
 /// The demo's database, created if missing and migrated.

@@ -286,15 +286,19 @@ fn report_redis(report: &mut Report, settings: &Settings, info: &str, started: I
 
 fn check_credentials(report: &mut Report, s: &Settings) {
     const S: &str = "Credentials (presence only; values are never shown)";
-    let slack = match (
-        s.slack.bot_token.is_some(),
-        s.slack.client_id.is_some() && s.slack.client_secret.is_some(),
-    ) {
-        (_, true) => "OAuth app with token rotation (SLACK_CLIENT_ID/SECRET)",
-        (true, false) => "static bot token (SLACK_BOT_TOKEN)",
-        (false, false) => "",
-    };
-    let mailjet = match s.mailjet.adapter {
+    for (what, present, level_if_missing) in credentials(s) {
+        let (level, state) = if present {
+            (Level::Ok, "set")
+        } else {
+            (level_if_missing, "missing")
+        };
+        report.add(S, level, format!("{what}: {state}"));
+    }
+}
+
+/// The credentials of the chosen Mailjet adapter.
+fn mailjet_credentials(s: &Settings) -> [(&'static str, bool); 2] {
+    match s.mailjet.adapter {
         MailjetAdapter::Agent => [
             (
                 "Mailjet agent URL (MAILJET_MCP_URL)",
@@ -315,15 +319,27 @@ fn check_credentials(report: &mut Report, s: &Settings) {
                 s.mailjet.api_secret.is_some(),
             ),
         ],
+    }
+}
+
+/// Each credential the settings should have: what it is, whether it is set, how bad a gap is.
+fn credentials(s: &Settings) -> Vec<(String, bool, Level)> {
+    let mailjet = mailjet_credentials(s);
+    let slack = match (
+        s.slack.bot_token.is_some(),
+        s.slack.client_id.is_some() && s.slack.client_secret.is_some(),
+    ) {
+        (_, true) => "OAuth app with token rotation (SLACK_CLIENT_ID/SECRET)",
+        (true, false) => "static bot token (SLACK_BOT_TOKEN)",
+        (false, false) => "",
     };
-    let slack_credentials = format!("Slack credentials {slack}");
+    let webhook = s.mailjet.webhook_user.is_some() && s.mailjet.webhook_password.is_some();
     let rest = [
         (
             "Mailjet webhook Basic auth (MAILJET_WEBHOOK_USER/PASSWORD)",
-            s.mailjet.webhook_user.is_some() && s.mailjet.webhook_password.is_some(),
+            webhook,
             Level::Warn,
         ),
-        (slack_credentials.as_str(), !slack.is_empty(), Level::Warn),
         (
             "Slack signing secret (SLACK_SIGNING_SECRET)",
             s.slack.signing_secret.is_some(),
@@ -345,18 +361,18 @@ fn check_credentials(report: &mut Report, s: &Settings) {
             Level::Ok,
         ),
     ];
-    let all = mailjet
+    let mut all: Vec<(String, bool, Level)> = mailjet
         .into_iter()
-        .map(|(what, present)| (what, present, Level::Warn))
-        .chain(rest);
-    for (what, present, level_if_missing) in all {
-        let (level, state) = if present {
-            (Level::Ok, "set")
-        } else {
-            (level_if_missing, "missing")
-        };
-        report.add(S, level, format!("{what}: {state}"));
-    }
+        .map(|(what, present)| (what.to_owned(), present, Level::Warn))
+        .collect();
+    all.push((rest[0].0.to_owned(), rest[0].1, rest[0].2));
+    all.push((
+        format!("Slack credentials {slack}"),
+        !slack.is_empty(),
+        Level::Warn,
+    ));
+    all.extend(rest[1..].iter().map(|(w, p, l)| ((*w).to_owned(), *p, *l)));
+    all
 }
 
 /// Stored OAuth credentials: one that Slack refused to refresh needs a re-installation.

@@ -182,6 +182,25 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `migrate --status`: every migration and whether it is applied.
+async fn print_migrations(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let (states, unknown) = store::migration_status(pool)
+        .await
+        .context("cannot read the migration table")?;
+    for m in &states {
+        let state = match (&m.problem, m.applied) {
+            (Some(p), _) => p.as_str(),
+            (None, true) => "applied",
+            (None, false) => "pending",
+        };
+        println!("{} {:<40} {state}", m.version, m.description);
+    }
+    for v in unknown {
+        println!("{v} (not in this binary)                   applied");
+    }
+    Ok(())
+}
+
 async fn migrate(
     settings: Settings,
     status: bool,
@@ -190,20 +209,7 @@ async fn migrate(
 ) -> anyhow::Result<ExitCode> {
     let pool = store::pool(&settings.database, "migrate")?;
     if status {
-        let (states, unknown) = store::migration_status(&pool)
-            .await
-            .context("cannot read the migration table")?;
-        for m in &states {
-            let state = match (&m.problem, m.applied) {
-                (Some(p), _) => p.as_str(),
-                (None, true) => "applied",
-                (None, false) => "pending",
-            };
-            println!("{} {:<40} {state}", m.version, m.description);
-        }
-        for v in unknown {
-            println!("{v} (not in this binary)                   applied");
-        }
+        print_migrations(&pool).await?;
         return Ok(ExitCode::SUCCESS);
     }
     // sqlx takes a Postgres advisory lock around the run, so two releases migrating at

@@ -114,27 +114,40 @@ where
             Err(e) => e,
         };
         tracing::info!(service, endpoint, attempt = number, kind = ?error.kind, status = error.status, message = %error.message, "upstream call failed");
-        match &error.kind {
-            FailureKind::RateLimited { retry_after } => {
-                let wait = retry_after.unwrap_or(policy.default_retry_after);
-                if wait > policy.max_inline_wait || started.elapsed() + wait > policy.max_elapsed {
-                    return Err(error);
-                }
-                metrics::counter!("upstream_rate_limited_seconds_total", "service" => service, "endpoint" => endpoint.to_owned()).increment(wait.as_secs().max(1));
-                tokio::time::sleep(wait).await;
-            }
-            FailureKind::AuthExpired if !refreshed => {
-                refreshed = true;
-                refresh().await?;
-            }
-            FailureKind::Transient => match backoff.next() {
-                Some(delay) if started.elapsed() + delay <= policy.max_elapsed => {
-                    tokio::time::sleep(delay).await
-                }
-                _ => return Err(error),
-            },
-            FailureKind::AuthExpired | FailureKind::Permanent => return Err(error),
+        if matches!(error.kind, FailureKind::AuthExpired) && !refreshed {
+            refreshed = true;
+            refresh().await?;
+            continue;
         }
+        match wait_before_retry(policy, &error, started, &mut backoff) {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return Err(error),
+        }
+    }
+}
+
+/// How long to wait before trying `error`'s call again, or None to give up: a rate limit's
+/// wait when it is short enough, the next backoff for a transient failure, within the
+/// policy's total time.
+fn wait_before_retry(
+    policy: &RetryPolicy,
+    error: &UpstreamError,
+    started: Instant,
+    backoff: &mut impl Iterator<Item = Duration>,
+) -> Option<Duration> {
+    match &error.kind {
+        FailureKind::RateLimited { retry_after } => {
+            let wait = retry_after.unwrap_or(policy.default_retry_after);
+            if wait > policy.max_inline_wait || started.elapsed() + wait > policy.max_elapsed {
+                return None;
+            }
+            metrics::counter!("upstream_rate_limited_seconds_total", "service" => error.service, "endpoint" => error.endpoint.clone()).increment(wait.as_secs().max(1));
+            Some(wait)
+        }
+        FailureKind::Transient => backoff
+            .next()
+            .filter(|delay| started.elapsed() + *delay <= policy.max_elapsed),
+        FailureKind::AuthExpired | FailureKind::Permanent => None,
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::data::SentMessage;
-use super::{Shared, lock};
+use super::{SandboxConfig, Shared, lock};
 
 /// One Mailjet event waiting to be delivered.
 #[derive(Debug, Clone)]
@@ -129,6 +129,21 @@ fn batches_of(due: Vec<MailjetEvent>, grouped: bool, now: Instant) -> Vec<Pendin
     }
 }
 
+/// The URL events go to: the configured one, or (when it keeps failing) its backup.
+fn target_url(config: &SandboxConfig, consecutive_failures: u32) -> Option<String> {
+    let primary = config.mailjet_webhook_url.clone()?;
+    // A primary that keeps failing is suspended; the backup URL (if any) takes over.
+    Some(
+        match (
+            &config.mailjet_webhook_backup_url,
+            consecutive_failures >= config.mailjet_suspend_after,
+        ) {
+            (Some(backup), true) => backup.clone(),
+            _ => primary,
+        },
+    )
+}
+
 /// Delivers queued Mailjet events every grouping window, retrying failed deliveries at the
 /// configured interval until the configured time after their first failure.
 pub async fn run_mailjet_emitter(
@@ -158,16 +173,8 @@ pub async fn run_mailjet_emitter(
         let (due, later): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|e| e.due <= now);
         waiting = later;
         let config = shared.config();
-        let Some(primary) = config.mailjet_webhook_url.clone() else {
+        let Some(url) = target_url(&config, consecutive_failures) else {
             continue;
-        };
-        // A primary that keeps failing is suspended; the backup URL (if any) takes over.
-        let url = match (
-            &config.mailjet_webhook_backup_url,
-            consecutive_failures >= config.mailjet_suspend_after,
-        ) {
-            (Some(backup), true) => backup.clone(),
-            _ => primary,
         };
         let mut batches = batches_of(due, config.mailjet_webhook_grouped, now);
         let (ready, not_yet): (Vec<_>, Vec<_>) =

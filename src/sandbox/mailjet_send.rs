@@ -159,6 +159,11 @@ fn check_message(
             &["To[0].Email"],
         ));
     }
+    check_content(shared, message)
+}
+
+/// The message's content and sender: a part or a known template, an authorised `From`.
+fn check_content(shared: &Shared, message: &Value) -> Result<(), Value> {
     let template = message["TemplateID"].as_i64();
     if message["TextPart"].as_str().is_none()
         && message["HTMLPart"].as_str().is_none()

@@ -118,25 +118,30 @@ fn changes(before: &Value, after: &Value) -> serde_json::Map<String, Value> {
     changes
 }
 
+/// An email belongs to one team member (ignoring case): another's is a conflict.
+async fn email_is_free(conn: &mut PgConnection, id: &str, email: &str) -> Result<(), WriteError> {
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM team_members WHERE lower(email) = lower($1) AND id <> $2",
+    )
+    .bind(email)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match owner {
+        Some(owner) => Err(WriteError::Conflict(format!(
+            "email {email:?} already belongs to team member {owner:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn upsert(
     conn: &mut PgConnection,
     actor: &Actor,
     id: &str,
     input: &TeamMemberInput,
 ) -> Result<Outcome, WriteError> {
-    let owner: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM team_members WHERE lower(email) = lower($1) AND id <> $2",
-    )
-    .bind(&input.email)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(owner) = owner {
-        return Err(WriteError::Conflict(format!(
-            "email {:?} already belongs to team member {owner:?}",
-            input.email
-        )));
-    }
+    email_is_free(conn, id, &input.email).await?;
     let current =
         sqlx::query("SELECT email, name, active FROM team_members WHERE id = $1 FOR UPDATE")
             .bind(id)

@@ -370,3 +370,109 @@ fn all_sql_lives_in_store() {
         .collect();
     assert!(outside.is_empty(), "SQL outside store/: {outside:?}");
 }
+
+/// Functions longer than `max_lines` in `text`, counted as the shape check of
+/// `../shared/hooks/fnlen.py` counts them (braces from each `fn` line, strings blanked).
+fn long_functions(text: &str, max_lines: usize) -> Vec<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_fn = |line: &str| {
+        let t = line.trim_start();
+        let t = t.strip_prefix("pub ").or_else(|| {
+            t.strip_prefix("pub(")
+                .and_then(|r| r.split_once(") ").map(|(_, rest)| rest))
+        });
+        let t = t.unwrap_or(line.trim_start());
+        let t = t.strip_prefix("async ").unwrap_or(t);
+        let t = t.strip_prefix("const ").unwrap_or(t);
+        t.starts_with("fn ")
+    };
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !is_fn(lines[i]) {
+            i += 1;
+            continue;
+        }
+        let (mut depth, mut started, mut j) = (0i64, false, i);
+        while j < lines.len() {
+            let code = blank_strings(lines[j]);
+            let code = code.split("//").next().unwrap_or("");
+            depth += code.matches('{').count() as i64 - code.matches('}').count() as i64;
+            started |= code.contains('{');
+            if (code.contains(';') && !started) || (started && depth <= 0) {
+                break;
+            }
+            j += 1;
+        }
+        if started && j - i + 1 > max_lines {
+            found.push((i + 1, j - i + 1));
+        }
+        i = if started { j + 1 } else { i + 1 };
+    }
+    found
+}
+
+fn blank_strings(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in line.chars() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => {
+                in_string = false;
+                out.push('"');
+            }
+            (true, false, _) => {}
+            (false, _, '"') => {
+                in_string = true;
+                out.push('"');
+            }
+            (false, _, c) => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn functions_and_files_stay_short() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let (mut long, mut big) = (Vec::new(), Vec::new());
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read");
+            let name = path
+                .strip_prefix(&src)
+                .expect("under src")
+                .display()
+                .to_string();
+            let lines = text.split('\n').count();
+            if lines > 500 && !name.ends_with("tests.rs") {
+                big.push(format!("{name} ({lines})"));
+            }
+            for (at, n) in long_functions(&text, 60) {
+                long.push(format!("{name}:{at} ({n})"));
+            }
+        }
+    }
+    println!(
+        "shape: {} functions over 60 lines, {} files over 500 lines",
+        long.len(),
+        big.len()
+    );
+    assert!(
+        long.len() <= 8,
+        "at most 8 functions over 60 lines: {long:?}"
+    );
+    assert!(big.len() <= 2, "at most 2 files over 500 lines: {big:?}");
+}
