@@ -79,6 +79,24 @@ impl Transport {
         }
     }
 
+    /// `path` under `base`; a URL that cannot be made is a permanent failure of `endpoint`.
+    pub fn url(
+        &self,
+        base: &url::Url,
+        path: &str,
+        endpoint: &str,
+    ) -> Result<url::Url, UpstreamError> {
+        base.join(path).map_err(|e| {
+            self.failure(
+                endpoint,
+                FailureKind::Permanent,
+                None,
+                None,
+                format!("bad {} URL: {e}", self.service),
+            )
+        })
+    }
+
     /// Calls `endpoint` under `policy`: each attempt waits for `limit` (key and rate) when
     /// given, sends the request `build` makes, and reads the answer with `classify`; `refresh`
     /// is called once when the credential expired.

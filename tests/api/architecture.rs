@@ -476,3 +476,24 @@ fn functions_and_files_stay_short() {
     );
     assert!(big.len() <= 2, "at most 2 files over 500 lines: {big:?}");
 }
+
+#[test]
+fn the_readme_lists_every_scheduled_job_with_its_default() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let listed: Vec<(String, String)> = readme
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let cron = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+            let is_cron = cron.split_whitespace().count() == 6 || cron == "off";
+            is_cron.then(|| (name.to_owned(), cron.to_owned()))
+        })
+        .collect();
+    let defined: Vec<(String, String)> = campaign_sync::jobs::schedulable()
+        .into_iter()
+        .map(|job| (job.name.to_owned(), job.default.to_owned()))
+        .collect();
+    assert_eq!(listed, defined, "README's schedule table against jobs::ALL");
+}

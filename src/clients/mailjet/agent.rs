@@ -105,15 +105,9 @@ impl MailjetAgentClient {
                 format!("cannot mint the agent token: {e}"),
             )
         })?;
-        let url = self.base.join(&format!("mailjet/{path}")).map_err(|e| {
-            self.transport.failure(
-                path,
-                FailureKind::Permanent,
-                None,
-                None,
-                format!("bad agent URL: {e}"),
-            )
-        })?;
+        let url = self
+            .transport
+            .url(&self.base, &format!("mailjet/{path}"), path)?;
         Ok(self
             .transport
             .http()
@@ -123,42 +117,13 @@ impl MailjetAgentClient {
             .body(body))
     }
 
-    /// The agent's answer: success, Send's per-message 400, or its error classified.
+    /// The agent's answer (a 401 means its token must be minted again).
     fn classify<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         answer: Answer,
     ) -> Result<T, UpstreamError> {
-        let Answer {
-            status,
-            retry_after,
-            body,
-        } = answer;
-        if status.is_success() {
-            return self.transport.decode(path, &body);
-        }
-        // Error answers are rare and not always JSON: read leniently.
-        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let code = answer["error"]
-            .as_str()
-            .or_else(|| answer["ErrorCode"].as_str())
-            .map(str::to_owned);
-        let message = answer["message"]
-            .as_str()
-            .or_else(|| answer["ErrorMessage"].as_str())
-            .unwrap_or("no message")
-            .to_owned();
-        let kind = match status.as_u16() {
-            429 => FailureKind::RateLimited { retry_after },
-            401 => FailureKind::AuthExpired,
-            500..=599 => FailureKind::Transient,
-            // Send answers 400 with per-message results: that is an answer, not a failure.
-            400 if answer.get("Messages").is_some() => return self.transport.decode(path, &body),
-            _ => FailureKind::Permanent,
-        };
-        Err(self
-            .transport
-            .failure(path, kind, Some(status.as_u16()), code, message))
+        super::classify(&self.transport, path, answer, FailureKind::AuthExpired)
     }
 
     /// Lifetime statistics (`/statcounters` rows) of one Mailjet campaign.

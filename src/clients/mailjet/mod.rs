@@ -18,8 +18,9 @@ pub mod rest;
 pub use agent::MailjetAgentClient;
 pub use rest::MailjetRestClient;
 
-use super::error::UpstreamError;
+use super::error::{FailureKind, UpstreamError};
 use super::retry::RetryPolicy;
+use super::transport::{Answer, Transport};
 
 /// Lifetime counters of a campaign (`/statcounters`, Mailjet's field names).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -269,6 +270,46 @@ pub trait MailjetClient: Send + Sync {
 /// How subjects are compared: surrounding spaces and ASCII case do not count.
 pub fn subject_key(subject: &str) -> String {
     subject.trim().to_ascii_lowercase()
+}
+
+/// A Mailjet answer, from the REST API or the agent: success, Send's per-message results
+/// (also in an HTTP 400), or the error classified with Mailjet's own code and message;
+/// `on_401` is what a 401 means to the adapter.
+fn classify<T: serde::de::DeserializeOwned>(
+    transport: &Transport,
+    path: &str,
+    answer: Answer,
+    on_401: FailureKind,
+) -> Result<T, UpstreamError> {
+    let Answer {
+        status,
+        retry_after,
+        body,
+    } = answer;
+    if status.is_success() {
+        return transport.decode(path, &body);
+    }
+    // Error answers are rare and not always JSON: read leniently.
+    let refusal: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if status.as_u16() == 400 && refusal.get("Messages").is_some() {
+        return transport.decode(path, &body);
+    }
+    let code = refusal["error"]
+        .as_str()
+        .or_else(|| refusal["ErrorCode"].as_str())
+        .map(str::to_owned);
+    let message = refusal["message"]
+        .as_str()
+        .or_else(|| refusal["ErrorMessage"].as_str())
+        .unwrap_or("no message")
+        .to_owned();
+    let kind = match status.as_u16() {
+        429 => FailureKind::RateLimited { retry_after },
+        401 => on_401,
+        500..=599 => FailureKind::Transient,
+        _ => FailureKind::Permanent,
+    };
+    Err(transport.failure(path, kind, Some(status.as_u16()), code, message))
 }
 
 /// The Mailjet adapter chosen by `MAILJET_ADAPTER`.

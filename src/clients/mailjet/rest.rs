@@ -128,15 +128,7 @@ impl MailjetRestClient {
         body: Option<bytes::Bytes>,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         use secrecy::ExposeSecret;
-        let url = self.base.join(path).map_err(|e| {
-            self.transport.failure(
-                path,
-                FailureKind::Permanent,
-                None,
-                None,
-                format!("bad Mailjet URL: {e}"),
-            )
-        })?;
+        let url = self.transport.url(&self.base, path, path)?;
         let mut request = self
             .transport
             .http()
@@ -151,40 +143,13 @@ impl MailjetRestClient {
         Ok(request)
     }
 
-    /// Mailjet's answer: success, Send's per-message 400, or its error classified.
+    /// Mailjet's answer (Basic auth cannot be refreshed: a 401 is a configuration problem).
     fn classify<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         answer: Answer,
     ) -> Result<T, UpstreamError> {
-        let Answer {
-            status,
-            retry_after,
-            body,
-        } = answer;
-        if status.is_success() {
-            return self.transport.decode(path, &body);
-        }
-        // Error answers are rare and not always JSON: read leniently.
-        let refusal: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if status.as_u16() == 400 && refusal.get("Messages").is_some() {
-            return self.transport.decode(path, &body);
-        }
-        let code = refusal["ErrorCode"].as_str().map(str::to_owned);
-        let message = refusal["ErrorMessage"]
-            .as_str()
-            .unwrap_or("no message")
-            .to_owned();
-        let kind = match status.as_u16() {
-            429 => FailureKind::RateLimited { retry_after },
-            // Basic auth cannot be refreshed: a 401 is a configuration problem.
-            401 | 403 => FailureKind::Permanent,
-            500..=599 => FailureKind::Transient,
-            _ => FailureKind::Permanent,
-        };
-        Err(self
-            .transport
-            .failure(path, kind, Some(status.as_u16()), code, message))
+        super::classify(&self.transport, path, answer, FailureKind::Permanent)
     }
 }
 

@@ -149,15 +149,7 @@ impl SlackClient {
         params: &[(&str, String)],
         token: &Token,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-        let url = self.base.join(method).map_err(|e| {
-            self.transport.failure(
-                method,
-                FailureKind::Permanent,
-                None,
-                None,
-                format!("bad Slack URL: {e}"),
-            )
-        })?;
+        let url = self.transport.url(&self.base, method, method)?;
         Ok(self
             .transport
             .http()
