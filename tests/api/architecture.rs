@@ -23,34 +23,40 @@ fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|names| names.contains(&top))
 }
 
-/// Every module of `src/` (`jobs::registry`) and the text of its file, comments removed.
-fn modules(src: &Path) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
+/// Every `.rs` file under `src`: its path relative to `src` and its text.
+fn rust_files(src: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut found = Vec::new();
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("read src") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                let relative = path.strip_prefix(src).expect("under src").to_path_buf();
+                found.push((relative, text));
             }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let relative = path.strip_prefix(src).expect("under src");
-            let mut parts: Vec<String> = relative
-                .iter()
-                .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_owned())
-                .collect();
-            if parts.last().is_some_and(|p| p == "mod") {
-                parts.pop();
-            }
-            if parts == ["lib"] || parts == ["main"] {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).expect("read");
-            found.insert(parts.join("::"), without_comments(&text));
         }
+    }
+    found
+}
+
+/// Every module of `src/` (`jobs::registry`) and the text of its file, comments removed.
+fn modules(src: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for (relative, text) in rust_files(src) {
+        let mut parts: Vec<String> = relative
+            .iter()
+            .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_owned())
+            .collect();
+        if parts.last().is_some_and(|p| p == "mod") {
+            parts.pop();
+        }
+        if parts == ["lib"] || parts == ["main"] {
+            continue;
+        }
+        found.insert(parts.join("::"), without_comments(&text));
     }
     found
 }
@@ -438,31 +444,15 @@ fn blank_strings(line: &str) -> String {
 #[test]
 fn functions_and_files_stay_short() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut stack = vec![src.clone()];
     let (mut long, mut big) = (Vec::new(), Vec::new());
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read src") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).expect("read");
-            let name = path
-                .strip_prefix(&src)
-                .expect("under src")
-                .display()
-                .to_string();
-            let lines = text.split('\n').count();
-            if lines > 500 && !name.ends_with("tests.rs") {
-                big.push(format!("{name} ({lines})"));
-            }
-            for (at, n) in long_functions(&text, 60) {
-                long.push(format!("{name}:{at} ({n})"));
-            }
+    for (relative, text) in rust_files(&src) {
+        let name = relative.display().to_string();
+        let lines = text.split('\n').count();
+        if lines > 500 && !name.ends_with("tests.rs") {
+            big.push(format!("{name} ({lines})"));
+        }
+        for (at, n) in long_functions(&text, 60) {
+            long.push(format!("{name}:{at} ({n})"));
         }
     }
     println!(

@@ -7,27 +7,21 @@ use serde_json::{Value, json};
 
 use super::agent_auth::AgentTokens;
 use super::{
-    Lookup, MailjetCampaign, MailjetClient, MailjetTemplate, SendAnswer, SendBody, StatCounters,
-    TemplateContent, send_policy,
+    Account, Lookup, MailjetCampaign, MailjetClient, MailjetTemplate, SendAnswer, SendBody,
+    StatCounters, TemplateContent, send_policy,
 };
 use crate::clients::error::{FailureKind, UpstreamError};
 use crate::clients::limiter::{Limiter, Rate};
 use crate::clients::retry::RetryPolicy;
-use crate::clients::transport::{Answer, Transport};
+use crate::clients::transport::Answer;
 
 /// The agent client.
 #[derive(Debug)]
 pub struct MailjetAgentClient {
-    transport: Transport,
+    account: Account,
     base: url::Url,
     tokens: AgentTokens,
-    rate: Option<Rate>,
 }
-
-/// Mailjet limits per API key, across endpoints: one limiter key for the account.
-const LIMIT_KEY: &str = "mailjet:account";
-
-const SERVICE: &str = "mailjet";
 
 impl MailjetAgentClient {
     /// A client of the agent at `base`, with `timeout` per request.
@@ -38,23 +32,21 @@ impl MailjetAgentClient {
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
         Ok(MailjetAgentClient {
-            transport: Transport::new(SERVICE, timeout, policy)?,
+            account: Account::new(timeout, policy)?,
             base,
             tokens,
-            rate: None,
         })
     }
 
     /// Shares Mailjet's per-key `rate` with every process through Redis.
     pub fn with_limiter(mut self, limiter: Limiter, rate: Rate) -> Self {
-        self.transport = self.transport.with_limiter(limiter);
-        self.rate = Some(rate);
+        self.account = self.account.with_limiter(limiter, rate);
         self
     }
 
     /// The retry policy of calls.
     pub fn policy(&self) -> &RetryPolicy {
-        self.transport.policy()
+        self.account.transport.policy()
     }
 
     /// Calls tool `path` (e.g. `campaigns/statistics`) with `body`.
@@ -73,9 +65,10 @@ impl MailjetAgentClient {
         B: serde::Serialize + ?Sized,
         T: serde::de::DeserializeOwned,
     {
-        let body = self.transport.encode(path, body)?;
-        let limit = self.rate.map(|rate| (LIMIT_KEY, rate));
-        self.transport
+        let body = self.account.transport.encode(path, body)?;
+        let limit = self.account.limit();
+        self.account
+            .transport
             .call(
                 policy,
                 path,
@@ -97,7 +90,7 @@ impl MailjetAgentClient {
         body: bytes::Bytes,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let token = self.tokens.current().map_err(|e| {
-            self.transport.failure(
+            self.account.transport.failure(
                 path,
                 FailureKind::Permanent,
                 None,
@@ -106,9 +99,11 @@ impl MailjetAgentClient {
             )
         })?;
         let url = self
+            .account
             .transport
             .url(&self.base, &format!("mailjet/{path}"), path)?;
         Ok(self
+            .account
             .transport
             .http()
             .post(url)
@@ -123,7 +118,12 @@ impl MailjetAgentClient {
         path: &str,
         answer: Answer,
     ) -> Result<T, UpstreamError> {
-        super::classify(&self.transport, path, answer, FailureKind::AuthExpired)
+        super::classify(
+            &self.account.transport,
+            path,
+            answer,
+            FailureKind::AuthExpired,
+        )
     }
 
     /// Lifetime statistics (`/statcounters` rows) of one Mailjet campaign.

@@ -19,6 +19,7 @@ pub use agent::MailjetAgentClient;
 pub use rest::MailjetRestClient;
 
 use super::error::{FailureKind, UpstreamError};
+use super::limiter::{Limiter, Rate};
 use super::retry::RetryPolicy;
 use super::transport::{Answer, Transport};
 
@@ -270,6 +271,37 @@ pub trait MailjetClient: Send + Sync {
 /// How subjects are compared: surrounding spaces and ASCII case do not count.
 pub fn subject_key(subject: &str) -> String {
     subject.trim().to_ascii_lowercase()
+}
+
+/// Mailjet limits per API key, across endpoints: one limiter key for the account.
+const LIMIT_KEY: &str = "mailjet:account";
+
+/// The transport of either adapter, with the account's shared rate when one is set.
+#[derive(Debug)]
+struct Account {
+    transport: Transport,
+    rate: Option<Rate>,
+}
+
+impl Account {
+    fn new(timeout: Duration, policy: RetryPolicy) -> Result<Self, reqwest::Error> {
+        Ok(Account {
+            transport: Transport::new("mailjet", timeout, policy)?,
+            rate: None,
+        })
+    }
+
+    fn with_limiter(self, limiter: Limiter, rate: Rate) -> Self {
+        Account {
+            transport: self.transport.with_limiter(limiter),
+            rate: Some(rate),
+        }
+    }
+
+    /// The shared limit of every call.
+    fn limit(&self) -> Option<(&'static str, Rate)> {
+        self.rate.map(|rate| (LIMIT_KEY, rate))
+    }
 }
 
 /// A Mailjet answer, from the REST API or the agent: success, Send's per-message results

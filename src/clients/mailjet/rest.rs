@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Lookup, MailjetCampaign, MailjetClient, MailjetTemplate, SendAnswer, SendBody, StatCounters,
-    TemplateContent, send_policy, subject_key,
+    Account, Lookup, MailjetCampaign, MailjetClient, MailjetTemplate, SendAnswer, SendBody,
+    StatCounters, TemplateContent, send_policy, subject_key,
 };
 use crate::clients::error::{FailureKind, UpstreamError};
 use crate::clients::limiter::{Limiter, Rate};
 use crate::clients::retry::RetryPolicy;
-use crate::clients::transport::{Answer, Transport};
+use crate::clients::transport::Answer;
 
 /// The rows of an answer (`{"Data": [...]}`), decoded straight from the body.
 #[derive(Deserialize)]
@@ -25,17 +25,11 @@ struct Rows<T> {
 /// Mailjet's own REST v3 and Send v3.1 API, with Basic auth (API key and secret).
 #[derive(Debug)]
 pub struct MailjetRestClient {
-    transport: Transport,
+    account: Account,
     base: url::Url,
     key: String,
     secret: secrecy::SecretString,
-    rate: Option<Rate>,
 }
-
-/// Mailjet limits per API key, across endpoints: one limiter key for the account.
-const LIMIT_KEY: &str = "mailjet:account";
-
-const SERVICE: &str = "mailjet";
 
 impl MailjetRestClient {
     /// A client of the API at `base` (`https://api.mailjet.com`).
@@ -47,18 +41,16 @@ impl MailjetRestClient {
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
         Ok(MailjetRestClient {
-            transport: Transport::new(SERVICE, timeout, policy)?,
+            account: Account::new(timeout, policy)?,
             base,
             key: key.to_owned(),
             secret,
-            rate: None,
         })
     }
 
     /// Shares the per-key `rate` with every process through Redis.
     pub fn with_limiter(mut self, limiter: Limiter, rate: Rate) -> Self {
-        self.transport = self.transport.with_limiter(limiter);
-        self.rate = Some(rate);
+        self.account = self.account.with_limiter(limiter, rate);
         self
     }
 
@@ -69,7 +61,7 @@ impl MailjetRestClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, UpstreamError> {
-        self.request_with(self.transport.policy(), method, path, query, body)
+        self.request_with(self.account.transport.policy(), method, path, query, body)
             .await
     }
 
@@ -82,7 +74,7 @@ impl MailjetRestClient {
     ) -> Result<Vec<T>, UpstreamError> {
         let answer: Rows<T> = self
             .request_with(
-                self.transport.policy(),
+                self.account.transport.policy(),
                 reqwest::Method::GET,
                 path,
                 query,
@@ -105,9 +97,12 @@ impl MailjetRestClient {
         B: Serialize + ?Sized,
         T: serde::de::DeserializeOwned,
     {
-        let body = body.map(|b| self.transport.encode(path, b)).transpose()?;
-        let limit = self.rate.map(|rate| (LIMIT_KEY, rate));
-        self.transport
+        let body = body
+            .map(|b| self.account.transport.encode(path, b))
+            .transpose()?;
+        let limit = self.account.limit();
+        self.account
+            .transport
             .call(
                 policy,
                 path,
@@ -128,8 +123,9 @@ impl MailjetRestClient {
         body: Option<bytes::Bytes>,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         use secrecy::ExposeSecret;
-        let url = self.transport.url(&self.base, path, path)?;
+        let url = self.account.transport.url(&self.base, path, path)?;
         let mut request = self
+            .account
             .transport
             .http()
             .request(method, url)
@@ -149,7 +145,12 @@ impl MailjetRestClient {
         path: &str,
         answer: Answer,
     ) -> Result<T, UpstreamError> {
-        super::classify(&self.transport, path, answer, FailureKind::Permanent)
+        super::classify(
+            &self.account.transport,
+            path,
+            answer,
+            FailureKind::Permanent,
+        )
     }
 }
 
@@ -204,7 +205,7 @@ impl MailjetClient for MailjetRestClient {
     }
 
     async fn send(&self, body: &SendBody<'_>) -> Result<SendAnswer, UpstreamError> {
-        let policy = send_policy(self.transport.policy());
+        let policy = send_policy(self.account.transport.policy());
         self.request_with(&policy, reqwest::Method::POST, "v3.1/send", &[], Some(body))
             .await
     }
