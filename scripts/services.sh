@@ -83,9 +83,8 @@ if command -v python3 >/dev/null && ! python3 -c 'import slack_sdk' 2>/dev/null;
 fi
 command -v python3 >/dev/null || { apt_install python3 python3-pip; python3 -m pip install -q --break-system-packages slack_sdk; }
 # A test runs schemathesis (PyPI) with every check against the internal API's OpenAPI document.
-if ! command -v st >/dev/null; then
+if ! python3 -c 'import schemathesis' 2>/dev/null; then
   python3 -m pip install -q schemathesis 2>/dev/null || python3 -m pip install -q --break-system-packages schemathesis
-  command -v st >/dev/null || export PATH="$HOME/.local/bin:$PATH"
 fi
 # The metrics test checks /metrics with promtool (Debian's prometheus package brings it).
 command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
