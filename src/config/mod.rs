@@ -122,7 +122,7 @@ pub fn load(process: Process, jobs: &[Schedulable]) -> Result<Settings, ConfigEr
 }
 
 /// Loads the settings for `process` from the files and the given environment.
-/// `jobs` are the jobs that have a schedule (`crate::jobs::schedulable()`): each gets its
+/// `jobs` are the jobs that have a schedule (the jobs layer's `schedulable()`): each gets its
 /// default unless `schedules.<name>` or `SCHEDULE_<NAME>` sets it, and any other name under
 /// `schedules` is a problem.
 pub fn load_from(

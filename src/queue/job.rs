@@ -1,6 +1,6 @@
 //! Jobs as the queue runtime sees them: a job's definition (name, queue, retry policy, timeout,
 //! default schedule, handler), how a run fails (`JobError`), what a run gets (`JobContext`),
-//! and the registry a worker runs from. The jobs themselves live in `crate::jobs`, one file
+//! and the registry a worker runs from. The jobs themselves live in the jobs layer, one file
 //! each, and hand their definitions down as data.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,7 +69,7 @@ impl From<anyhow::Error> for JobError {
 }
 
 /// One job: everything the registry, the scheduler, configuration, `jobs list` and the docs
-/// know about it, in one place (`crate::jobs::ALL` lists them). Built with the `const` methods
+/// know about it, in one place (the jobs layer's `ALL` lists them). Built with the `const` methods
 /// below from [`JobDefinition::new`]'s defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct JobDefinition {

@@ -13,7 +13,6 @@ use super::{
 use crate::clients::error::{FailureKind, UpstreamError};
 use crate::clients::limiter::{Limiter, Rate};
 use crate::clients::retry::RetryPolicy;
-use crate::clients::transport::Answer;
 
 /// The agent client.
 #[derive(Debug)]
@@ -32,7 +31,8 @@ impl MailjetAgentClient {
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
         Ok(MailjetAgentClient {
-            account: Account::new(timeout, policy)?,
+            // A 401 means the agent's token must be minted again.
+            account: Account::new(timeout, policy, FailureKind::AuthExpired)?,
             base,
             tokens,
         })
@@ -74,7 +74,7 @@ impl MailjetAgentClient {
                 path,
                 limit,
                 || async { self.request(path, body.clone()) },
-                |answer| self.classify(path, answer),
+                |answer| self.account.classify(path, answer),
                 || async {
                     self.tokens.invalidate();
                     Ok(())
@@ -110,20 +110,6 @@ impl MailjetAgentClient {
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body))
-    }
-
-    /// The agent's answer (a 401 means its token must be minted again).
-    fn classify<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        answer: Answer,
-    ) -> Result<T, UpstreamError> {
-        super::classify(
-            &self.account.transport,
-            path,
-            answer,
-            FailureKind::AuthExpired,
-        )
     }
 
     /// Lifetime statistics (`/statcounters` rows) of one Mailjet campaign.

@@ -281,13 +281,20 @@ const LIMIT_KEY: &str = "mailjet:account";
 struct Account {
     transport: Transport,
     rate: Option<Rate>,
+    /// What a 401 means to the adapter.
+    on_401: FailureKind,
 }
 
 impl Account {
-    fn new(timeout: Duration, policy: RetryPolicy) -> Result<Self, reqwest::Error> {
+    fn new(
+        timeout: Duration,
+        policy: RetryPolicy,
+        on_401: FailureKind,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Account {
             transport: Transport::new("mailjet", timeout, policy)?,
             rate: None,
+            on_401,
         })
     }
 
@@ -295,7 +302,17 @@ impl Account {
         Account {
             transport: self.transport.with_limiter(limiter),
             rate: Some(rate),
+            on_401: self.on_401,
         }
+    }
+
+    /// An answer of either adapter (see [`classify`]).
+    fn classify<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        answer: Answer,
+    ) -> Result<T, UpstreamError> {
+        classify(&self.transport, path, answer, self.on_401.clone())
     }
 
     /// The shared limit of every call.

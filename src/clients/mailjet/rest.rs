@@ -13,7 +13,6 @@ use super::{
 use crate::clients::error::{FailureKind, UpstreamError};
 use crate::clients::limiter::{Limiter, Rate};
 use crate::clients::retry::RetryPolicy;
-use crate::clients::transport::Answer;
 
 /// The rows of an answer (`{"Data": [...]}`), decoded straight from the body.
 #[derive(Deserialize)]
@@ -41,7 +40,8 @@ impl MailjetRestClient {
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
         Ok(MailjetRestClient {
-            account: Account::new(timeout, policy)?,
+            // Basic auth cannot be refreshed: a 401 is a configuration problem.
+            account: Account::new(timeout, policy, FailureKind::Permanent)?,
             base,
             key: key.to_owned(),
             secret,
@@ -108,7 +108,7 @@ impl MailjetRestClient {
                 path,
                 limit,
                 || async { self.build_request(method.clone(), path, query, body.clone()) },
-                |answer| self.classify(path, answer),
+                |answer| self.account.classify(path, answer),
                 || async { Ok(()) },
             )
             .await
@@ -137,20 +137,6 @@ impl MailjetRestClient {
                 .body(body);
         }
         Ok(request)
-    }
-
-    /// Mailjet's answer (Basic auth cannot be refreshed: a 401 is a configuration problem).
-    fn classify<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        answer: Answer,
-    ) -> Result<T, UpstreamError> {
-        super::classify(
-            &self.account.transport,
-            path,
-            answer,
-            FailureKind::Permanent,
-        )
     }
 }
 
