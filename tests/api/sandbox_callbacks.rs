@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use campaign_sync::sandbox::EventRates;
+use campaign_sync::sandbox::{EventRates, Sandbox};
 use campaign_sync::webhooks::slack_signature;
 use serde_json::{Value, json};
 
@@ -178,22 +178,7 @@ async fn block_actions_arrive_form_encoded_and_signed() {
         c.slack_interactions_url = Some(format!("http://{host}/webhooks/slack/interactions"))
     })
     .await;
-    let (_, _, posted) = slack(
-        &sandbox,
-        "chat.postMessage",
-        "sandbox-bot-token",
-        &[("channel", "campaign-1"), ("text", "Approval requested")],
-    )
-    .await;
-    let r: Value = client()
-        .post(format!("{}/_sandbox/slack/interactions", sandbox.base_url()))
-        .json(&json!({ "action_id": "approve", "value": "req-42", "channel": posted["channel"], "message_ts": posted["ts"], "user": "U10000001" }))
-        .send()
-        .await
-        .expect("click")
-        .json()
-        .await
-        .expect("json");
+    let (posted, r) = post_and_approve(&sandbox, "Approval requested", "req-42").await;
     assert_eq!(r["delivery"]["acknowledged"], true);
     let (headers, body) = receiver.requests().pop().expect("delivered");
     assert_eq!(headers["content-type"], "application/x-www-form-urlencoded");
@@ -221,22 +206,7 @@ async fn block_actions_arrive_form_encoded_and_signed() {
 async fn a_response_url_replaces_the_message_up_to_five_times() {
     let (receiver, host) = Receiver::start(0).await;
     let sandbox = start(|c| c.slack_interactions_url = Some(format!("http://{host}/i"))).await;
-    let (_, _, posted) = slack(
-        &sandbox,
-        "chat.postMessage",
-        "sandbox-bot-token",
-        &[("channel", "campaign-1"), ("text", "Approve?")],
-    )
-    .await;
-    let click: Value = client()
-        .post(format!("{}/_sandbox/slack/interactions", sandbox.base_url()))
-        .json(&json!({ "action_id": "approve", "value": "req-1", "channel": posted["channel"], "message_ts": posted["ts"], "user": "U10000001" }))
-        .send()
-        .await
-        .expect("click")
-        .json()
-        .await
-        .expect("json");
+    let (posted, click) = post_and_approve(&sandbox, "Approve?", "req-1").await;
     assert_eq!(receiver.requests().len(), 1);
     let url = click["payload"]["response_url"]
         .as_str()
@@ -334,4 +304,26 @@ impl Receiver {
     fn requests(&self) -> Vec<(HeaderMap, Bytes)> {
         self.requests.lock().expect("lock").clone()
     }
+}
+
+/// Posts `text` to campaign-1 as the bot, and has U10000001 click "approve" (value `value`) on
+/// it: the posted message and the sandbox's answer to the click.
+async fn post_and_approve(sandbox: &Sandbox, text: &str, value: &str) -> (Value, Value) {
+    let (_, _, posted) = slack(
+        sandbox,
+        "chat.postMessage",
+        "sandbox-bot-token",
+        &[("channel", "campaign-1"), ("text", text)],
+    )
+    .await;
+    let click = client()
+        .post(format!("{}/_sandbox/slack/interactions", sandbox.base_url()))
+        .json(&json!({ "action_id": "approve", "value": value, "channel": posted["channel"], "message_ts": posted["ts"], "user": "U10000001" }))
+        .send()
+        .await
+        .expect("click")
+        .json()
+        .await
+        .expect("json");
+    (posted, click)
 }
