@@ -30,7 +30,20 @@ pub(super) async fn put_campaign(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    put_one::<CampaignInput>(&state, &headers, &id, &body).await
+    let answer = put_one::<CampaignInput>(&state, &headers, &id, &body).await?;
+    announce(&state).await;
+    Ok(answer)
+}
+
+/// A status change is announced in the campaign's channel by the Slack delivery (the stored
+/// status is what it works from); this makes it prompt.
+async fn announce(state: &AppState) {
+    crate::jobs::deliver_slack_posts::kick_or_log(
+        state.redis.clone(),
+        &state.settings.redis.key_prefix,
+        "api",
+    )
+    .await;
 }
 
 /// A campaign with its mappings, latest statistics and last sync.
@@ -147,5 +160,7 @@ pub(super) async fn batch_campaigns(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<BatchReport>, ApiError> {
-    batch::<CampaignInput>(&state, &headers, &body).await
+    let report = batch::<CampaignInput>(&state, &headers, &body).await?;
+    announce(&state).await;
+    Ok(report)
 }

@@ -13,7 +13,7 @@ use crate::state::AppState;
 use crate::store::validate::FieldError;
 
 /// The `Idempotency-Key` header: 1–255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let expected =
         "an Idempotency-Key header of 1 to 255 visible ASCII characters, new for each request";
     let Some(value) = headers.get("idempotency-key") else {

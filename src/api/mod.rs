@@ -2,6 +2,7 @@
 //! document and Swagger UI), health checks and metrics. `crate::router` mounts these beside the
 //! webhook receivers and wraps them in the one set of layers.
 
+mod approvals;
 pub mod auth;
 mod campaigns;
 pub mod email_requests;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod health;
 mod input;
 pub mod metrics;
+mod notifications;
 mod openapi;
 mod team_members;
 mod upsert;

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::auth::require_bearer;
 use super::error::ErrorBody;
-use super::{campaigns, email_requests, team_members};
+use super::{approvals, campaigns, email_requests, notifications, team_members};
 use crate::state::AppState;
 use crate::store::Outcome;
 
@@ -25,7 +25,7 @@ use crate::store::Outcome;
 #[openapi(
     info(title = "campaign-sync internal API", description = "Campaigns and team members in from the Campaign Manager. Bearer API_TOKEN on every route."),
     modifiers(&BearerAuth),
-    tags((name = "campaigns"), (name = "team-members"), (name = "email")),
+    tags((name = "campaigns"), (name = "team-members"), (name = "email"), (name = "slack")),
     components(schemas(ErrorBody, Outcome))
 )]
 struct ApiDoc;
@@ -54,6 +54,13 @@ pub fn routes(state: AppState) -> (Router<AppState>, Value) {
             team_members::get_team_member
         ))
         .routes(routes!(team_members::batch_team_members))
+        .routes(routes!(
+            notifications::post_notification,
+            notifications::list_notifications
+        ))
+        .routes(routes!(notifications::get_notification))
+        .routes(routes!(approvals::post_approval, approvals::list_approvals))
+        .routes(routes!(approvals::get_approval))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(
@@ -128,17 +135,47 @@ pub(super) fn finish(openapi: &utoipa::openapi::OpenApi, max_recipients: usize) 
     doc
 }
 
-/// An accepted request's `id` is the `{id}` of `GET /api/email-requests/{id}` (an OpenAPI link,
-/// which generated clients and stateful testers follow).
+/// An accepted request's, notification's or approval's id is the `{id}` of its reading (an
+/// OpenAPI link, which generated clients and stateful testers follow).
 fn link_request_to_its_reading(doc: &mut Value) {
-    if let Some(accepted) = doc.pointer_mut("/paths/~1api~1email-requests/post/responses/202") {
-        accepted["links"] = json!({
-            "GetEmailRequest": {
-                "operationId": "get_email_request",
-                "parameters": { "id": "$response.body#/id" },
-                "description": "The accepted request, with its counts and recipients."
-            }
-        });
+    let links = [
+        (
+            "/paths/~1api~1email-requests/post/responses/202",
+            "GetEmailRequest",
+            "get_email_request",
+            "/id",
+            "The accepted request, with its counts and recipients.",
+        ),
+        (
+            "/paths/~1api~1notifications/post/responses/202",
+            "GetNotification",
+            "get_notification",
+            "/id",
+            "The notification, with its deliveries.",
+        ),
+        (
+            "/paths/~1api~1approvals/post/responses/201",
+            "GetApproval",
+            "get_approval",
+            "/approvalId",
+            "The approval, with its status.",
+        ),
+        (
+            "/paths/~1api~1approvals/post/responses/200",
+            "GetApproval",
+            "get_approval",
+            "/approvalId",
+            "The approval, with its status.",
+        ),
+    ];
+    for (at, name, operation, field, description) in links {
+        if let Some(answer) = doc.pointer_mut(at) {
+            answer["links"] = json!({ name: {
+                "operationId": operation,
+                "parameters": { "id": format!("$response.body#{field}") },
+                "description": description
+            } });
+        }
     }
 }
 

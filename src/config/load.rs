@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::reader::Reader;
+use super::reader::{MIN_TOKEN_LEN, Reader};
 use super::settings::*;
 use super::{AppEnv, Process};
-
-const MIN_TOKEN_LEN: usize = 16;
 
 /// Reads every setting; problems are collected in `r`.
 pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) -> Settings {
@@ -30,6 +28,7 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) ->
         worker: read_worker(r),
         retention: read_retention(r),
         email: read_email(r),
+        workflows: super::workflows::read(r),
         upstream_timeout: secs(r, "upstream.timeout_secs", 1, 300),
     }
 }

@@ -9,6 +9,7 @@ mod reader;
 mod settings;
 mod source;
 pub mod spec;
+mod workflows;
 
 use std::collections::HashMap;
 use std::fmt;

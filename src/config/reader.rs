@@ -7,6 +7,9 @@ use secrecy::SecretString;
 use super::ConfigProblem;
 use super::source::{Layered, RawValue};
 
+/// The shortest secret token accepted (API, metrics and webhook tokens and secrets).
+pub(super) const MIN_TOKEN_LEN: usize = 16;
+
 /// Reads typed values, collecting problems.
 pub struct Reader<'a> {
     layered: &'a Layered,

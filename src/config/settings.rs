@@ -35,8 +35,23 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Email requests and the email queue.
     pub email: EmailSettings,
+    /// Slack workflows: approvals, reminders, the Campaign Manager's webhook.
+    pub workflows: WorkflowSettings,
     /// Timeout of every upstream request, Mailjet's and Slack's (`UPSTREAM_TIMEOUT_SECS`).
     pub upstream_timeout: Duration,
+}
+
+/// Slack workflows.
+#[derive(Debug, Clone)]
+pub struct WorkflowSettings {
+    /// A Slack user group whose members may decide any approval (`SLACK_APPROVER_GROUP`).
+    pub approver_group: Option<String>,
+    /// How long before a deadline approvers are reminded, longest first.
+    pub reminder_offsets: Vec<Duration>,
+    /// Where decisions are sent (`CAMPAIGN_MANAGER_WEBHOOK_URL`).
+    pub webhook_url: Option<url::Url>,
+    /// The key they are signed with.
+    pub webhook_secret: Option<SecretString>,
 }
 
 /// Email requests and the email queue.

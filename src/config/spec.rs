@@ -215,6 +215,26 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Whether sync_slack_users records the availability (presence) of users matched to team members.",
     ),
     plain(
+        "workflows.approver_group",
+        "SLACK_APPROVER_GROUP",
+        "Slack user group (its id, S…) whose members may decide any approval besides its approver; unset: only the approver.",
+    ),
+    plain(
+        "workflows.reminder_offsets",
+        "APPROVAL_REMINDER_OFFSETS",
+        "When approvers are reminded before an approval's deadline: durations such as 24h,1h,30m.",
+    ),
+    plain(
+        "workflows.webhook_url",
+        "CAMPAIGN_MANAGER_WEBHOOK_URL",
+        "Where approval decisions are POSTed, signed (HMAC-SHA256), as they happen; unset: none are sent.",
+    ),
+    secret(
+        "workflows.webhook_secret",
+        "CAMPAIGN_MANAGER_WEBHOOK_SECRET",
+        "Key of the HMAC-SHA256 signature of webhooks to the Campaign Manager (needed with CAMPAIGN_MANAGER_WEBHOOK_URL).",
+    ),
+    plain(
         "email.max_recipients",
         "EMAIL_MAX_RECIPIENTS",
         "Most recipients in one email request.",

@@ -3,10 +3,13 @@
 //! arguments, handler); [`ALL`] lists them, and the registry, configuration, the scheduler,
 //! `jobs list` and the docs read that list.
 
+pub mod deliver_outgoing_webhooks;
+pub mod deliver_slack_posts;
 pub mod diagnostics_probe;
 pub mod process_email_queue;
 pub mod process_webhook_events;
 pub mod purge_expired_data;
+pub mod send_approval_reminders;
 pub mod support;
 pub mod sync_mailjet_stats;
 pub mod sync_mailjet_templates;
@@ -15,13 +18,6 @@ pub mod update_slack_channels;
 
 use crate::config::Schedulable;
 use crate::queue::job::{JobDefinition, Registry};
-
-/// Remind approvers before the deadline and expire overdue approvals (not in this build yet).
-pub const SEND_APPROVAL_REMINDERS: JobDefinition = JobDefinition::new(
-    "send_approval_reminders",
-    "remind approvers before the deadline; expire overdue approvals",
-)
-.schedule("0 */15 * * * *");
 
 /// Daily, weekly and monthly aggregates (not in this build yet).
 pub const ROLLUP_METRICS: JobDefinition = JobDefinition::new(
@@ -37,9 +33,11 @@ pub const ALL: &[JobDefinition] = &[
     process_email_queue::JOB,
     update_slack_channels::JOB,
     sync_mailjet_templates::JOB,
-    SEND_APPROVAL_REMINDERS,
+    send_approval_reminders::JOB,
     ROLLUP_METRICS,
     purge_expired_data::JOB,
+    deliver_slack_posts::JOB,
+    deliver_outgoing_webhooks::JOB,
     process_webhook_events::JOB,
     diagnostics_probe::JOB,
 ];

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::bad_request;
 use super::data::Workspace;
 use super::data::World;
 use super::faults::{Fault, LimitState};
@@ -27,17 +28,15 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/requests", get(requests))
         .route("/_sandbox/slack/messages", get(slack_messages))
         .route("/_sandbox/slack/events", post(slack_event))
-        .route("/_sandbox/slack/interactions", post(slack_interaction))
+        .route(
+            "/_sandbox/slack/interactions",
+            post(super::clicks::slack_interaction),
+        )
+        .route(
+            "/_sandbox/slack/view_submission",
+            post(super::clicks::view_submission),
+        )
         .route("/_sandbox/slack/response/{id}", post(response_url))
-}
-
-/// A `response_url` handed out with an interaction.
-#[derive(Debug, Clone)]
-pub struct ResponseUrl {
-    channel: String,
-    message_ts: String,
-    uses: u32,
-    expires: std::time::Instant,
 }
 
 /// `response_url`: up to N uses within the TTL; `replace_original` changes the message,
@@ -56,15 +55,19 @@ async fn response_url(
                     && std::time::Instant::now() < u.expires =>
             {
                 u.uses += 1;
-                Some((u.channel.clone(), u.message_ts.clone()))
+                Some((u.channel.clone(), u.message_ts.clone(), u.user.clone()))
             }
             _ => None,
         }
     };
-    let Some((channel, ts)) = target else {
+    let Some((channel, ts, user)) = target else {
         return (StatusCode::NOT_FOUND, "expired_url").into_response();
     };
     let mut world = lock(&shared.world);
+    if body["response_type"] == "ephemeral" && body["replace_original"] != true {
+        world.workspace.ephemerals.push(json!({ "channel": channel, "user": user, "text": body["text"], "blocks": body.get("blocks"), "via": "response_url" }));
+        return (StatusCode::OK, "ok").into_response();
+    }
     let key = (channel, ts);
     if body["delete_original"].as_bool() == Some(true) {
         world.workspace.messages.remove(&key);
@@ -75,14 +78,6 @@ async fn response_url(
         message.blocks = body.get("blocks").cloned().unwrap_or(Value::Null);
     }
     (StatusCode::OK, "ok").into_response()
-}
-
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({ "error": message })),
-    )
-        .into_response()
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response {
@@ -185,7 +180,7 @@ async fn slack_messages(State(shared): State<Arc<Shared>>) -> Response {
     let messages: Vec<Value> = messages
         .into_iter()
         .map(|m| json!({ "channel": m.channel, "ts": m.ts, "thread_ts": m.thread_ts, "text": m.text, "blocks": m.blocks,
-            "metadata": m.metadata, "reactions": m.reactions, "updates": m.updates }))
+            "metadata": m.metadata, "reactions": m.reactions, "updates": m.updates, "attachments": m.attachments, "pinned": m.pinned }))
         .collect();
     axum::Json(json!({ "messages": messages, "ephemerals": ws.ephemerals, "views": ws.views }))
         .into_response()
@@ -356,89 +351,4 @@ fn member_joined(ws: &mut Workspace, r: &EventRequest, now: i64) -> Result<Value
     Ok(
         json!({ "type": "member_joined_channel", "user": user, "channel": id, "channel_type": "C", "team": team, "event_ts": format!("{now}.000400") }),
     )
-}
-
-/// An approver's click on a button of a message the service posted.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InteractionRequest {
-    action_id: String,
-    value: String,
-    channel: String,
-    message_ts: String,
-    user: String,
-    #[serde(default)]
-    block_id: Option<String>,
-}
-
-async fn slack_interaction(
-    State(shared): State<Arc<Shared>>,
-    axum::Json(r): axum::Json<InteractionRequest>,
-) -> Response {
-    let Some(url) = shared.config().slack_interactions_url.clone() else {
-        return bad_request("no slack_interactions_url is configured".to_owned());
-    };
-    let (team, channel_name, message) = clicked_message(&shared, &r);
-    let now = chrono::Utc::now();
-    let response_id = uuid::Uuid::new_v4().simple().to_string();
-    let config = shared.config();
-    lock(&shared.response_urls).insert(
-        response_id.clone(),
-        ResponseUrl {
-            channel: r.channel.clone(),
-            message_ts: r.message_ts.clone(),
-            uses: 0,
-            expires: std::time::Instant::now() + config.slack_response_url_ttl,
-        },
-    );
-    let response_url = format!(
-        "http://{}/_sandbox/slack/response/{response_id}",
-        config_host(&shared)
-    );
-    let payload = json!({
-        "type": "block_actions",
-        "user": { "id": r.user, "username": r.user.to_lowercase(), "name": r.user.to_lowercase(), "team_id": team },
-        "api_app_id": "A0SANDBOX1", "token": "sandbox-verification-token",
-        "container": { "type": "message", "message_ts": r.message_ts, "channel_id": r.channel, "is_ephemeral": false },
-        "trigger_id": format!("{}.{}.sandbox", now.timestamp(), now.timestamp_subsec_micros()),
-        "team": { "id": team, "domain": "sandbox" }, "enterprise": null, "is_enterprise_install": false,
-        "channel": { "id": r.channel, "name": channel_name }, "message": message, "state": { "values": {} },
-        "response_url": response_url,
-        "actions": [{ "type": "button", "action_id": r.action_id, "block_id": r.block_id.clone().unwrap_or_else(|| "approval_actions".to_owned()),
-            "text": { "type": "plain_text", "text": r.action_id, "emoji": true }, "value": r.value,
-            "action_ts": format!("{}.{:06}", now.timestamp(), now.timestamp_subsec_micros()) }],
-    });
-    let body = format!(
-        "payload={}",
-        url::form_urlencoded::byte_serialize(payload.to_string().as_bytes()).collect::<String>()
-    );
-    let delivery = callbacks::deliver_signed(
-        &shared,
-        &url,
-        body.into_bytes(),
-        "application/x-www-form-urlencoded",
-        None,
-    )
-    .await;
-    axum::Json(json!({ "payload": payload, "delivery": delivery })).into_response()
-}
-
-/// The team, the channel's name and the message as Slack shows it in a click's payload.
-fn clicked_message(shared: &Shared, r: &InteractionRequest) -> (String, String, Value) {
-    let world = lock(&shared.world);
-    let ws = &world.workspace;
-    let channel_name = ws
-        .channels
-        .iter()
-        .find(|c| c.id == r.channel)
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
-    let message = ws.messages.get(&(r.channel.clone(), r.message_ts.clone())).map(|m| json!({ "type": "message", "ts": m.ts, "text": m.text, "bot_id": "B0SANDBOT1", "blocks": m.blocks })).unwrap_or(json!({ "type": "message", "ts": r.message_ts, "text": "", "blocks": [] }));
-    (ws.team_id.clone(), channel_name, message)
-}
-
-fn config_host(shared: &Shared) -> String {
-    lock(&shared.own_addr)
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "127.0.0.1".to_owned())
 }

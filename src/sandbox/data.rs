@@ -147,6 +147,10 @@ pub struct SlackMessage {
     pub metadata: Value,
     /// Times `chat.update` changed it.
     pub updates: u32,
+    /// Legacy attachments (colour bar and fields), as posted or updated.
+    pub attachments: Value,
+    /// Pinned to its channel (`pins.add`).
+    pub pinned: bool,
 }
 
 /// The Slack workspace.

@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 mod callbacks;
+mod clicks;
 mod control;
 pub mod data;
 mod faults;
@@ -190,7 +191,7 @@ pub(crate) struct Shared {
     faults: Mutex<Vec<faults::Fault>>,
     limits: Mutex<faults::LimitState>,
     tokens: Mutex<slack::Tokens>,
-    response_urls: Mutex<HashMap<String, control::ResponseUrl>>,
+    response_urls: Mutex<HashMap<String, ResponseUrl>>,
     own_addr: Mutex<Option<SocketAddr>>,
     events: mpsc::UnboundedSender<callbacks::MailjetEvent>,
     /// Mailjet events emitted, delivered (acknowledged 200) and dropped (retries given up).
@@ -318,4 +319,24 @@ fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .with_state(shared)
+}
+
+/// A `response_url` handed out with an interaction.
+#[derive(Debug, Clone)]
+pub struct ResponseUrl {
+    channel: String,
+    user: String,
+    message_ts: String,
+    uses: u32,
+    expires: std::time::Instant,
+}
+
+/// A 400 of the control API, `{error}`.
+fn bad_request(message: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
 }

@@ -28,6 +28,10 @@ pub struct TeamMemberInput {
     /// Whether the member is active (default true).
     #[serde(default = "yes")]
     pub active: bool,
+    /// Whether the member opted out of DMs from campaign-sync (channel notices go on).
+    /// Absent: left as it is (the member may have muted DMs from Slack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_dms_muted: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -64,6 +68,8 @@ pub struct TeamMemberView {
     pub email: String,
     pub name: String,
     pub active: bool,
+    /// DMs are not sent to this member (they, or the Campaign Manager, muted them).
+    pub slack_dms_muted: bool,
     pub slack: Option<SlackIdentity>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -72,7 +78,7 @@ pub struct TeamMemberView {
 /// One team member, with the Slack identity the sync matched.
 pub async fn get(pool: &PgPool, id: &str) -> Result<Option<TeamMemberView>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT t.id, t.email, t.name, t.active, t.created_at, t.updated_at,
+        "SELECT t.id, t.email, t.name, t.active, t.slack_dms_muted, t.created_at, t.updated_at,
                 s.slack_user_id, s.workspace_id, s.slack_username, s.is_active, s.availability, s.last_synced
            FROM team_members t
            LEFT JOIN LATERAL (SELECT * FROM slack_integrations si WHERE si.team_member_id = t.id ORDER BY si.is_active DESC, si.last_synced DESC LIMIT 1) s ON true
@@ -99,6 +105,7 @@ pub async fn get(pool: &PgPool, id: &str) -> Result<Option<TeamMemberView>, sqlx
         email: row.try_get("email")?,
         name: row.try_get("name")?,
         active: row.try_get("active")?,
+        slack_dms_muted: row.try_get("slack_dms_muted")?,
         slack,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -142,18 +149,23 @@ pub async fn upsert(
     input: &TeamMemberInput,
 ) -> Result<Outcome, WriteError> {
     email_is_free(conn, id, &input.email).await?;
-    let current =
-        sqlx::query("SELECT email, name, active FROM team_members WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let after = json!({ "email": input.email, "name": input.name, "active": input.active });
+    let current = sqlx::query(
+        "SELECT email, name, active, slack_dms_muted FROM team_members WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut after = json!({ "email": input.email, "name": input.name, "active": input.active });
+    if let Some(muted) = input.slack_dms_muted {
+        after["slack_dms_muted"] = json!(muted);
+    }
     let Some(row) = current else {
-        sqlx::query("INSERT INTO team_members (id, email, name, active) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO team_members (id, email, name, active, slack_dms_muted) VALUES ($1, $2, $3, $4, coalesce($5, false))")
             .bind(id)
             .bind(&input.email)
             .bind(&input.name)
             .bind(input.active)
+            .bind(input.slack_dms_muted)
             .execute(&mut *conn)
             .await?;
         audit::record(
@@ -167,13 +179,14 @@ pub async fn upsert(
         .await?;
         return Ok(Outcome::Created);
     };
-    let before = json!({ "email": row.try_get::<String, _>("email")?, "name": row.try_get::<String, _>("name")?, "active": row.try_get::<bool, _>("active")? });
+    let before = json!({ "email": row.try_get::<String, _>("email")?, "name": row.try_get::<String, _>("name")?, "active": row.try_get::<bool, _>("active")?,
+        "slack_dms_muted": row.try_get::<bool, _>("slack_dms_muted")? });
     let changes = changes(&before, &after);
     if changes.is_empty() {
         return Ok(Outcome::Unchanged);
     }
-    sqlx::query("UPDATE team_members SET email = $2, name = $3, active = $4, updated_at = now() WHERE id = $1")
-        .bind(id).bind(&input.email).bind(&input.name).bind(input.active)
+    sqlx::query("UPDATE team_members SET email = $2, name = $3, active = $4, slack_dms_muted = coalesce($5, slack_dms_muted), updated_at = now() WHERE id = $1")
+        .bind(id).bind(&input.email).bind(&input.name).bind(input.active).bind(input.slack_dms_muted)
         .execute(&mut *conn).await?;
     audit::record(
         conn,

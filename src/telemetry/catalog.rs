@@ -127,6 +127,47 @@ const COUNTERS: &[(&str, &str)] = &[
         "webhook_requests_total",
         "Webhook deliveries, by source and outcome.",
     ),
+    (
+        "outgoing_webhooks_total",
+        "Webhooks to the Campaign Manager, by outcome (delivered, retry, failed).",
+    ),
+    (
+        "slack_approval_clicks_refused_total",
+        "Approval clicks that could not decide, by why (not_yours, not_pending).",
+    ),
+    (
+        "slack_approval_reminders_total",
+        "Approval reminders queued.",
+    ),
+    (
+        "slack_approval_requests_total",
+        "POST /api/approvals, by outcome (accepted, replayed, invalid, conflict, error).",
+    ),
+    (
+        "slack_approvals_decided_total",
+        "Approvals decided or expired, by status.",
+    ),
+    ("slack_approvals_requested_total", "Approvals asked for."),
+    (
+        "slack_modals_opened_total",
+        "Request-changes modals, by outcome (opened, refused, failed, timeout).",
+    ),
+    (
+        "slack_notification_requests_total",
+        "POST /api/notifications, by outcome (accepted, replayed, invalid, conflict, error).",
+    ),
+    (
+        "slack_notifications_accepted_total",
+        "Notifications stored, by type.",
+    ),
+    (
+        "slack_posts_reconciled_total",
+        "Slack posts left ambiguous and settled from the channel's history, by outcome (found, reposted).",
+    ),
+    (
+        "slack_posts_total",
+        "Slack outbox rows settled, by outcome (sent, skipped, failed, retry, ambiguous).",
+    ),
 ];
 
 const GAUGES: &[(&str, &str)] = &[
@@ -145,6 +186,10 @@ const GAUGES: &[(&str, &str)] = &[
 ];
 
 const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        "slack_post_seconds",
+        "Time to deliver one Slack outbox row (look-ups, the call), by op (post, update, ephemeral).",
+    ),
     ("email_batch_size", "Messages per Mailjet Send call."),
     (
         "email_send_latency_seconds",

@@ -2,6 +2,7 @@
 //! before anything is parsed or stored.
 
 pub mod intake;
+mod modal;
 pub mod receive;
 pub mod replay;
 pub mod slack_signature;

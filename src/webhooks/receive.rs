@@ -322,6 +322,23 @@ async fn event_callback(
     Ok(StatusCode::OK.into_response())
 }
 
+/// A click is identified by its user, message and action time (a modal's submission by its
+/// trigger); Slack does not resend them.
+fn interaction_id(kind: &str, payload: &Value) -> String {
+    let get = |pointer: &str| {
+        payload
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    let (user, action_ts, trigger) = (
+        get("/user/id"),
+        get("/actions/0/action_ts"),
+        get("/trigger_id"),
+    );
+    truncate_id(format!("{kind}:{user}:{action_ts}:{trigger}"))
+}
+
 /// `POST /webhooks/slack/interactions`: v0 signature, form-encoded `payload`; `block_actions`
 /// are stored and processed by a job. Acknowledged at once (Slack allows 3 s).
 pub async fn slack_interactions(
@@ -354,20 +371,8 @@ pub async fn slack_interactions(
         .and_then(Value::as_str)
         .ok_or_else(|| refuse(S, StatusCode::BAD_REQUEST, "payload has no \"type\""))?
         .to_owned();
-    // A click is identified by its user, message and action time; Slack does not resend them.
-    let user = payload
-        .pointer("/user/id")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let action_ts = payload
-        .pointer("/actions/0/action_ts")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let trigger = payload
-        .get("trigger_id")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let external_id = truncate_id(format!("{kind}:{user}:{action_ts}:{trigger}"));
+    let external_id = interaction_id(&kind, &payload);
+    let modal = super::modal::asked(&payload);
     let ids = store(
         &state,
         S,
@@ -378,7 +383,11 @@ pub async fn slack_interactions(
         }],
     )
     .await?;
+    let fresh = !ids.is_empty();
     kick(&state, ids).await;
+    if let Some(ask) = modal.filter(|_| fresh) {
+        super::modal::open(&state, ask).await;
+    }
     outcome(S, "accepted");
     metrics::histogram!("webhook_ack_seconds", "source" => S)
         .record(started.elapsed().as_secs_f64());

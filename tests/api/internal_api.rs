@@ -531,14 +531,20 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
     }
     documented.sort();
     let expected = [
+        "GET /api/approvals",
+        "GET /api/approvals/{id}",
         "GET /api/campaigns",
         "GET /api/campaigns/{id}",
         "GET /api/email-requests",
         "GET /api/email-requests/{id}",
+        "GET /api/notifications",
+        "GET /api/notifications/{id}",
         "GET /api/team-members/{id}",
+        "POST /api/approvals",
         "POST /api/campaigns/{id}/deactivate",
         "POST /api/campaigns:batch",
         "POST /api/email-requests",
+        "POST /api/notifications",
         "POST /api/team-members:batch",
         "PUT /api/campaigns/{id}",
         "PUT /api/team-members/{id}",

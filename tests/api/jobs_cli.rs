@@ -40,7 +40,7 @@ async fn jobs_run_enqueues_a_known_job_and_refuses_an_unknown_one_listing_the_va
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         stderr(&unknown).contains(
-            "unknown job \"sync_everything\"; valid names: diagnostics_probe, process_email_queue, process_webhook_events, purge_expired_data, sync_mailjet_stats, sync_mailjet_templates, sync_slack_users, update_slack_channels"
+            "unknown job \"sync_everything\"; valid names: deliver_outgoing_webhooks, deliver_slack_posts, diagnostics_probe, process_email_queue, process_webhook_events, purge_expired_data, send_approval_reminders, sync_mailjet_stats, sync_mailjet_templates, sync_slack_users, update_slack_channels"
         ),
         "{}",
         stderr(&unknown)
@@ -97,9 +97,16 @@ async fn jobs_list_shows_schedules_queues_and_counters() {
         ),
         "{text}"
     );
+    assert!(
+        row("send_approval_reminders")
+            .is_some_and(|r| r.starts_with("send_approval_reminders 0 */15 * * * * ")
+                && !r.contains("not in this build")
+                && r.ends_with("never")),
+        "{text}"
+    );
     assert_eq!(
-        row("send_approval_reminders").as_deref(),
-        Some("send_approval_reminders 0 */15 * * * * not in this build never"),
+        row("rollup_metrics").as_deref(),
+        Some("rollup_metrics 0 5 * * * * not in this build never"),
         "{text}"
     );
     assert!(

@@ -25,5 +25,8 @@ mod sandbox_slack_web;
 mod schedules;
 mod schema;
 mod slack_client;
+mod slack_exactly_once;
+mod slack_reminders;
+mod slack_workflows;
 mod syncs;
 mod webhooks;

@@ -313,10 +313,13 @@ async fn typed_calls_read_users_and_channels_and_post_paced_messages() {
     // Four messages to one channel: the shared limiter paces them at one per second, so the
     // sandbox's per-channel limit (a burst of three, then one per second) never answers 429.
     for i in 0..4 {
-        let posted = client
-            .post_message("campaign-1", &format!("update {i}"), None)
-            .await
-            .expect("posted");
+        let text = format!("update {i}");
+        let message = campaign_sync::clients::slack::messages::Message {
+            channel: "campaign-1",
+            text: &text,
+            ..Default::default()
+        };
+        let posted = client.post(&message).await.expect("posted");
         assert_eq!(posted.ts.len(), 17);
     }
     let stats: Value = reqwest::Client::new()

@@ -787,7 +787,7 @@ async fn an_approvers_click_is_acknowledged_and_decides_the_approval() {
         .execute(&app.db)
         .await
         .expect("member");
-    sqlx::query("INSERT INTO approvals (id, campaign_id, stage, approver_id, deadline) VALUES ('req-42', 'cmp', 'final', 'tm-1', now() + interval '1 day')").execute(&app.db).await.expect("approval");
+    sqlx::query("INSERT INTO approvals (id, campaign_id, stage, approver_id, slack_user_id, deadline) VALUES ('req-42', 'cmp', 'final', 'tm-1', 'U10000002', now() + interval '1 day')").execute(&app.db).await.expect("approval");
     let posted: Value = reqwest::Client::new()
         .post(format!("{}/chat.postMessage", sandbox.slack_api_url()))
         .bearer_auth("sandbox-bot-token")

@@ -36,3 +36,13 @@ pub async fn invalidate(
     metrics::counter!("slack_cache_invalidations_total").increment(removed);
     Ok(())
 }
+
+/// `<prefix>:slack:dm:<workspace>:<user>`: the DM channel with a user.
+pub fn dm_channel(prefix: &str, workspace: &str, user: &str) -> String {
+    format!("{prefix}:slack:dm:{workspace}:{user}")
+}
+
+/// `<prefix>:slack:usergroup:<workspace>:<group>`: a user group's members, comma-separated.
+pub fn usergroup(prefix: &str, workspace: &str, group: &str) -> String {
+    format!("{prefix}:slack:usergroup:{workspace}:{group}")
+}

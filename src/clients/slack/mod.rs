@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod crypto;
+pub mod messages;
 pub mod tokens;
 
 use std::time::Duration;
@@ -29,12 +30,24 @@ fn tier_of(method: &str) -> Option<usize> {
     match method {
         "users.list"
         | "usergroups.list"
+        | "usergroups.users.list"
         | "conversations.list"
         | "conversations.create"
         | "conversations.rename"
         | "conversations.archive" => Some(0),
-        "users.getPresence" | "conversations.info" | "chat.update" | "reactions.add" => Some(1),
-        "conversations.members" | "auth.test" => Some(2),
+        "users.getPresence"
+        | "conversations.info"
+        | "conversations.open"
+        | "conversations.history"
+        | "conversations.replies"
+        | "chat.update"
+        | "reactions.add"
+        | "pins.add" => Some(1),
+        "conversations.members"
+        | "auth.test"
+        | "chat.postEphemeral"
+        | "views.open"
+        | "users.lookupByEmail" => Some(2),
         _ => None,
     }
 }
@@ -104,11 +117,22 @@ impl SlackClient {
         method: &str,
         params: &[(&str, String)],
     ) -> Result<T, UpstreamError> {
+        self.call_under(self.transport.policy(), method, params)
+            .await
+    }
+
+    /// Calls `method` under `policy` (a post that must not be retried blindly has its own).
+    pub async fn call_under<T: DeserializeOwned>(
+        &self,
+        policy: &RetryPolicy,
+        method: &str,
+        params: &[(&str, String)],
+    ) -> Result<T, UpstreamError> {
         let seen = std::sync::Mutex::new(0);
         let limit = self.limit_of(method, params);
         self.transport
             .call(
-                self.transport.policy(),
+                policy,
                 method,
                 limit.as_ref().map(|(key, rate)| (key.as_str(), *rate)),
                 || async {
@@ -244,7 +268,7 @@ impl SlackClient {
         }
     }
 
-    async fn cached(&self, key: &str) -> Option<String> {
+    pub(crate) async fn cached(&self, key: &str) -> Option<String> {
         let (conn, _, _) = self.cache.as_ref()?;
         let mut conn = conn.clone();
         let value: Option<String> = redis::cmd("GET")
@@ -257,7 +281,7 @@ impl SlackClient {
         value
     }
 
-    async fn remember(&self, key: &str, value: &str) {
+    pub(crate) async fn remember(&self, key: &str, value: &str) {
         if let Some((conn, _, ttl)) = &self.cache {
             let mut conn = conn.clone();
             let _: Result<(), _> = redis::cmd("SET")
@@ -270,7 +294,7 @@ impl SlackClient {
         }
     }
 
-    fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         self.cache
             .as_ref()
             .map(|(_, p, _)| p.as_str())
@@ -460,23 +484,6 @@ impl SlackClient {
     ) -> Result<(), UpstreamError> {
         self.paginate("conversations.list", &channel_types(), limit, each_page)
             .await
-    }
-
-    /// Posts `text` (and optional Block Kit `blocks`) to `channel`.
-    pub async fn post_message(
-        &self,
-        channel: &str,
-        text: &str,
-        blocks: Option<&Value>,
-    ) -> Result<PostedMessage, UpstreamError> {
-        let mut params = vec![("channel", channel.to_owned()), ("text", text.to_owned())];
-        if let Some(blocks) = blocks {
-            params.push(("blocks", blocks.to_string()));
-        }
-        typed(
-            "chat.postMessage",
-            self.call("chat.postMessage", &params).await?,
-        )
     }
 
     /// `active` or `away`.

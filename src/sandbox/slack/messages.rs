@@ -12,6 +12,26 @@ use super::{arg, decode_cursor, encode_cursor, err, find_channel, flag, number, 
 use crate::sandbox::data::SlackChannel;
 use crate::sandbox::{Shared, lock};
 
+/// The message methods other than `chat.postMessage`; None for any other method.
+pub(super) fn call(
+    shared: &Shared,
+    method: &str,
+    params: &HashMap<String, Value>,
+) -> Option<Value> {
+    Some(match method {
+        "conversations.open" => conversations_open(shared, params),
+        "conversations.history" => conversations_history(shared, params),
+        "conversations.replies" => conversations_replies(shared, params),
+        "chat.postEphemeral" => post_ephemeral(shared, params),
+        "chat.getPermalink" => permalink(shared, params),
+        "views.open" => views_open(shared, params),
+        "chat.update" => chat_update(shared, params),
+        "reactions.add" => reactions_add(shared, params),
+        "pins.add" => pins_add(shared, params),
+        _ => return None,
+    })
+}
+
 /// A JSON parameter given as a string (form, query) or as JSON (a JSON body).
 fn json_param(params: &HashMap<String, Value>, name: &str) -> Option<Value> {
     match params.get(name)? {
@@ -87,11 +107,9 @@ pub(super) fn post_message(shared: &Shared, params: &HashMap<String, Value>) -> 
     {
         return Ok(err("thread_not_found"));
     }
-    let metadata = json_param(params, "metadata").unwrap_or(Value::Null);
-    let well_formed = metadata["event_type"].is_string() && metadata["event_payload"].is_object();
-    if !metadata.is_null() && !well_formed {
+    let Some(metadata) = metadata_of(params) else {
         return Ok(err("invalid_metadata_format"));
-    }
+    };
     let stored = crate::sandbox::data::SlackMessage {
         channel: channel_id.clone(),
         ts: ts.clone(),
@@ -101,12 +119,22 @@ pub(super) fn post_message(shared: &Shared, params: &HashMap<String, Value>) -> 
         thread_ts,
         metadata,
         updates: 0,
+        attachments: json_param(params, "attachments").unwrap_or(Value::Null),
+        pinned: false,
     };
     let message = message_json(&stored, true);
     ws.messages.insert((channel_id.clone(), ts.clone()), stored);
     Ok(ok(
         json!({ "channel": channel_id, "ts": ts, "message": message }),
     ))
+}
+
+/// The message metadata posted (Null without any); None when it is not
+/// `{event_type: string, event_payload: object}`.
+fn metadata_of(params: &HashMap<String, Value>) -> Option<Value> {
+    let metadata = json_param(params, "metadata").unwrap_or(Value::Null);
+    let well_formed = metadata["event_type"].is_string() && metadata["event_payload"].is_object();
+    (metadata.is_null() || well_formed).then_some(metadata)
 }
 
 pub(super) fn chat_update(shared: &Shared, params: &HashMap<String, Value>) -> Value {
@@ -125,6 +153,9 @@ pub(super) fn chat_update(shared: &Shared, params: &HashMap<String, Value>) -> V
         Some(Value::String(s)) => message.blocks = serde_json::from_str(s).unwrap_or(Value::Null),
         Some(v) => message.blocks = v.clone(),
         None => {}
+    }
+    if let Some(attachments) = json_param(params, "attachments") {
+        message.attachments = attachments;
     }
     ok(
         json!({ "channel": channel, "ts": ts, "text": message.text, "message": { "text": message.text, "blocks": message.blocks } }),
@@ -170,6 +201,12 @@ pub(crate) fn message_json(m: &crate::sandbox::data::SlackMessage, with_metadata
     }
     if with_metadata && !m.metadata.is_null() {
         message["metadata"] = m.metadata.clone();
+    }
+    if m.attachments.as_array().is_some_and(|a| !a.is_empty()) {
+        message["attachments"] = m.attachments.clone();
+    }
+    if m.pinned {
+        message["pinned_to"] = json!([m.channel]);
     }
     if m.updates > 0 {
         message["edited"] = json!({ "user": "U0SANDBOT1", "ts": m.ts });
@@ -233,7 +270,7 @@ pub(super) fn conversations_history(shared: &Shared, params: &HashMap<String, Va
         .workspace
         .messages
         .values()
-        .filter(|m| m.channel == channel && m.thread_ts.is_none())
+        .filter(|m| m.channel == channel && m.thread_ts.is_none() && after_oldest(params, &m.ts))
         .collect();
     messages.sort_by_key(|m| std::cmp::Reverse(ts_key(&m.ts)));
     let end = (start + limit as usize).min(messages.len());
@@ -252,6 +289,82 @@ pub(super) fn conversations_history(shared: &Shared, params: &HashMap<String, Va
     ok(
         json!({ "messages": page, "has_more": more, "pin_count": 0, "response_metadata": { "next_cursor": next } }),
     )
+}
+
+/// Whether `ts` is after the `oldest` parameter (exclusive, as Slack's), if any.
+fn after_oldest(params: &HashMap<String, Value>, ts: &str) -> bool {
+    match arg(params, "oldest") {
+        Some(oldest) => ts_key(ts) > ts_key(oldest),
+        None => true,
+    }
+}
+
+/// `conversations.replies`: the parent and its replies, oldest first, `limit` per page,
+/// metadata with `include_all_metadata`; `oldest` bounds the replies.
+pub(super) fn conversations_replies(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let limit = number(params, "limit").unwrap_or(100);
+    if !(1..1000).contains(&limit) {
+        return err("invalid_limit");
+    }
+    let start = match decode_cursor("replies", arg(params, "cursor")) {
+        Ok(i) => i,
+        Err(e) => return e,
+    };
+    let Some(parent) = arg(params, "ts") else {
+        return err("thread_not_found");
+    };
+    let with_metadata = flag(params, "include_all_metadata");
+    let mut world = lock(&shared.world);
+    let Some(channel) =
+        arg(params, "channel").and_then(|c| find_channel(&mut world.workspace.channels, c))
+    else {
+        return err("channel_not_found");
+    };
+    let channel = channel.id.clone();
+    let messages = &world.workspace.messages;
+    let Some(head) = messages.get(&(channel.clone(), parent.to_owned())) else {
+        return err("thread_not_found");
+    };
+    let mut thread: Vec<&crate::sandbox::data::SlackMessage> = messages
+        .values()
+        .filter(|m| {
+            m.channel == channel
+                && m.thread_ts.as_deref() == Some(parent)
+                && after_oldest(params, &m.ts)
+        })
+        .collect();
+    thread.sort_by_key(|m| ts_key(&m.ts));
+    thread.insert(0, head);
+    let end = (start + limit as usize).min(thread.len());
+    let page: Vec<Value> = thread
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| message_json(m, with_metadata))
+        .collect();
+    let more = end < thread.len();
+    let next = if more {
+        encode_cursor("replies", end)
+    } else {
+        String::new()
+    };
+    ok(json!({ "messages": page, "has_more": more, "response_metadata": { "next_cursor": next } }))
+}
+
+/// `pins.add`: pins a message of the channel.
+pub(super) fn pins_add(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let (Some(channel), Some(ts)) = (arg(params, "channel"), arg(params, "timestamp")) else {
+        return err("no_item_specified");
+    };
+    let mut world = lock(&shared.world);
+    let Some(message) = message_mut(&mut world, channel, ts) else {
+        return err("message_not_found");
+    };
+    if message.pinned {
+        return err("already_pinned");
+    }
+    message.pinned = true;
+    ok(json!({}))
 }
 
 fn ts_key(ts: &str) -> (i64, i64) {

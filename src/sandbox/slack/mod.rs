@@ -95,6 +95,7 @@ fn tier(method: &str) -> Option<usize> {
     match method {
         "users.list"
         | "usergroups.list"
+        | "usergroups.users.list"
         | "conversations.list"
         | "conversations.create"
         | "conversations.rename"
@@ -104,6 +105,8 @@ fn tier(method: &str) -> Option<usize> {
         | "conversations.info"
         | "conversations.open"
         | "conversations.history"
+        | "conversations.replies"
+        | "pins.add"
         | "chat.update"
         | "reactions.add" => Some(2),
         "conversations.members"
@@ -149,6 +152,7 @@ async fn call(
         "users.list" => users_list(&shared, &params),
         "users.getPresence" => presence(&shared, &params),
         "usergroups.list" => usergroups(&shared, &params),
+        "usergroups.users.list" => usergroup_users(&shared, &params),
         "conversations.list" => conversations::conversations_list(&shared, &params),
         "conversations.info" => conversations::conversations_info(&shared, &params),
         "conversations.members" => conversations::conversations_members(&shared, &params),
@@ -157,20 +161,13 @@ async fn call(
         "conversations.rename" => conversations::conversations_rename(&shared, &params),
         "users.info" => users_info(&shared, &params),
         "users.lookupByEmail" => users_lookup(&shared, &params),
-        "conversations.open" => messages::conversations_open(&shared, &params),
-        "conversations.history" => messages::conversations_history(&shared, &params),
-        "chat.postEphemeral" => messages::post_ephemeral(&shared, &params),
-        "chat.getPermalink" => messages::permalink(&shared, &params),
-        "views.open" => messages::views_open(&shared, &params),
         "chat.postMessage" => match messages::post_message(&shared, &params) {
             Err(wait) => {
                 return faults::rate_limited(&shared, "slack.chat.postMessage", Some(wait));
             }
             Ok(v) => v,
         },
-        "chat.update" => messages::chat_update(&shared, &params),
-        "reactions.add" => messages::reactions_add(&shared, &params),
-        _ => err("unknown_method"),
+        other => messages::call(&shared, other, &params).unwrap_or_else(|| err("unknown_method")),
     };
     axum::Json(answer).into_response()
 }
@@ -321,6 +318,31 @@ fn presence(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     }
 }
 
+/// The members of seeded group `i` (0 marketing, 1 design, 2 approvers).
+fn group_members(ws: &super::data::Workspace, i: usize) -> Vec<&str> {
+    ws.users
+        .iter()
+        .filter(|u| !u.deleted && !u.is_bot)
+        .skip(i * 3)
+        .step_by(5)
+        .take(10)
+        .map(|u| u.id.as_str())
+        .collect()
+}
+
+/// `usergroups.users.list`: the user ids of one group.
+fn usergroup_users(shared: &Shared, params: &HashMap<String, Value>) -> Value {
+    let world = lock(&shared.world);
+    let ws = &world.workspace;
+    let index = arg(params, "usergroup")
+        .and_then(|g| g.strip_prefix("S0SANDBX"))
+        .and_then(|i| i.parse::<usize>().ok());
+    match index.filter(|i| *i < 3) {
+        Some(i) => ok(json!({ "users": group_members(ws, i) })),
+        None => err("no_such_subteam"),
+    }
+}
+
 fn usergroups(shared: &Shared, params: &HashMap<String, Value>) -> Value {
     let world = lock(&shared.world);
     let ws = &world.workspace;
@@ -328,7 +350,7 @@ fn usergroups(shared: &Shared, params: &HashMap<String, Value>) -> Value {
         .iter()
         .enumerate()
         .map(|(i, handle)| {
-            let users: Vec<&str> = ws.users.iter().filter(|u| !u.deleted && !u.is_bot).skip(i * 3).step_by(5).take(10).map(|u| u.id.as_str()).collect();
+            let users = group_members(ws, i);
             let mut group = json!({
                 "id": format!("S0SANDBX{i}"), "team_id": ws.team_id, "is_usergroup": true, "is_subteam": true,
                 "name": handle, "description": format!("The {handle} team"), "handle": handle, "is_external": false,

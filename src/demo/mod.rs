@@ -21,6 +21,8 @@ use crate::store::team_members::TeamMemberInput;
 use crate::{jobs, startup, store, worker};
 
 /// Campaigns and team members the demo seeds through the internal API's batch path.
+mod workflows;
+
 const DEMO_CAMPAIGNS: usize = 20;
 const DEMO_TEAM_MEMBERS: usize = 30;
 
@@ -117,7 +119,7 @@ fn speed_up(settings: &mut Settings, env: &HashMap<String, String>) -> Vec<(Stri
         ("process_email_queue", "*/10 * * * * *"),
         ("sync_mailjet_stats", "*/30 * * * * *"),
         ("sync_slack_users", "*/45 * * * * *"),
-        ("update_slack_channels", "0 * * * * *"),
+        ("update_slack_channels", "*/30 * * * * *"),
         ("sync_mailjet_templates", "*/40 * * * * *"),
         ("send_approval_reminders", "*/20 * * * * *"),
         ("rollup_metrics", "*/60 * * * * *"),
@@ -276,6 +278,8 @@ pub async fn run() -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
+    let demo_loop = start_slack_loop(&pool, &settings, &sandbox, stop_rx.clone())?;
+
     println!();
     wire_callbacks(&sandbox, &env, port);
     announce_tokens(&env, &generated, &schedules)?;
@@ -284,6 +288,7 @@ pub async fn run() -> anyhow::Result<()> {
     stop_signal.await;
     println!("stopping …");
     let _ = stop_tx.send(true);
+    let _ = demo_loop.await;
     let grace = Duration::from_secs(30);
     let (web, worker) = tokio::join!(
         tokio::time::timeout(grace, web),
@@ -300,19 +305,37 @@ pub async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's sandbox world.
+fn demo_seed() -> SeedSpec {
+    SeedSpec {
+        seed: 42,
+        campaigns: 200,
+        templates: 12,
+        users: 300,
+        channels: 30,
+    }
+}
+
+/// The Slack user of the second demo team member: nobody's approver, so their click is
+/// refused.
+fn stranger() -> String {
+    World::seeded(&demo_seed())
+        .workspace
+        .users
+        .into_iter()
+        .filter(|u| !u.is_bot && !u.deleted && !u.email.is_empty())
+        .nth(1)
+        .map(|u| u.id)
+        .unwrap_or_default()
+}
+
 /// The sandbox on `port`, seeded, and the database seeded from the same world.
 async fn start_sandbox(
     env: &HashMap<String, String>,
     pool: &sqlx::PgPool,
     port: u16,
 ) -> anyhow::Result<Sandbox> {
-    let seed = SeedSpec {
-        seed: 42,
-        campaigns: 200,
-        templates: 12,
-        users: 300,
-        channels: 30,
-    };
+    let seed = demo_seed();
     let sandbox = Sandbox::start(
         sandbox_config(env, seed.clone()),
         SocketAddr::from(([127, 0, 0, 1], port)),
@@ -337,6 +360,23 @@ async fn migrated(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
         .await
         .context("migrating the database failed (is PostgreSQL running and DATABASE_URL right?)")?;
     Ok(pool)
+}
+
+/// The demo's Slack loop (notifications and approvals the sandbox clicks), until `stop`.
+fn start_slack_loop(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    sandbox: &Sandbox,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let slack_loop = workflows::Loop {
+        db: pool.clone(),
+        redis: crate::redis_conn::connection(&settings.redis)?,
+        prefix: settings.redis.key_prefix.clone(),
+        sandbox: sandbox.base_url(),
+        stranger: stranger(),
+    };
+    Ok(tokio::spawn(workflows::run(slack_loop, stop)))
 }
 
 /// The sandbox's campaigns and team members, stored through the internal API's batch path.
@@ -372,6 +412,13 @@ fn print_where_to_look(port: u16, sandbox: &Sandbox) {
     println!(
         "             (templates are imported within a minute; then GET {base}/api/email-requests/<id>; the sandbox's {}/_sandbox/sends lists what Mailjet accepted)",
         sandbox.base_url()
+    );
+    println!(
+        "  Slack      every 30 s a notification and an approval; the sandbox clicks it (see lines marked demo); what Slack shows: {}/_sandbox/slack/messages",
+        sandbox.base_url()
+    );
+    println!(
+        "  approvals  curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/approvals   notifications: {base}/api/notifications"
     );
     println!(
         "  schedules  every 10–60 s; `campaign-sync jobs list` shows them (same DATABASE_URL and REDIS_URL)"

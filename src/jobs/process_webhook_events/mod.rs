@@ -1,6 +1,7 @@
 //! `process_webhook_events`: applies stored webhook events. Mailjet events update the sends
 //! (`email_sends`, `email_events`) and the suppression list; Slack events update Slack users
-//! and channels and invalidate the look-up cache; `block_actions` decide approvals. Each event
+//! and channels and invalidate the look-up cache; clicks and modal submissions decide
+//! approvals and mute DMs (`interactions`). Each event
 //! is applied once (row lock + status), so a redelivered task or a swept row changes nothing.
 
 use std::time::Duration;
@@ -11,7 +12,9 @@ use sqlx::PgConnection;
 use crate::clients::slack::cache as slack_cache;
 use crate::queue::job::{self, JobContext, JobDefinition, JobDeps, JobError};
 use crate::queue::{EnqueueOptions, Queue};
-use crate::store::{approvals, email_events, slack_channels, slack_identities, webhook_events};
+use crate::store::{email_events, slack_channels, slack_identities, webhook_events};
+
+mod interactions;
 
 /// Stable name.
 pub const NAME: &str = "process_webhook_events";
@@ -31,7 +34,7 @@ const MAX_ATTEMPTS: i32 = 5;
 
 /// What applying an event did.
 #[derive(Debug, PartialEq, Eq)]
-enum Applied {
+pub(crate) enum Applied {
     Done,
     Ignored,
 }
@@ -126,7 +129,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
             )
             .await
         }
-        "slack_interactions" => interaction(&mut tx, &event_type, &payload).await,
+        "slack_interactions" => interactions::apply(&mut tx, deps, id, &event_type, &payload).await,
         _ => Ok(Applied::Ignored),
     };
     match applied {
@@ -143,13 +146,8 @@ async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
                 .unwrap_or(Duration::ZERO);
             metrics::histogram!("webhook_processing_lag_seconds", "source" => source.clone())
                 .record(lag.as_secs_f64());
-            metrics::counter!("webhook_events_processed_total", "source" => source, "type" => event_type, "outcome" => status).increment(1);
-            if !stale_keys.is_empty() {
-                let mut conn = deps.redis.clone();
-                if let Err(e) = slack_cache::invalidate(&mut conn, &stale_keys).await {
-                    tracing::warn!(error = %e, "could not invalidate Slack look-ups; they expire with their TTL");
-                }
-            }
+            metrics::counter!("webhook_events_processed_total", "source" => source.clone(), "type" => event_type, "outcome" => status).increment(1);
+            after_commit(deps, &source, &result, &stale_keys).await;
             Ok(Some(result))
         }
         Err(e) => {
@@ -157,6 +155,20 @@ async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
             let message = e.to_string();
             webhook_events::fail_attempt(&deps.db, id, &message, MAX_ATTEMPTS).await?;
             Err(e)
+        }
+    }
+}
+
+/// What an applied event asks for once committed: delivery of what a click queued, and the
+/// invalidation of stale Slack look-ups.
+async fn after_commit(deps: &JobDeps, source: &str, result: &Applied, stale_keys: &[String]) {
+    if source == "slack_interactions" && *result == Applied::Done {
+        interactions::kick(deps).await;
+    }
+    if !stale_keys.is_empty() {
+        let mut conn = deps.redis.clone();
+        if let Err(e) = slack_cache::invalidate(&mut conn, stale_keys).await {
+            tracing::warn!(error = %e, "could not invalidate Slack look-ups; they expire with their TTL");
         }
     }
 }
@@ -313,46 +325,6 @@ async fn channel_named(
     }
     stale.push(slack_cache::channel_by_name(prefix, workspace, name));
     Ok(Applied::Done)
-}
-
-async fn interaction(
-    tx: &mut PgConnection,
-    kind: &str,
-    payload: &Value,
-) -> Result<Applied, JobError> {
-    if kind != "block_actions" {
-        return Ok(Applied::Ignored);
-    }
-    let user = payload
-        .pointer("/user/id")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut applied = Applied::Ignored;
-    for action in payload["actions"].as_array().into_iter().flatten() {
-        let status = match action["action_id"].as_str() {
-            Some("approve") => "approved",
-            Some("reject") => "rejected",
-            Some("request_changes") => "changes_requested",
-            _ => continue,
-        };
-        let Some(approval) = action["value"].as_str() else {
-            continue;
-        };
-        if approvals::decide(tx, approval, status, user).await? {
-            let actor = crate::store::audit::Actor::new(&format!("slack:{user}"));
-            crate::store::audit::record(
-                tx,
-                &actor,
-                "approval.decided",
-                "approval",
-                approval,
-                json!({ "status": status }),
-            )
-            .await?;
-            applied = Applied::Done;
-        }
-    }
-    Ok(applied)
 }
 
 /// Enqueues processing of rows still `received` after `older_than` (their enqueue was lost,
