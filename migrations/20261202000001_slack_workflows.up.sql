@@ -13,8 +13,9 @@ CREATE INDEX campaigns_unannounced_idx ON campaigns (id) WHERE announced_status 
 -- One row per message to post (`op = post`), to change in place (`update`, of `target_post`)
 -- or to show one user (`ephemeral`). `dedupe_key` makes every enqueue idempotent (a reminder
 -- is queued once however many dynos try). A post is `posting` from just before the call to
--- Slack until its outcome is written: a `posting` row a crashed run left behind is settled
--- from the channel's history (message metadata carries the row id) before anything is resent.
+-- Slack until its outcome is written: a `posting` row a crashed run left behind after its call
+-- began is settled from the channel's history (message metadata carries the row id) before
+-- anything is resent.
 CREATE TABLE slack_posts (
     id                   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     dedupe_key           text NOT NULL UNIQUE CHECK (length(dedupe_key) <= 400),
@@ -44,6 +45,11 @@ CREATE TABLE slack_posts (
                          CHECK (status IN ('pending', 'posting', 'sent', 'skipped', 'failed')),
     attempts             integer NOT NULL DEFAULT 0,
     not_before           timestamptz NOT NULL DEFAULT now(),
+    -- The run that claimed it (a run settles only its own claims) and when; `posting_since`
+    -- is set just before the call, so a claimed row never attempted is known to be safe to
+    -- hand to another run at once.
+    claim                uuid,
+    claimed_at           timestamptz,
     posting_since        timestamptz,
     reason               text,
     slack_channel        text,

@@ -104,8 +104,9 @@ pub struct Claimed {
 }
 
 /// Claims up to `limit` due rows (oldest first) whose parent or target has settled, as
-/// `posting` with one more attempt.
-pub async fn claim_due(db: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+/// `posting` for the run `claim`, with one more attempt (not yet begun: `posting_since` is
+/// set by [`mark_destination`]).
+pub async fn claim_due(db: &PgPool, limit: i64, claim: Uuid) -> Result<Vec<Claimed>, sqlx::Error> {
     let mut rows: Vec<Claimed> = sqlx::query_as(
         "WITH due AS (
              SELECT p.id, parent.status AS parent_status, parent.slack_channel AS parent_channel,
@@ -120,7 +121,7 @@ pub async fn claim_due(db: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Er
              ORDER BY p.created_at, p.id
              LIMIT $1
              FOR UPDATE OF p SKIP LOCKED)
-         UPDATE slack_posts s SET status = 'posting', attempts = s.attempts + 1, posting_since = now()
+         UPDATE slack_posts s SET status = 'posting', attempts = s.attempts + 1, claim = $2, claimed_at = now(), posting_since = NULL
          FROM due WHERE s.id = due.id
          RETURNING s.id, s.kind, s.op, s.campaign_id, s.approval_id, s.channel_id, s.to_campaign_channel,
                    s.dm_member, s.dm_user, s.ephemeral_user, s.response_url, s.pin, s.text, s.blocks, s.attachments, s.attempts, s.created_at,
@@ -128,28 +129,33 @@ pub async fn claim_due(db: &PgPool, limit: i64) -> Result<Vec<Claimed>, sqlx::Er
                    due.target_status, due.target_channel, due.target_ts",
     )
     .bind(limit)
+    .bind(claim)
     .fetch_all(db)
     .await?;
     rows.sort_by_key(|r| (r.created_at, r.id));
     Ok(rows)
 }
 
-/// Records where a claimed post is about to go (before the call: what reconciliation reads).
+/// Records where a claimed post is about to go, and that its call begins now (what
+/// reconciliation reads); false when the row is no longer this run's claim.
 pub async fn mark_destination(
     db: &PgPool,
     id: Uuid,
+    claim: Uuid,
     channel: &str,
     user: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE slack_posts SET slack_channel = $2, dm_user = coalesce(dm_user, $3) WHERE id = $1",
+) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query(
+        "UPDATE slack_posts SET slack_channel = $3, dm_user = coalesce(dm_user, $4), posting_since = now()
+         WHERE id = $1 AND claim = $2 AND status = 'posting'",
     )
     .bind(id)
+    .bind(claim)
     .bind(channel)
     .bind(user)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(marked.rows_affected() == 1)
 }
 
 /// What became of one claimed row.
@@ -172,46 +178,53 @@ pub enum Outcome {
     Ambiguous(String),
 }
 
-/// Writes `outcome` of row `id` if it is still `posting`; whether it was written.
-pub async fn settle(db: &PgPool, id: Uuid, outcome: &Outcome) -> Result<bool, sqlx::Error> {
-    let query = match outcome {
-        Outcome::Sent { channel, ts } => sqlx::query(
-            "UPDATE slack_posts SET status = 'sent', sent_at = now(), slack_channel = $2, slack_ts = $3, reason = NULL
-             WHERE id = $1 AND status = 'posting'",
-        )
-        .bind(id)
-        .bind(channel)
-        .bind(ts),
-        Outcome::Skipped(reason) | Outcome::Failed(reason) => sqlx::query(
-            "UPDATE slack_posts SET status = $2, reason = $3 WHERE id = $1 AND status = 'posting'",
-        )
-        .bind(id)
-        .bind(if matches!(outcome, Outcome::Skipped(_)) {
-            "skipped"
-        } else {
-            "failed"
-        })
-        .bind(reason),
-        Outcome::Retry {
-            after,
-            error,
-            count,
-        } => sqlx::query(
-            "UPDATE slack_posts SET status = 'pending', reason = $3, posting_since = NULL,
-                 not_before = now() + make_interval(secs => $2),
-                 attempts = CASE WHEN $4 THEN attempts ELSE greatest(attempts - 1, 0) END
-             WHERE id = $1 AND status = 'posting'",
-        )
-        .bind(id)
-        .bind(*after)
-        .bind(error)
-        .bind(*count),
-        Outcome::Ambiguous(error) => {
-            sqlx::query("UPDATE slack_posts SET reason = $2 WHERE id = $1 AND status = 'posting'")
-                .bind(id)
-                .bind(error)
-        }
+/// Writes `outcome` of row `id` if it is still `posting` under `claim`; whether it was written.
+pub async fn settle(
+    db: &PgPool,
+    id: Uuid,
+    claim: Uuid,
+    outcome: &Outcome,
+) -> Result<bool, sqlx::Error> {
+    const MINE: &str = "WHERE id = $1 AND status = 'posting' AND claim = $2";
+    let (sql, a, b): (String, Option<String>, Option<String>) = match outcome {
+        Outcome::Sent { channel, ts } => (
+            format!("UPDATE slack_posts SET status = 'sent', sent_at = now(), slack_channel = $3, slack_ts = $4, reason = NULL {MINE}"),
+            Some(channel.clone()),
+            Some(ts.clone()),
+        ),
+        Outcome::Skipped(reason) => (
+            format!("UPDATE slack_posts SET status = 'skipped', reason = $3 {MINE}"),
+            Some(reason.clone()),
+            None,
+        ),
+        Outcome::Failed(reason) => (
+            format!("UPDATE slack_posts SET status = 'failed', reason = $3 {MINE}"),
+            Some(reason.clone()),
+            None,
+        ),
+        Outcome::Retry { after, error, count } => (
+            format!(
+                "UPDATE slack_posts SET status = 'pending', reason = $3, posting_since = NULL, claim = NULL,
+                     not_before = now() + make_interval(secs => $4::float8),
+                     attempts = {} {MINE}",
+                if *count { "attempts" } else { "greatest(attempts - 1, 0)" }
+            ),
+            Some(error.clone()),
+            Some(after.to_string()),
+        ),
+        Outcome::Ambiguous(error) => (
+            format!("UPDATE slack_posts SET reason = $3 {MINE}"),
+            Some(error.clone()),
+            None,
+        ),
     };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(claim)
+        .bind(a);
+    if let Some(b) = b {
+        query = query.bind(b);
+    }
     Ok(query.execute(db).await?.rows_affected() == 1)
 }
 
@@ -220,21 +233,27 @@ pub async fn settle(db: &PgPool, id: Uuid, outcome: &Outcome) -> Result<bool, sq
 pub struct Abandoned {
     pub id: Uuid,
     pub op: String,
+    /// The run that claimed it.
+    pub claim: Option<Uuid>,
     pub slack_channel: Option<String>,
-    pub posting_since: DateTime<Utc>,
+    /// When its call began; None when it never began (safe to hand on at once).
+    pub posting_since: Option<DateTime<Utc>>,
     /// The ts of the thread it replies in, if any.
     pub parent_ts: Option<String>,
 }
 
-/// Rows `posting` for longer than `grace` (their run died, or its call never answered).
+/// Rows `posting` whose call began longer than `grace` ago (their run died, or the call never
+/// answered), and rows claimed by another run whose call never began (that run ended, or will
+/// find its claim gone).
 pub async fn abandoned(
     db: &PgPool,
     grace: std::time::Duration,
 ) -> Result<Vec<Abandoned>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT p.id, p.op, p.slack_channel, p.posting_since, parent.slack_ts AS parent_ts
+        "SELECT p.id, p.op, p.claim, p.slack_channel, p.posting_since, parent.slack_ts AS parent_ts
          FROM slack_posts p LEFT JOIN slack_posts parent ON parent.id = p.thread_of
-         WHERE p.status = 'posting' AND p.posting_since < now() - make_interval(secs => $1)
+         WHERE p.status = 'posting'
+           AND (p.posting_since IS NULL OR p.posting_since < now() - make_interval(secs => $1))
          ORDER BY p.posting_since LIMIT 1000",
     )
     .bind(grace.as_secs_f64())
@@ -252,7 +271,7 @@ pub async fn next_due(
         "SELECT min(t) FROM (
              SELECT min(not_before) AS t FROM slack_posts WHERE status = 'pending'
              UNION ALL
-             SELECT min(posting_since) + make_interval(secs => $1) FROM slack_posts WHERE status = 'posting') due",
+             SELECT min(coalesce(posting_since, claimed_at)) + make_interval(secs => $1) FROM slack_posts WHERE status = 'posting') due",
     )
     .bind(grace.as_secs_f64())
     .fetch_one(db)
@@ -349,7 +368,7 @@ pub async fn remember_approver(db: &PgPool, approval: &str, user: &str) -> Resul
 /// Puts an abandoned row back to be delivered again (nothing of it was found in Slack).
 pub async fn release(db: &PgPool, id: Uuid, note: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE slack_posts SET status = 'pending', posting_since = NULL, not_before = now(), reason = $2
+        "UPDATE slack_posts SET status = 'pending', posting_since = NULL, claim = NULL, not_before = now(), reason = $2
          WHERE id = $1 AND status = 'posting'",
     )
     .bind(id)

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::{eventually, redis_conn};
 use crate::slack_workflows::{World, recorded, world};
 
-const SECS_30: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 
 async fn run_job(w: &World, name: &str) {
     let queue = Queue::new(
@@ -74,7 +74,7 @@ async fn ask(
 }
 
 async fn dm_of(w: &World, id: &str) -> (String, String) {
-    eventually(SECS_30, "the approver's DM", || async {
+    eventually(WAIT, "the approver's DM", || async {
         w.app.get_json(&format!("/api/approvals/{id}")).await.1["slackTs"].is_string()
     })
     .await;
@@ -102,7 +102,7 @@ async fn a_reminder_comes_once_in_the_thread_and_the_deadline_expires_the_approv
     for _ in 0..3 {
         run_job(&w, "send_approval_reminders").await;
     }
-    eventually(SECS_30, "the reminder", || async {
+    eventually(WAIT, "the reminder", || async {
         recorded(&w.sandbox).await["messages"]
             .to_string()
             .contains("Reminder")
@@ -128,7 +128,7 @@ async fn a_reminder_comes_once_in_the_thread_and_the_deadline_expires_the_approv
     tokio::time::sleep(left + Duration::from_millis(500)).await;
     run_job(&w, "send_approval_reminders").await;
     eventually(
-        SECS_30,
+        WAIT,
         "the approval to expire and be announced",
         || async {
             let rec = recorded(&w.sandbox).await;
@@ -199,7 +199,7 @@ async fn a_member_of_the_approver_group_decides_and_mute_stops_the_dms() {
         }
     };
     click("reject", deputy.clone()).await;
-    eventually(SECS_30, "the deputy's rejection", || async {
+    eventually(WAIT, "the deputy's rejection", || async {
         w.app.get_json("/api/approvals/apr-g").await.1["status"] == "rejected"
     })
     .await;
@@ -209,7 +209,7 @@ async fn a_member_of_the_approver_group_decides_and_mute_stops_the_dms() {
     );
     // The approver mutes DMs from the DM itself; the next DM is skipped.
     click("mute_dms", approver.clone()).await;
-    eventually(SECS_30, "DMs to be muted", || async {
+    eventually(WAIT, "DMs to be muted", || async {
         w.app.get_json("/api/team-members/tm-ada").await.1["slackDmsMuted"] == true
     })
     .await;
@@ -219,7 +219,7 @@ async fn a_member_of_the_approver_group_decides_and_mute_stops_the_dms() {
         .send().await.expect("post");
     let n: Value = r.json().await.expect("json");
     let id = n["id"].as_str().expect("id").to_owned();
-    eventually(SECS_30, "the notification to settle", || async {
+    eventually(WAIT, "the notification to settle", || async {
         w.app.get_json(&format!("/api/notifications/{id}")).await.1["status"] == "partial"
     })
     .await;
@@ -265,7 +265,7 @@ async fn a_status_change_is_announced_and_the_pinned_card_kept_current() {
         )
         .await;
     assert_eq!(status, 200);
-    eventually(SECS_30, "the pinned status card", || async {
+    eventually(WAIT, "the pinned status card", || async {
         card()
             .await
             .is_some_and(|c| c["text"].as_str().unwrap_or("").ends_with("scheduled"))
@@ -283,7 +283,7 @@ async fn a_status_change_is_announced_and_the_pinned_card_kept_current() {
         )
         .await;
     assert_eq!(status, 200);
-    eventually(SECS_30, "the card to say active", || async {
+    eventually(WAIT, "the card to say active", || async {
         card().await.is_some_and(|c| {
             c["text"].as_str().unwrap_or("").ends_with("active")
                 && c["updates"].as_u64() == Some(before + 1)
@@ -305,7 +305,7 @@ async fn a_status_change_is_announced_and_the_pinned_card_kept_current() {
             })
             .count()
     };
-    eventually(SECS_30, "the status_change notice", || async {
+    eventually(WAIT, "the status_change notice", || async {
         notices().await >= 1
     })
     .await;

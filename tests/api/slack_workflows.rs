@@ -14,7 +14,7 @@ use crate::helpers::{
     worker_settings,
 };
 
-const SECS_30: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 
 /// The app, a worker and a sandbox wired to each other.
 pub struct World {
@@ -202,7 +202,7 @@ async fn a_notification_reaches_the_campaign_channel_and_a_dm_once_each() {
     assert_eq!(status, 202, "{task}");
     let id = first["id"].as_str().expect("id").to_owned();
     let task_id = task["id"].as_str().expect("id").to_owned();
-    eventually(SECS_30, "both notifications to be sent", || async {
+    eventually(WAIT, "both notifications to be sent", || async {
         let (_, a) = w.app.get_json(&format!("/api/notifications/{id}")).await;
         let (_, b) = w
             .app
@@ -284,7 +284,7 @@ async fn a_muted_member_gets_no_dm_and_an_unknown_campaign_is_refused() {
     let (status, n) = post_notification(&w.app, "m-1", &json!({ "type": "status_change", "campaignId": "muted", "campaignName": "M", "userId": "tm-bo", "message": "hi" })).await;
     assert_eq!(status, 202, "{n}");
     let id = n["id"].as_str().expect("id").to_owned();
-    eventually(SECS_30, "the DM to be skipped", || async {
+    eventually(WAIT, "the DM to be skipped", || async {
         w.app.get_json(&format!("/api/notifications/{id}")).await.1["status"] == "skipped"
     })
     .await;
@@ -380,7 +380,7 @@ async fn only_the_approver_decides_and_everyone_hears_of_it() {
     )
     .await;
     assert_eq!(status, 422, "a deadline in the past");
-    eventually(SECS_30, "the approver's DM", || async {
+    eventually(WAIT, "the approver's DM", || async {
         w.app.get_json("/api/approvals/apr-1").await.1["slackTs"].is_string()
     })
     .await;
@@ -397,7 +397,7 @@ async fn only_the_approver_decides_and_everyone_hears_of_it() {
     // Someone else clicks: nothing changes, they are told, it is audited.
     let c = click(&w, "approve", "apr-1", &dm, &ts, &stranger).await;
     assert_eq!(c["delivery"]["acknowledged"], true, "{c}");
-    eventually(SECS_30, "the stranger to be told", || async {
+    eventually(WAIT, "the stranger to be told", || async {
         recorded(&w.sandbox).await["ephemerals"]
             .to_string()
             .contains("not yours")
@@ -413,7 +413,7 @@ async fn only_the_approver_decides_and_everyone_hears_of_it() {
     // The approver approves.
     click(&w, "approve", "apr-1", &dm, &ts, &approver).await;
     eventually(
-        SECS_30,
+        WAIT,
         "the approval to be approved and announced",
         || async {
             let rec = recorded(&w.sandbox).await;
@@ -449,7 +449,7 @@ async fn only_the_approver_decides_and_everyone_hears_of_it() {
     );
     // A second click on a decided approval is answered and changes nothing.
     click(&w, "reject", "apr-1", &dm, &ts, &approver).await;
-    eventually(SECS_30, "the late click to be answered", || async {
+    eventually(WAIT, "the late click to be answered", || async {
         recorded(&w.sandbox).await["ephemerals"]
             .to_string()
             .contains("already decided")
@@ -460,7 +460,7 @@ async fn only_the_approver_decides_and_everyone_hears_of_it() {
         "approved"
     );
     // The Campaign Manager heard, signed, once.
-    let hook = tokio::time::timeout(SECS_30, hook_rx.recv())
+    let hook = tokio::time::timeout(WAIT, hook_rx.recv())
         .await
         .expect("a webhook in time")
         .expect("webhook");
@@ -483,7 +483,7 @@ async fn request_changes_opens_a_modal_whose_comment_decides_the_approval() {
     let (status, _) =
         ask_approval(&w, "apr-2", chrono::Utc::now() + chrono::Duration::hours(2)).await;
     assert_eq!(status, 201);
-    eventually(SECS_30, "the approver's DM", || async {
+    eventually(WAIT, "the approver's DM", || async {
         w.app.get_json("/api/approvals/apr-2").await.1["slackTs"].is_string()
     })
     .await;
@@ -506,7 +506,7 @@ async fn request_changes_opens_a_modal_whose_comment_decides_the_approval() {
         .json(&json!({ "view_id": view["id"], "user": approver, "values": { "comment": { "comment_text": "Shorter subject, please" } } }))
         .send().await.expect("submit").json().await.expect("json");
     assert_eq!(submitted["delivery"]["acknowledged"], true, "{submitted}");
-    eventually(SECS_30, "changes to be requested", || async {
+    eventually(WAIT, "changes to be requested", || async {
         w.app.get_json("/api/approvals/apr-2").await.1["status"] == "changes_requested"
     })
     .await;

@@ -15,6 +15,8 @@ use crate::store::slack_posts::{self, Claimed, Outcome};
 /// What every lane shares.
 #[derive(Clone, Copy)]
 pub(super) struct Env<'a> {
+    /// The run's claim token.
+    pub claim: uuid::Uuid,
     pub db: &'a sqlx::PgPool,
     pub client: &'a Client,
     pub workspace: &'a str,
@@ -31,7 +33,7 @@ pub(super) async fn lane(env: Env<'_>, rows: Vec<Claimed>) -> Result<Tally, JobE
             Some(o) => o.clone(),
             None => deliver(env, &row).await,
         };
-        settle_surely(env.db, &row, &outcome).await?;
+        settle_surely(env, &row, &outcome).await?;
         tally.count(&outcome);
         if let Outcome::Sent { channel, ts } = &outcome
             && row.pin
@@ -51,15 +53,11 @@ const SETTLE_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Writes an outcome, retrying across a Postgres outage: a lost `sent` would leave the row
 /// `posting`, to be looked up in Slack later (not lost, but slower).
-async fn settle_surely(
-    db: &sqlx::PgPool,
-    row: &Claimed,
-    outcome: &Outcome,
-) -> Result<(), JobError> {
+async fn settle_surely(env: Env<'_>, row: &Claimed, outcome: &Outcome) -> Result<(), JobError> {
     let started = std::time::Instant::now();
     let mut wait = Duration::from_millis(200);
     loop {
-        match slack_posts::settle(db, row.id, outcome).await {
+        match slack_posts::settle(env.db, row.id, env.claim, outcome).await {
             Ok(_) => return Ok(()),
             Err(e) if started.elapsed() < SETTLE_RETRY_FOR => {
                 tracing::warn!(error = %e, post = %row.id, "could not write a Slack post's outcome; retrying");
@@ -190,19 +188,25 @@ async fn post(env: Env<'_>, row: &Claimed) -> Outcome {
         Ok(d) => d,
         Err(outcome) => return outcome,
     };
-    if let Err(e) = slack_posts::mark_destination(
+    let marked = slack_posts::mark_destination(
         env.db,
         row.id,
+        env.claim,
         &destination.channel,
         destination.user.as_deref(),
     )
-    .await
-    {
-        return Outcome::Retry {
-            after: 1.0,
-            error: format!("could not record the destination: {e}"),
-            count: false,
-        };
+    .await;
+    match marked {
+        Ok(true) => {}
+        // Handed to another run while this one waited: it is that run's now.
+        Ok(false) => return Outcome::Ambiguous("taken over by another run".to_owned()),
+        Err(e) => {
+            return Outcome::Retry {
+                after: 1.0,
+                error: format!("could not record the destination: {e}"),
+                count: false,
+            };
+        }
     }
     if let (Some(approval), Some(user), "approval_request") =
         (&row.approval_id, &destination.user, row.kind.as_str())

@@ -3,12 +3,14 @@
 //! status cards, ephemeral answers.
 //!
 //! Each message exactly once, though `chat.postMessage` has no idempotency key:
-//! - a row is committed `posting`, with the channel it goes to, *before* the call, and every
-//!   message carries metadata `{event_type: campaign_sync_post, event_payload: {post_id}}`;
+//! - a row is claimed `posting` by one run, and records the channel it goes to and the time
+//!   its call begins *before* the call; every message carries metadata
+//!   `{event_type: campaign_sync_post, event_payload: {post_id}}`;
 //! - a post is never retried blindly: a timeout, a dropped connection or a 5xx leaves the
 //!   row `posting`; only a 429 (or our own limiter) puts it back as pending;
-//! - a row left `posting` longer than the grace window (a crash, a kill -9, an unanswered
-//!   call) is looked for in its channel's history (`conversations.history`, or
+//! - a claimed row whose call never began is handed on at once (the run that claimed it finds
+//!   its claim gone and leaves it); a row whose call began longer than the grace window ago (a
+//!   crash, a kill -9, an unanswered call) is looked for in its channel's history (`conversations.history`, or
 //!   `conversations.replies` in a thread, with `include_all_metadata`): found, it is settled
 //!   with that `ts`; not found, it is posted again.
 //!
@@ -155,17 +157,20 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
     crate::jobs::support::workflow::announce_status_changes(&deps.db).await?;
     let mut tally = reconcile::abandoned(&deps.db, &client, grace).await?;
     let workspace = deps.settings.slack.workspace();
+    // This run's claims: a row it claimed and another run took over is not settled by it.
+    let claim = uuid::Uuid::new_v4();
     let mut first_error = None;
     loop {
         if *deps.stopping.borrow() {
             break;
         }
-        let claimed = slack_posts::claim_due(&deps.db, CLAIM).await?;
+        let claimed = slack_posts::claim_due(&deps.db, CLAIM, claim).await?;
         if claimed.is_empty() {
             break;
         }
         let lanes = lanes_of(claimed);
         let env = deliver::Env {
+            claim,
             db: &deps.db,
             client: &client,
             workspace,

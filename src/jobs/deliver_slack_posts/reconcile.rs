@@ -1,5 +1,5 @@
-//! Rows a run left `posting` (it crashed, or its call never answered): each is looked for in
-//! its channel's history by the post id in its message metadata. Found, it is settled with
+//! Rows a run left `posting`. One whose call never began is handed on at once. One whose call
+//! began (the run crashed, or the call never answered) is looked for in its channel's history by the post id in its message metadata. Found, it is settled with
 //! the message's `ts` and not posted again; not found, it is put back to be posted. Updates
 //! and ephemerals are simply redone (an update is idempotent). A history that cannot be read
 //! now leaves its rows for the next run.
@@ -25,13 +25,18 @@ async fn places(
 ) -> Result<BTreeMap<(String, Option<String>), Vec<Abandoned>>, JobError> {
     let mut by_place: BTreeMap<(String, Option<String>), Vec<Abandoned>> = BTreeMap::new();
     for row in rows {
-        match (&row.slack_channel, row.op.as_str()) {
-            (Some(channel), "post") => by_place
+        match (&row.slack_channel, row.op.as_str(), row.posting_since) {
+            (Some(channel), "post", Some(_)) => by_place
                 .entry((channel.clone(), row.parent_ts.clone()))
                 .or_default()
                 .push(row),
             _ => {
-                if slack_posts::release(db, row.id, "its run ended before it was delivered").await?
+                if slack_posts::release(
+                    db,
+                    row.id,
+                    "its call had not begun when its run ended or gave it up",
+                )
+                .await?
                 {
                     tally.reposted += 1;
                 }
@@ -53,7 +58,7 @@ pub(super) async fn abandoned(
     for ((channel, thread), rows) in by_place {
         let oldest = rows
             .iter()
-            .map(|r| r.posting_since)
+            .filter_map(|r| r.posting_since)
             .min()
             .unwrap_or_else(chrono::Utc::now)
             - SLACK;
@@ -79,7 +84,8 @@ pub(super) async fn abandoned(
                         channel: channel.clone(),
                         ts: ts.clone(),
                     };
-                    if slack_posts::settle(db, row.id, &sent).await? {
+                    if slack_posts::settle(db, row.id, row.claim.unwrap_or_default(), &sent).await?
+                    {
                         tally.found += 1;
                         metrics::counter!("slack_posts_reconciled_total", "outcome" => "found")
                             .increment(1);
