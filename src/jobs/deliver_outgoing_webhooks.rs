@@ -1,6 +1,6 @@
 //! `deliver_outgoing_webhooks` (every minute, and kicked when a decision is made): POSTs each
 //! queued event to `CAMPAIGN_MANAGER_WEBHOOK_URL`, signed, until a 2xx answers — with
-//! backoff (10 s doubling to 1 h) for at most three days, then the event is `failed` for an
+//! backoff (2 s doubling to 1 h) for at most three days, then the event is `failed` for an
 //! operator. Events are written in the transaction of the change they announce, so a crash
 //! loses none; a receiver deduplicates on the event id (a crash after its 2xx and before our
 //! write sends the event again, with the same id).
@@ -166,9 +166,9 @@ async fn deliver(
     Ok(false)
 }
 
-/// 10 s, 20 s, 40 s, … at most an hour, with jitter.
+/// 2 s, 4 s, 8 s, … at most an hour, with jitter.
 fn backoff(attempts: i32) -> f64 {
-    (10.0 * 2f64.powi(attempts.clamp(1, 20) - 1)).min(3600.0) * (0.75 + fastrand::f64() / 2.0)
+    (2.0 * 2f64.powi(attempts.clamp(1, 20) - 1)).min(3600.0) * (0.75 + fastrand::f64() / 2.0)
 }
 
 #[cfg(test)]

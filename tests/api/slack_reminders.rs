@@ -127,24 +127,20 @@ async fn a_reminder_comes_once_in_the_thread_and_the_deadline_expires_the_approv
     let left = (deadline - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(left + Duration::from_millis(500)).await;
     run_job(&w, "send_approval_reminders").await;
-    eventually(
-        WAIT,
-        "the approval to expire and be announced",
-        || async {
-            let rec = recorded(&w.sandbox).await;
-            let updated = rec["messages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|m| m["ts"] == ts.as_str() && m["updates"] == 1);
-            let told = rec["messages"].as_array().into_iter().flatten().any(|m| {
-                m["channel"] == channel.as_str()
-                    && m["thread_ts"].is_string()
-                    && m["text"].as_str().unwrap_or("").starts_with("Expired")
-            });
-            updated && told
-        },
-    )
+    eventually(WAIT, "the approval to expire and be announced", || async {
+        let rec = recorded(&w.sandbox).await;
+        let updated = rec["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["ts"] == ts.as_str() && m["updates"] == 1);
+        let told = rec["messages"].as_array().into_iter().flatten().any(|m| {
+            m["channel"] == channel.as_str()
+                && m["thread_ts"].is_string()
+                && m["text"].as_str().unwrap_or("").starts_with("Expired")
+        });
+        updated && told
+    })
     .await;
     assert_eq!(
         w.app.get_json("/api/approvals/apr-r").await.1["status"],

@@ -353,7 +353,8 @@ async fn ask_approval(
 
 #[tokio::test]
 async fn only_the_approver_decides_and_everyone_hears_of_it() {
-    let (hook_url, mut hook_rx) = campaign_manager().await;
+    // The Campaign Manager is down for the first two deliveries.
+    let (hook_url, mut hook_rx) = campaign_manager(2).await;
     let w = world(|env| {
         env.insert("CAMPAIGN_MANAGER_WEBHOOK_URL".into(), hook_url);
         env.insert(
@@ -459,7 +460,7 @@ async fn only_the_approver_decides_and_everyone_hears_of_it() {
         w.app.get_json("/api/approvals/apr-1").await.1["status"],
         "approved"
     );
-    // The Campaign Manager heard, signed, once.
+    // The Campaign Manager heard, signed, after two failed deliveries were retried.
     let hook = tokio::time::timeout(WAIT, hook_rx.recv())
         .await
         .expect("a webhook in time")
@@ -467,6 +468,17 @@ async fn only_the_approver_decides_and_everyone_hears_of_it() {
     assert_eq!(hook.body["type"], "approval.approved", "{:?}", hook.body);
     assert_eq!(hook.body["data"]["approvalId"], "apr-1");
     assert!(hook.signature_ok, "the signature verifies");
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM outgoing_webhooks")
+            .fetch_one(&w.app.db)
+            .await
+            .expect("outbox");
+    let rows: Vec<(String, i32, Option<i32>, Option<String>)> =
+        sqlx::query_as("SELECT status, attempts, last_status, last_error FROM outgoing_webhooks")
+            .fetch_all(&w.app.db)
+            .await
+            .expect("rows");
+    assert_eq!((status.as_str(), attempts), ("delivered", 3), "{rows:?}");
     let (_, list) = w
         .app
         .get_json("/api/approvals?campaignId=launch&status=approved")
@@ -525,14 +537,21 @@ pub struct Received {
 
 /// A stand-in for the Campaign Manager's webhook endpoint (not ours: the far end of the
 /// outgoing webhook), verifying the signature with the test's secret.
-async fn campaign_manager() -> (String, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+async fn campaign_manager(
+    fail_first: usize,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Received>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new().route(
         "/hooks",
         axum::routing::post(
             move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let tx = tx.clone();
+                let seen = seen.clone();
                 async move {
+                    if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
                     let signature = headers
                         .get("x-campaign-sync-signature")
                         .and_then(|v| v.to_str().ok())
