@@ -36,6 +36,15 @@ def main(api_url: str, token: str) -> int:
     assert reply["message"]["thread_ts"] == posted["ts"], reply
     history = call("conversations_history", channel=dm, include_all_metadata=True, limit=10)
     assert history["messages"][0]["metadata"]["event_type"] == "campaign_notification", history
+    replies = call("conversations_replies", channel=dm, ts=posted["ts"], include_all_metadata=True,
+                   oldest=str(float(posted["ts"]) - 1))
+    assert [m["ts"] for m in replies["messages"]] == [posted["ts"], reply["ts"]], replies
+    attachments = [{"color": "good", "fallback": "Open rate: 41%", "fields": [{"title": "Open rate", "value": "41%", "short": True}]}]
+    card = call("chat_postMessage", channel=public["id"], text="Card", attachments=attachments)
+    assert card["message"]["attachments"][0]["color"] == "good", card
+    assert call("pins_add", channel=public["id"], timestamp=card["ts"])["ok"]
+    groups = call("usergroups_list")["usergroups"]
+    assert call("usergroups_users_list", usergroup=groups[0]["id"])["users"], groups[0]
     updated = call("chat_update", channel=dm, ts=posted["ts"], text="Approved by Ada")
     assert updated["text"] == "Approved by Ada", updated
     link = call("chat_getPermalink", channel=dm, message_ts=posted["ts"])["permalink"]
