@@ -92,19 +92,21 @@ async fn killed_workers_neither_lose_nor_repeat_a_slack_message() {
     .expect("ids");
     let lost = ids.iter().filter(|id| !per_post.contains_key(*id)).count();
     let twice: Vec<(&String, &usize)> = per_post.iter().filter(|(_, n)| **n > 1).collect();
-    let reconciled: (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum((counts->>'found_in_history')::bigint), 0)::bigint, coalesce(sum((counts->>'reposted')::bigint), 0)::bigint
+    let reconciled: (i64, i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum((counts->>'found_in_history')::bigint), 0)::bigint, coalesce(sum((counts->>'reposted')::bigint), 0)::bigint,
+                coalesce(sum((counts->>'handed_on')::bigint), 0)::bigint
          FROM sync_runs WHERE job = 'deliver_slack_posts'",
     )
     .fetch_one(&w.app.db)
     .await
     .expect("runs");
     println!(
-        "{NOTIFICATIONS} notifications, {CHANNELS} channels, {kills} kill -9: all sent in {:.1} s; lost {lost}, twice {}; ambiguous posts found in history {}, posted again (not found) {}",
+        "{NOTIFICATIONS} notifications, {CHANNELS} channels, {kills} kill -9: all sent in {:.1} s; lost {lost}, twice {}; posts whose call had begun: found in Slack's history {}, not found and posted again {}; claimed but not begun, handed on {}",
         sent.as_secs_f64(),
         twice.len(),
         reconciled.0,
-        reconciled.1
+        reconciled.1,
+        reconciled.2
     );
     assert_eq!(ids.len(), NOTIFICATIONS);
     assert_eq!(lost, 0, "every notification reached Slack");

@@ -107,6 +107,8 @@ pub(crate) struct Tally {
     pub found: u64,
     /// Abandoned posts not found, posted again.
     pub reposted: u64,
+    /// Claimed by a run that ended before their call began: handed on untouched.
+    pub handed_on: u64,
 }
 
 impl Tally {
@@ -130,6 +132,7 @@ impl Tally {
         self.ambiguous += o.ambiguous;
         self.found += o.found;
         self.reposted += o.reposted;
+        self.handed_on += o.handed_on;
     }
 }
 
@@ -155,7 +158,14 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
             .map_err(JobError::Permanent)?;
     let grace = grace(deps.settings.upstream_timeout);
     crate::jobs::support::workflow::announce_status_changes(&deps.db).await?;
-    let mut tally = reconcile::abandoned(&deps.db, &client, grace).await?;
+    // Recorded at once: what a run settled of a dead run's rows is kept even if it dies too.
+    record_run(
+        ctx,
+        &reconcile::abandoned(&deps.db, &client, grace).await?,
+        None,
+    )
+    .await;
+    let mut tally = Tally::default();
     let workspace = deps.settings.slack.workspace();
     // This run's claims: a row it claimed and another run took over is not settled by it.
     let claim = uuid::Uuid::new_v4();
@@ -250,7 +260,7 @@ async fn record_run(ctx: &JobContext, t: &Tally, error: Option<&JobError>) {
         items_synced: t.sent as i64,
         items_failed: t.failed as i64,
         counts: json!({ "sent": t.sent, "skipped": t.skipped, "failed": t.failed, "retry": t.retry,
-            "ambiguous": t.ambiguous, "found_in_history": t.found, "reposted": t.reposted }),
+            "ambiguous": t.ambiguous, "found_in_history": t.found, "reposted": t.reposted, "handed_on": t.handed_on }),
         error: error.map(|e| e.to_string()),
     };
     if t.sent + t.skipped + t.failed + t.retry + t.ambiguous + t.found + t.reposted == 0

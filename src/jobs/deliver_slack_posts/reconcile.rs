@@ -38,7 +38,7 @@ async fn places(
                 )
                 .await?
                 {
-                    tally.reposted += 1;
+                    tally.handed_on += 1;
                 }
             }
         }
