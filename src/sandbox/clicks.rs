@@ -63,19 +63,7 @@ pub(super) async fn slack_interaction(
             "text": { "type": "plain_text", "text": r.action_id, "emoji": true }, "value": r.value,
             "action_ts": format!("{}.{:06}", now.timestamp(), now.timestamp_subsec_micros()) }],
     });
-    let body = format!(
-        "payload={}",
-        url::form_urlencoded::byte_serialize(payload.to_string().as_bytes()).collect::<String>()
-    );
-    let delivery = callbacks::deliver_signed(
-        &shared,
-        &url,
-        body.into_bytes(),
-        "application/x-www-form-urlencoded",
-        None,
-    )
-    .await;
-    axum::Json(json!({ "payload": payload, "delivery": delivery })).into_response()
+    deliver_payload(&shared, &url, payload).await
 }
 
 /// The team, the channel's name and the message as Slack shows it in a click's payload.
@@ -155,13 +143,19 @@ pub(super) async fn view_submission(
         "trigger_id": format!("{}.{}.sandbox", now.timestamp(), now.timestamp_subsec_micros()),
         "view": view, "response_urls": [], "is_enterprise_install": false, "enterprise": null,
     });
+    deliver_payload(&shared, &url, payload).await
+}
+
+/// POSTs an interaction `payload` as Slack does (form field `payload`, signed) and answers
+/// with the payload and what became of the delivery.
+async fn deliver_payload(shared: &Shared, url: &str, payload: Value) -> Response {
     let body = format!(
         "payload={}",
         url::form_urlencoded::byte_serialize(payload.to_string().as_bytes()).collect::<String>()
     );
     let delivery = callbacks::deliver_signed(
-        &shared,
-        &url,
+        shared,
+        url,
         body.into_bytes(),
         "application/x-www-form-urlencoded",
         None,

@@ -14,14 +14,37 @@ use crate::store::audit::{self, Actor};
 use crate::store::outgoing_webhooks;
 use crate::store::slack_posts::{self, NewPost};
 
-/// What the messages of an approval say, read in `tx`.
-async fn facts(
-    tx: &mut PgConnection,
-    a: &ApprovalView,
-) -> Result<(String, String, Labels), sqlx::Error> {
-    let (campaign, approver) = approvals::names(tx, &a.campaign_id, &a.approver_id).await?;
-    let labels: Labels = serde_json::from_value(a.labels.clone()).unwrap_or_default();
-    Ok((campaign, approver, labels))
+/// What the messages of a stored approval name: its campaign's and approver's names, its
+/// labels.
+struct Names {
+    campaign: String,
+    approver: String,
+    labels: Labels,
+}
+
+impl Names {
+    /// Read in `tx`.
+    async fn of(tx: &mut PgConnection, a: &ApprovalView) -> Result<Self, sqlx::Error> {
+        let (campaign, approver) = approvals::names(tx, &a.campaign_id, &a.approver_id).await?;
+        let labels: Labels = serde_json::from_value(a.labels.clone()).unwrap_or_default();
+        Ok(Names {
+            campaign,
+            approver,
+            labels,
+        })
+    }
+
+    /// The facts the renderer shows of `a`.
+    fn facts<'a>(&'a self, a: &'a ApprovalView) -> ApprovalFacts<'a> {
+        ApprovalFacts {
+            id: &a.approval_id,
+            stage: &a.stage,
+            campaign: &self.campaign,
+            approver: &self.approver,
+            deadline: a.deadline,
+            labels: &self.labels,
+        }
+    }
 }
 
 /// Asks for an approval: stores it, DMs the approver, and posts the notice in the
@@ -162,15 +185,8 @@ pub async fn announce_outcome(
 /// notice's thread.
 async fn queue_outcome_posts(tx: &mut PgConnection, a: &ApprovalView) -> Result<(), sqlx::Error> {
     let id = a.approval_id.as_str();
-    let (campaign, approver, labels) = facts(tx, a).await?;
-    let f = ApprovalFacts {
-        id,
-        stage: &a.stage,
-        campaign: &campaign,
-        approver: &approver,
-        deadline: a.deadline,
-        labels: &labels,
-    };
+    let names = Names::of(tx, a).await?;
+    let f = names.facts(a);
     let at = a.decided_at.unwrap_or(a.updated_at);
     let by = a.decided_by.as_deref();
     if let Some(request) = a.request_post {
@@ -223,15 +239,8 @@ pub async fn queue_reminder(
     if a.status != "pending" {
         return Ok(false);
     }
-    let (campaign, approver, labels) = facts(tx, &a).await?;
-    let f = ApprovalFacts {
-        id,
-        stage: &a.stage,
-        campaign: &campaign,
-        approver: &approver,
-        deadline: a.deadline,
-        labels: &labels,
-    };
+    let names = Names::of(tx, &a).await?;
+    let f = names.facts(&a);
     let r = render::approval_reminder(&f, offset);
     let (_, queued) = slack_posts::enqueue(
         tx,
