@@ -157,7 +157,6 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
         crate::clients::slack_from_settings(&deps.settings, deps.db.clone(), deps.redis.clone())
             .map_err(JobError::Permanent)?;
     let grace = grace(deps.settings.upstream_timeout);
-    crate::jobs::support::workflow::announce_status_changes(&deps.db).await?;
     // Recorded at once: what a run settled of a dead run's rows is kept even if it dies too.
     record_run(
         ctx,
@@ -174,6 +173,9 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
         if *deps.stopping.borrow() {
             break;
         }
+        // A status changed while this run worked (its kick found the run lock taken) is
+        // announced by this run, not left for the next tick.
+        crate::jobs::support::workflow::announce_status_changes(&deps.db).await?;
         let claimed = slack_posts::claim_due(&deps.db, CLAIM, claim).await?;
         if claimed.is_empty() {
             break;
