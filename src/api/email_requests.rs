@@ -39,7 +39,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     request_body = crate::store::email_requests::EmailRequestInput,
     responses(
         (status = 202, description = "Accepted; the recipients will be sent", body = crate::store::email_requests::Accepted),
-        (status = 400, description = "Fields or recipients (`items`, by index) not of the documented form; nothing stored", body = ErrorBody),
+        (status = 400, description = "Fields or recipients (`items`, by index) not of the documented form, or recipients lacking a variable the template needs and has no default for (each named with the variables it lacks); nothing stored", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 409, description = "The key was used for a different request", body = ErrorBody),
         (status = 422, description = "Well-formed, but the campaign or template is unknown (or the campaign deactivated), or an address is repeated (`items`); nothing stored", body = ErrorBody),
@@ -74,6 +74,11 @@ pub(super) async fn post_email_request(
         Err(e @ AcceptError::KeyReused(_)) => {
             metrics::counter!("email_requests_total", "outcome" => "conflict").increment(1);
             return Err(ApiError::Conflict(e.to_string()));
+        }
+        Err(AcceptError::MissingVariables(items)) => {
+            metrics::counter!("email_requests_total", "outcome" => "invalid").increment(1);
+            let summary = AcceptError::MissingVariables(items.clone()).to_string();
+            return Err(ApiError::InvalidItems(summary, items));
         }
         Err(AcceptError::Db(e)) => return Err(db_error(e)),
     };

@@ -2,6 +2,7 @@
 //! document and Swagger UI), health checks and metrics. `crate::router` mounts these beside the
 //! webhook receivers and wraps them in the one set of layers.
 
+mod analytics;
 mod approvals;
 pub mod auth;
 mod campaigns;
@@ -13,6 +14,7 @@ pub mod metrics;
 mod notifications;
 mod openapi;
 mod team_members;
+mod templates;
 mod upsert;
 
 use axum::Router;

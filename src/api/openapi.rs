@@ -17,7 +17,9 @@ use utoipa_axum::routes;
 
 use super::auth::require_bearer;
 use super::error::ErrorBody;
-use super::{approvals, campaigns, email_requests, notifications, team_members};
+use super::{
+    analytics, approvals, campaigns, email_requests, notifications, team_members, templates,
+};
 use crate::state::AppState;
 use crate::store::Outcome;
 
@@ -25,7 +27,7 @@ use crate::store::Outcome;
 #[openapi(
     info(title = "campaign-sync internal API", description = "Campaigns and team members in from the Campaign Manager. Bearer API_TOKEN on every route."),
     modifiers(&BearerAuth),
-    tags((name = "campaigns"), (name = "team-members"), (name = "email"), (name = "slack")),
+    tags((name = "campaigns"), (name = "team-members"), (name = "email"), (name = "slack"), (name = "analytics")),
     components(schemas(ErrorBody, Outcome))
 )]
 struct ApiDoc;
@@ -61,6 +63,12 @@ pub fn routes(state: AppState) -> (Router<AppState>, Value) {
         .routes(routes!(notifications::get_notification))
         .routes(routes!(approvals::post_approval, approvals::list_approvals))
         .routes(routes!(approvals::get_approval))
+        .routes(routes!(analytics::email))
+        .routes(routes!(analytics::team))
+        .routes(routes!(analytics::top_content))
+        .routes(routes!(analytics::campaign_metrics))
+        .routes(routes!(analytics::put_revenue))
+        .routes(routes!(templates::list_templates))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure at run time (or `doctor` found the deployment unusable),
 //! 2 bad configuration or usage.
 
+mod analytics;
 mod import;
 mod jobs;
 mod requests;
@@ -80,6 +81,10 @@ pub enum Command {
         #[command(subcommand)]
         command: webhooks::WebhooksCommand,
     },
+    /// Recompute the analytics (daily, weekly, monthly rollups) of a window of days.
+    Rollup(analytics::RollupArgs),
+    /// The engagement report of one period: every campaign's figures, as CSV or JSON.
+    Report(analytics::ReportArgs),
     /// Schedules, queues, running a job now, dead letters.
     Jobs {
         #[command(subcommand)]
@@ -114,6 +119,8 @@ pub fn main() -> ExitCode {
         | Command::Jobs { .. }
         | Command::Webhooks { .. }
         | Command::Requests { .. }
+        | Command::Rollup(_)
+        | Command::Report(_)
         | Command::Sandbox(_)
         | Command::Chaos(_)
         | Command::Demo => Process::Tool,
@@ -162,6 +169,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Webhooks { command } => webhooks::run(settings, command).await,
         Command::Requests { command } => requests::run(settings, command).await,
         Command::Send(args) => send::run(settings, args).await,
+        Command::Rollup(args) => analytics::rollup(settings, args).await,
+        Command::Report(args) => analytics::report(settings, args).await,
         Command::Sandbox(_) | Command::Chaos(_) | Command::Demo => Ok(ExitCode::SUCCESS),
         Command::Campaigns { command } => {
             import::run(settings, import::Kind::Campaigns, command).await

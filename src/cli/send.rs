@@ -213,6 +213,21 @@ async fn store(
             eprintln!("nothing was stored: {e}");
             Ok(Err(ExitCode::from(2)))
         }
+        Err(AcceptError::MissingVariables(items)) => {
+            eprintln!(
+                "nothing was stored: recipients lack template variables (give them as columns)"
+            );
+            for item in items.iter().take(20) {
+                for error in &item.errors {
+                    eprintln!(
+                        "  recipient {} (file row {}): {error}",
+                        item.index + 1,
+                        item.index + 2
+                    );
+                }
+            }
+            Ok(Err(ExitCode::from(2)))
+        }
         Err(AcceptError::Db(e)) => Err(e).context("storing the request failed"),
     }
 }

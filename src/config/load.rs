@@ -29,7 +29,17 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) ->
         retention: read_retention(r),
         email: read_email(r),
         workflows: super::workflows::read(r),
+        analytics: read_analytics(r),
         upstream_timeout: secs(r, "upstream.timeout_secs", 1, 300),
+    }
+}
+
+fn read_analytics(r: &mut Reader<'_>) -> AnalyticsSettings {
+    let min = r.number::<i64>("analytics.min_sample", 1, 1_000_000_000);
+    let quiet = r.number::<u64>("analytics.quiet_hours", 1, 24 * 365);
+    AnalyticsSettings {
+        min_sample: need(r, "analytics.min_sample", min),
+        quiet_after: Duration::from_secs(3600 * need(r, "analytics.quiet_hours", quiet)),
     }
 }
 

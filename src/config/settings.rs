@@ -37,6 +37,8 @@ pub struct Settings {
     pub email: EmailSettings,
     /// Slack workflows: approvals, reminders, the Campaign Manager's webhook.
     pub workflows: WorkflowSettings,
+    /// Analytics: rankings and bottlenecks.
+    pub analytics: AnalyticsSettings,
     /// Timeout of every upstream request, Mailjet's and Slack's (`UPSTREAM_TIMEOUT_SECS`).
     pub upstream_timeout: Duration,
 }
@@ -52,6 +54,15 @@ pub struct WorkflowSettings {
     pub webhook_url: Option<url::Url>,
     /// The key they are signed with.
     pub webhook_secret: Option<SecretString>,
+}
+
+/// Analytics.
+#[derive(Debug, Clone)]
+pub struct AnalyticsSettings {
+    /// Fewest messages delivered in a period for a campaign or template to be ranked (`ANALYTICS_MIN_SAMPLE`).
+    pub min_sample: i64,
+    /// How long a live campaign's channel may stay silent before it is a bottleneck (`ANALYTICS_QUIET_HOURS`).
+    pub quiet_after: Duration,
 }
 
 /// Email requests and the email queue.

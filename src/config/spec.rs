@@ -235,6 +235,16 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Key of the HMAC-SHA256 signature of webhooks to the Campaign Manager (needed with CAMPAIGN_MANAGER_WEBHOOK_URL).",
     ),
     plain(
+        "analytics.min_sample",
+        "ANALYTICS_MIN_SAMPLE",
+        "Fewest messages delivered in a period for a campaign or template to be ranked among the top content.",
+    ),
+    plain(
+        "analytics.quiet_hours",
+        "ANALYTICS_QUIET_HOURS",
+        "Hours without a message after which a live campaign's Slack channel is listed as gone quiet.",
+    ),
+    plain(
         "email.max_recipients",
         "EMAIL_MAX_RECIPIENTS",
         "Most recipients in one email request.",

@@ -9,6 +9,7 @@ pub mod diagnostics_probe;
 pub mod process_email_queue;
 pub mod process_webhook_events;
 pub mod purge_expired_data;
+pub mod rollup_metrics;
 pub mod send_approval_reminders;
 pub mod support;
 pub mod sync_mailjet_stats;
@@ -19,13 +20,6 @@ pub mod update_slack_channels;
 use crate::config::Schedulable;
 use crate::queue::job::{JobDefinition, Registry};
 
-/// Daily, weekly and monthly aggregates (not in this build yet).
-pub const ROLLUP_METRICS: JobDefinition = JobDefinition::new(
-    "rollup_metrics",
-    "daily, weekly and monthly aggregates with trends",
-)
-.schedule("0 5 * * * *");
-
 /// Every job, scheduled ones in the order `jobs list` shows them.
 pub const ALL: &[JobDefinition] = &[
     sync_mailjet_stats::JOB,
@@ -34,7 +28,7 @@ pub const ALL: &[JobDefinition] = &[
     update_slack_channels::JOB,
     sync_mailjet_templates::JOB,
     send_approval_reminders::JOB,
-    ROLLUP_METRICS,
+    rollup_metrics::JOB,
     purge_expired_data::JOB,
     deliver_slack_posts::JOB,
     deliver_outgoing_webhooks::JOB,

@@ -190,8 +190,9 @@ async fn requests(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(json!({ "endpoints": *lock(&shared.requests) })).into_response()
 }
 
-/// What to emit: `type` is user_change, team_join, channel_created, channel_rename or
-/// member_joined_channel; the other fields say which user or channel and what changed.
+/// What to emit: `type` is user_change, team_join, channel_created, channel_rename,
+/// member_joined_channel or message; the other fields say which user or channel and what
+/// changed (or, for a message, who posted where, in which thread).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventRequest {
@@ -203,6 +204,10 @@ struct EventRequest {
     email: Option<String>,
     real_name: Option<String>,
     deleted: Option<bool>,
+    /// A `message`'s text.
+    text: Option<String>,
+    /// A `message` replying in this thread.
+    thread_ts: Option<String>,
     /// Deliver this exact envelope again (a replay), instead of a new event.
     replay: Option<Value>,
 }
@@ -237,10 +242,42 @@ fn apply_event(shared: &Shared, r: &EventRequest) -> Result<Value, String> {
         "channel_created" => channel_created(ws, r, now),
         "channel_rename" => channel_rename(ws, r, now),
         "member_joined_channel" => member_joined(ws, r, now),
+        "message" => user_message(ws, r),
         other => Err(format!(
-            "unsupported event type {other:?}; expected user_change, team_join, channel_created, channel_rename or member_joined_channel"
+            "unsupported event type {other:?}; expected user_change, team_join, channel_created, channel_rename, member_joined_channel or message"
         )),
     }
+}
+
+/// A person posts in a channel (`message.channels`): the event Slack sends, with a `ts`
+/// after the channel's last.
+fn user_message(ws: &mut Workspace, r: &EventRequest) -> Result<Value, String> {
+    let user = r.user.clone().ok_or("message needs \"user\"")?;
+    let channel_id = r.channel.clone().ok_or("message needs \"channel\"")?;
+    let channel = ws
+        .channels
+        .iter_mut()
+        .find(|c| c.id == channel_id)
+        .ok_or_else(|| format!("no channel {channel_id}"))?;
+    let now = chrono::Utc::now();
+    let mut next = (now.timestamp(), i64::from(now.timestamp_subsec_micros()));
+    if next <= channel.last_ts {
+        next = (channel.last_ts.0, channel.last_ts.1 + 1);
+        if next.1 >= 1_000_000 {
+            next = (next.0 + 1, 0);
+        }
+    }
+    channel.last_ts = next;
+    let ts = format!("{}.{:06}", next.0, next.1);
+    let mut event = json!({
+        "type": "message", "channel": channel_id, "user": user, "text": r.text.clone().unwrap_or_default(),
+        "ts": ts, "event_ts": ts, "channel_type": if channel.is_private { "group" } else { "channel" },
+        "team": ws.team_id, "blocks": [{ "type": "rich_text", "block_id": "sb1", "elements": [] }],
+    });
+    if let Some(parent) = &r.thread_ts {
+        event["thread_ts"] = json!(parent);
+    }
+    Ok(event)
 }
 
 /// `team_join` adds a user, `user_change` changes one.

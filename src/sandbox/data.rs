@@ -323,10 +323,10 @@ fn template(rng: &mut fastrand::Rng, i: usize) -> Template {
         .to_owned(),
     ];
     let html = format!(
-        "<html><body><h1>{{{{var:headline:\"{}\"}}}}</h1><p>Hello {{{{var:first_name}}}},</p><p>{{{{var:body}}}}</p><a href=\"{{{{var:cta_url}}}}\">More</a><p>{{{{data:company:\"our team\"}}}}</p></body></html>",
+        "<html><body><h1>{{{{var:headline:\"{}\"}}}}</h1><p>Hello {{{{var:first_name}}}},</p><p>{{{{var:body:\"News from the team\"}}}}</p><a href=\"{{{{var:cta_url:\"https://example.com\"}}}}\">More</a><p>{{{{data:company:\"our team\"}}}}</p></body></html>",
         capitalize(word)
     );
-    let text = "Hello {{var:first_name}}, {{var:body}} {{var:cta_url}}".to_owned();
+    let text = "Hello {{var:first_name}}, {{var:body:\"News from the team\"}} {{var:cta_url:\"https://example.com\"}}".to_owned();
     Template {
         id: 4_000_000 + i as i64,
         name: format!("{} template {}", capitalize(word), i + 1),

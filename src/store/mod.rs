@@ -1,6 +1,7 @@
 //! Postgres access: the pool, the embedded migrations, and (as they are built) one module per
 //! aggregate.
 
+pub mod analytics;
 pub mod approvals;
 pub mod audit;
 pub mod batch;
@@ -13,8 +14,10 @@ pub mod notifications;
 pub mod oauth_tokens;
 pub mod outgoing_webhooks;
 pub mod retention;
+pub mod rollups;
 pub mod slack_channels;
 pub mod slack_identities;
+pub mod slack_messages;
 pub mod slack_posts;
 pub mod statistics;
 pub mod sync_runs;

@@ -232,3 +232,16 @@ pub async fn latest_per_job(
     .fetch_all(db)
     .await
 }
+
+/// When the last successful run of `job` started.
+pub async fn last_success_start(
+    db: &PgPool,
+    job: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT max(started_at) FROM sync_runs WHERE job = $1 AND status = 'succeeded'",
+    )
+    .bind(job)
+    .fetch_one(db)
+    .await
+}

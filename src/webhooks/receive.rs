@@ -297,6 +297,10 @@ async fn event_callback(
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_owned();
+    let mut envelope = envelope;
+    if event_type == "message" {
+        drop_message_content(&mut envelope);
+    }
     let ids = store(
         state,
         S,
@@ -320,6 +324,23 @@ async fn event_callback(
     );
     kick(state, ids).await;
     Ok(StatusCode::OK.into_response())
+}
+
+/// What people write is not ours to keep: a message event is stored without its text,
+/// blocks, attachments and files (and an edit without the old and new message).
+fn drop_message_content(envelope: &mut Value) {
+    if let Some(event) = envelope.get_mut("event").and_then(Value::as_object_mut) {
+        for key in [
+            "text",
+            "blocks",
+            "attachments",
+            "files",
+            "message",
+            "previous_message",
+        ] {
+            event.remove(key);
+        }
+    }
 }
 
 /// A click is identified by its user, message and action time (a modal's submission by its

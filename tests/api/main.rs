@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod analytics;
 mod architecture;
 mod chaos;
 mod chaos_command;

@@ -50,6 +50,7 @@ pub async fn world_with(
             slack_interactions_url: Some(format!(
                 "http://127.0.0.1:{port}/webhooks/slack/interactions"
             )),
+            slack_events_url: Some(format!("http://127.0.0.1:{port}/webhooks/slack/events")),
             ..SandboxConfig::default()
         },
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -130,7 +131,7 @@ pub async fn recorded(sandbox: &Sandbox) -> Value {
 
 /// A campaign `id` whose channel is the sandbox channel `channel`, and team member `member`
 /// with `email`.
-async fn seed(w: &World, id: &str, channel: &str, member: &str, email: &str) {
+pub(crate) async fn seed(w: &World, id: &str, channel: &str, member: &str, email: &str) {
     let app = &w.app;
     let (status, put) = app
         .put_json(

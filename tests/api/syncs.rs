@@ -651,7 +651,8 @@ async fn sync_mailjet_templates_imports_variables_through_either_adapter_and_iso
     assert!(
         defaults["headline"].is_string()
             && defaults["subject"].is_string()
-            && defaults.get("body").is_none(),
+            && defaults["body"].is_string()
+            && defaults.get("first_name").is_none(),
         "{defaults}"
     );
     let snapshot: Vec<(i64, chrono::DateTime<chrono::Utc>)> =

@@ -12,7 +12,9 @@ use sqlx::PgConnection;
 use crate::clients::slack::cache as slack_cache;
 use crate::queue::job::{self, JobContext, JobDefinition, JobDeps, JobError};
 use crate::queue::{EnqueueOptions, Queue};
-use crate::store::{email_events, slack_channels, slack_identities, webhook_events};
+use crate::store::{
+    email_events, slack_channels, slack_identities, slack_messages, webhook_events,
+};
 
 mod interactions;
 
@@ -253,8 +255,49 @@ async fn slack_event(
                 Applied::Ignored
             })
         }
+        "message" => posted(tx, inner).await,
         _ => Ok(Applied::Ignored),
     }
+}
+
+/// A person's message in a channel, counted for team activity (bots' messages, edits and
+/// deletions are not messages posted; a reply also sent to the channel and a file shared are).
+async fn posted(tx: &mut PgConnection, event: &Value) -> Result<Applied, JobError> {
+    let subtype = event["subtype"].as_str();
+    if !matches!(subtype, None | Some("thread_broadcast" | "file_share"))
+        || event.get("bot_id").is_some_and(|b| !b.is_null())
+    {
+        return Ok(Applied::Ignored);
+    }
+    let (Some(channel_id), Some(ts), Some(user_id)) = (
+        event["channel"].as_str(),
+        event["ts"].as_str(),
+        event["user"].as_str(),
+    ) else {
+        return Ok(Applied::Ignored);
+    };
+    let Some(posted_at) = slack_time(ts) else {
+        return Ok(Applied::Ignored);
+    };
+    let message = slack_messages::PostedMessage {
+        channel_id,
+        ts,
+        user_id,
+        thread_ts: event["thread_ts"].as_str(),
+        posted_at,
+    };
+    Ok(if slack_messages::record(tx, &message).await? {
+        Applied::Done
+    } else {
+        Applied::Ignored
+    })
+}
+
+/// A Slack `ts` (`seconds.micros`) as a time.
+fn slack_time(ts: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (secs, micros) = ts.split_once('.')?;
+    let micros: u32 = micros.get(..6.min(micros.len()))?.parse().ok()?;
+    chrono::DateTime::from_timestamp(secs.parse().ok()?, micros.checked_mul(1000)?)
 }
 
 /// Where the deployment's Slack look-ups are cached.

@@ -20,6 +20,7 @@ mod input;
 pub use input::{EmailRequestInput, Problems, RecipientInput};
 
 use super::audit::{self, Actor};
+use super::batch::ItemErrors;
 use super::validate::FieldError;
 
 /// Every status of a recipient (`email_sends.status`).
@@ -52,6 +53,9 @@ pub enum AcceptError {
         "the Idempotency-Key was already used for a different request ({0}); use a new key for a new request"
     )]
     KeyReused(Uuid),
+    /// Recipients lack variables the template has no default for (400).
+    #[error("{} recipient(s) lack template variables, first #{}: {}", .0.len(), .0.first().map_or(0, |i| i.index), .0.first().and_then(|i| i.errors.first()).map(|e| e.to_string()).unwrap_or_default())]
+    MissingVariables(Vec<ItemErrors>),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -171,18 +175,49 @@ async fn check_references(
         }
         Some(true) => {}
     }
-    let template: Option<i64> = sqlx::query_scalar("SELECT id FROM email_templates WHERE id = $1")
-        .bind(input.template_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if template.is_none() {
+    let Some(required) = super::templates::required_variables(tx, input.template_id).await? else {
         return Err(AcceptError::Unknown(FieldError::new(
             "templateId",
             format!("no Mailjet template {}", input.template_id),
             "a template imported by sync_mailjet_templates (`campaign-sync jobs run sync_mailjet_templates` imports them now)",
         )));
+    };
+    let lacking = lacking_variables(input, &required);
+    if !lacking.is_empty() {
+        return Err(AcceptError::MissingVariables(lacking));
     }
     Ok(())
+}
+
+/// The recipients (by index, at most [`LISTED`]) that lack a variable the template needs
+/// and has no default for, each with the variables it lacks.
+fn lacking_variables(input: &EmailRequestInput, required: &[String]) -> Vec<ItemErrors> {
+    const LISTED: usize = 100;
+    input
+        .recipients
+        .iter()
+        .enumerate()
+        .filter_map(|(index, r)| {
+            let missing: Vec<&str> = required
+                .iter()
+                .filter(|v| r.variables.get(v.as_str()).is_none_or(Value::is_null))
+                .map(String::as_str)
+                .collect();
+            (!missing.is_empty()).then(|| ItemErrors {
+                index,
+                errors: vec![FieldError::new(
+                    "variables",
+                    format!("lacks {}", missing.join(", ")),
+                    format!(
+                        "template {} has no default for: {}",
+                        input.template_id,
+                        required.join(", ")
+                    ),
+                )],
+            })
+        })
+        .take(LISTED)
+        .collect()
 }
 
 /// Every recipient as an `email_sends` row, `CHUNK` per statement; how many.
