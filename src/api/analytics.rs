@@ -139,7 +139,11 @@ fn window(query: &impl Windowed) -> Result<Window, ApiError> {
     Ok(Window { kind, from, to })
 }
 
-fn date(errors: &mut Vec<FieldError>, field: &'static str, raw: Option<&str>) -> Option<NaiveDate> {
+pub(super) fn date(
+    errors: &mut Vec<FieldError>,
+    field: &'static str,
+    raw: Option<&str>,
+) -> Option<NaiveDate> {
     let raw = raw?;
     match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         Ok(day) => Some(day),
@@ -223,32 +227,7 @@ pub(super) async fn campaign_metrics(
 ) -> Result<axum::Json<CampaignMetrics>, ApiError> {
     check_path_id(&id)?;
     let Query(query) = query.map_err(|e| query_error(&e, EXPECTED))?;
-    let mut errors = Vec::new();
-    let limit = query.history_limit.unwrap_or(100);
-    if !(0..=1000).contains(&limit) {
-        errors.push(FieldError::new(
-            "historyLimit",
-            format!("{limit} is out of range"),
-            "0 to 1000",
-        ));
-    }
-    let before = match query
-        .history_before
-        .as_deref()
-        .map(DateTime::parse_from_rfc3339)
-    {
-        None => None,
-        Some(Ok(t)) => Some(t.with_timezone(&Utc)),
-        Some(Err(_)) => {
-            errors.push(FieldError::new(
-                "historyBefore",
-                "is not an RFC 3339 time",
-                "e.g. 2026-12-01T10:00:00Z",
-            ));
-            None
-        }
-    };
-    check_fields(errors)?;
+    let (limit, before) = history_page(&query)?;
     let w = window(&query)?;
     if crate::store::campaigns::get(&state.db, &id)
         .await
@@ -283,6 +262,37 @@ pub(super) async fn campaign_metrics(
         history,
         next_history_before,
     }))
+}
+
+/// The page of the statistics history a query asks for: how many, and before when.
+fn history_page(query: &MetricsQuery) -> Result<(i64, Option<DateTime<Utc>>), ApiError> {
+    let mut errors = Vec::new();
+    let limit = query.history_limit.unwrap_or(100);
+    if !(0..=1000).contains(&limit) {
+        errors.push(FieldError::new(
+            "historyLimit",
+            format!("{limit} is out of range"),
+            "0 to 1000",
+        ));
+    }
+    let before = match query
+        .history_before
+        .as_deref()
+        .map(DateTime::parse_from_rfc3339)
+    {
+        None => None,
+        Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "historyBefore",
+                "is not an RFC 3339 time",
+                "e.g. 2026-12-01T10:00:00Z",
+            ));
+            None
+        }
+    };
+    check_fields(errors)?;
+    Ok((limit, before))
 }
 
 fn utc(day: NaiveDate) -> DateTime<Utc> {
@@ -388,39 +398,7 @@ pub(super) async fn top_content(
 ) -> Result<axum::Json<TopContent>, ApiError> {
     let expected = "period=daily|weekly|monthly, start=YYYY-MM-DD, limit 1–100, minDelivered ≥ 0";
     let Query(query) = query.map_err(|e| query_error(&e, expected))?;
-    let mut errors = Vec::new();
-    let kind = match query.period.as_deref() {
-        None => Period::Weekly,
-        Some(name) => Period::parse(name).unwrap_or_else(|| {
-            errors.push(FieldError::new(
-                "period",
-                format!("{name:?} is not a period"),
-                "daily, weekly or monthly",
-            ));
-            Period::Weekly
-        }),
-    };
-    let day = date(&mut errors, "start", query.start.as_deref())
-        .unwrap_or_else(|| Utc::now().date_naive());
-    let limit = query.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("{limit} is out of range"),
-            "1 to 100",
-        ));
-    }
-    let min_delivered = query
-        .min_delivered
-        .unwrap_or(state.settings.analytics.min_sample);
-    if !(0..=1_000_000_000).contains(&min_delivered) {
-        errors.push(FieldError::new(
-            "minDelivered",
-            format!("{min_delivered} is out of range"),
-            "0 to 1000000000",
-        ));
-    }
-    check_fields(errors)?;
+    let (kind, day, limit, min_delivered) = ranking(&query, state.settings.analytics.min_sample)?;
     let start = kind.start_of(day);
     let campaigns = analytics::top(
         &state.db,
@@ -451,63 +429,39 @@ pub(super) async fn top_content(
     }))
 }
 
-/// Revenue of a campaign on one day.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct RevenueInput {
-    /// In the Campaign Manager's currency, 0 to 10¹² with at most 2 decimals (more are rounded).
-    #[schema(minimum = 0, maximum = 1_000_000_000_000_f64)]
-    amount: f64,
-}
-
-/// Revenue as stored.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct Revenue {
-    campaign_id: String,
-    date: NaiveDate,
-    amount: f64,
-}
-
-/// Report the revenue a campaign earned on a UTC day (replacing what was reported for that day). It appears in the campaign's and the overall email figures after the next `rollup_metrics` run (hourly).
-#[utoipa::path(put, path = "/api/campaigns/{id}/revenue/{date}", tag = "analytics", security(("bearer" = [])),
-    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,128}$"), ("date" = String, Path, format = Date)),
-    request_body = RevenueInput,
-    responses((status = 200, body = Revenue), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn put_revenue(
-    State(state): State<AppState>,
-    Path((id, day)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> Result<axum::Json<Revenue>, ApiError> {
-    check_path_id(&id)?;
+/// What a top-content query asks for: the kind of period, a day in it, how many, the
+/// smallest sample.
+fn ranking(query: &TopQuery, default_min: i64) -> Result<(Period, NaiveDate, i64, i64), ApiError> {
     let mut errors = Vec::new();
-    let day = date(&mut errors, "date", Some(&day));
-    check_fields(errors)?;
-    let input: RevenueInput = super::input::parse(&body)?;
-    if !(0.0..=1e12).contains(&input.amount) {
-        return Err(ApiError::Invalid(
-            format!("amount {} is out of range", input.amount),
-            vec![FieldError::new(
-                "amount",
-                format!("{} is out of range", input.amount),
-                "0 to 1000000000000",
-            )],
-        ));
-    }
-    let Some(day) = day else {
-        return Err(ApiError::BadRequest(
-            "the date is not YYYY-MM-DD".to_owned(),
-        ));
+    let kind = match query.period.as_deref() {
+        None => Period::Weekly,
+        Some(name) => Period::parse(name).unwrap_or_else(|| {
+            errors.push(FieldError::new(
+                "period",
+                format!("{name:?} is not a period"),
+                "daily, weekly or monthly",
+            ));
+            Period::Weekly
+        }),
     };
-    let stored = crate::store::analytics::put_revenue(&state.db, &id, day, input.amount)
-        .await
-        .map_err(db_error)?;
-    match stored {
-        Some(amount) => Ok(axum::Json(Revenue {
-            campaign_id: id,
-            date: day,
-            amount,
-        })),
-        None => Err(ApiError::NotFound(format!("no campaign {id:?}"))),
+    let day = date(&mut errors, "start", query.start.as_deref())
+        .unwrap_or_else(|| Utc::now().date_naive());
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("{limit} is out of range"),
+            "1 to 100",
+        ));
     }
+    let min_delivered = query.min_delivered.unwrap_or(default_min);
+    if !(0..=1_000_000_000).contains(&min_delivered) {
+        errors.push(FieldError::new(
+            "minDelivered",
+            format!("{min_delivered} is out of range"),
+            "0 to 1000000000",
+        ));
+    }
+    check_fields(errors)?;
+    Ok((kind, day, limit, min_delivered))
 }

@@ -18,7 +18,8 @@ use utoipa_axum::routes;
 use super::auth::require_bearer;
 use super::error::ErrorBody;
 use super::{
-    analytics, approvals, campaigns, email_requests, notifications, team_members, templates,
+    analytics, approvals, campaigns, email_requests, notifications, revenue, team_members,
+    templates,
 };
 use crate::state::AppState;
 use crate::store::Outcome;
@@ -67,7 +68,7 @@ pub fn routes(state: AppState) -> (Router<AppState>, Value) {
         .routes(routes!(analytics::team))
         .routes(routes!(analytics::top_content))
         .routes(routes!(analytics::campaign_metrics))
-        .routes(routes!(analytics::put_revenue))
+        .routes(routes!(revenue::put_revenue))
         .routes(routes!(templates::list_templates))
         .merge(
             OpenApiRouter::new()

@@ -82,6 +82,13 @@ pub(super) async fn list_templates(
     }
     if let Some(category) = &query.category {
         crate::store::validate::check_text(&mut errors, "category", category);
+        if category.chars().count() > 200 {
+            errors.push(FieldError::new(
+                "category",
+                "is longer than 200 characters",
+                "a category name",
+            ));
+        }
     }
     check_fields(errors)?;
     let mut items = templates::list(

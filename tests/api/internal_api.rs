@@ -531,15 +531,20 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
     }
     documented.sort();
     let expected = [
+        "GET /api/analytics/email",
+        "GET /api/analytics/team",
+        "GET /api/analytics/top-content",
         "GET /api/approvals",
         "GET /api/approvals/{id}",
         "GET /api/campaigns",
         "GET /api/campaigns/{id}",
+        "GET /api/campaigns/{id}/metrics",
         "GET /api/email-requests",
         "GET /api/email-requests/{id}",
         "GET /api/notifications",
         "GET /api/notifications/{id}",
         "GET /api/team-members/{id}",
+        "GET /api/templates",
         "POST /api/approvals",
         "POST /api/campaigns/{id}/deactivate",
         "POST /api/campaigns:batch",
@@ -547,6 +552,7 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
         "POST /api/notifications",
         "POST /api/team-members:batch",
         "PUT /api/campaigns/{id}",
+        "PUT /api/campaigns/{id}/revenue/{date}",
         "PUT /api/team-members/{id}",
     ];
     assert_eq!(documented, expected);

@@ -14,10 +14,9 @@ use super::period::Period;
 /// How many contributors a period lists.
 pub const TOP_CONTRIBUTORS: i64 = 10;
 
-/// Recomputes the team rows of the period starting on `start`; how many it wrote.
-pub async fn recompute(db: &PgPool, period: Period, start: NaiveDate) -> Result<u64, sqlx::Error> {
-    let written: i64 = sqlx::query_scalar(
-        "WITH w AS (SELECT ($2::date)::timestamp AT TIME ZONE 'UTC' AS lo, ($3::date)::timestamp AT TIME ZONE 'UTC' AS hi),
+/// The team rows of the period `$2..$3` (of kind `$1`, `$4` contributors listed), written
+/// whole; rows of subjects with no activity left are removed.
+const RECOMPUTE: &str = "WITH w AS (SELECT ($2::date)::timestamp AT TIME ZONE 'UTC' AS lo, ($3::date)::timestamp AT TIME ZONE 'UTC' AS hi),
          acts AS (
              SELECT ch.campaign_id, m.user_id, 1 AS messages,
                     (m.thread_ts IS NOT NULL AND m.thread_ts <> m.ts)::int AS replies, 0 AS approvals, NULL::float8 AS secs,
@@ -74,13 +73,16 @@ pub async fn recompute(db: &PgPool, period: Period, start: NaiveDate) -> Result<
              DELETE FROM metric_rollups r WHERE r.scope = 'team' AND r.period = $1 AND r.period_start = $2
                  AND NOT EXISTS (SELECT 1 FROM figures f WHERE f.campaign_id IS NOT DISTINCT FROM r.campaign_id)
          )
-         SELECT count(*) FROM written",
-    )
-    .bind(period.as_str())
-    .bind(start)
-    .bind(period.next(start))
-    .bind(TOP_CONTRIBUTORS)
-    .fetch_one(db)
-    .await?;
+         SELECT count(*) FROM written";
+
+/// Recomputes the team rows of the period starting on `start`; how many it wrote.
+pub async fn recompute(db: &PgPool, period: Period, start: NaiveDate) -> Result<u64, sqlx::Error> {
+    let written: i64 = sqlx::query_scalar(RECOMPUTE)
+        .bind(period.as_str())
+        .bind(start)
+        .bind(period.next(start))
+        .bind(TOP_CONTRIBUTORS)
+        .fetch_one(db)
+        .await?;
     Ok(written as u64)
 }
