@@ -407,6 +407,9 @@ fn print_where_to_look(port: u16, sandbox: &Sandbox) {
     println!("  API        curl -H \"Authorization: Bearer $API_TOKEN\" {base}/api/campaigns");
     println!("  metrics    curl -H \"Authorization: Bearer $METRICS_TOKEN\" {base}/metrics");
     println!(
+        "  analytics  curl -H \"Authorization: Bearer $API_TOKEN\" '{base}/api/analytics/email?period=daily'   (also /api/analytics/team, /api/analytics/top-content?minDelivered=1; rolled up every minute here)"
+    );
+    println!(
         "  send email curl -H \"Authorization: Bearer $API_TOKEN\" -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n             -d '{{\"campaignId\":\"demo-campaign-1\",\"templateId\":4000000,\"recipients\":[{{\"email\":\"ada@example.com\",\"name\":\"Ada\",\"variables\":{{\"first_name\":\"Ada\"}}}}]}}' {base}/api/email-requests"
     );
     println!(

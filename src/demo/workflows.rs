@@ -1,7 +1,8 @@
 //! The demo's Slack loop, so a newcomer sees it work: every `EVERY`, a notification to a demo
 //! campaign's channel and an approval for its approver; once the approver's DM is posted the
 //! sandbox clicks it — Approve, Reject, or first a click by someone else (refused, audited)
-//! and then Approve — exactly as Slack would deliver the click, signed.
+//! and then Approve — exactly as Slack would deliver the click, signed; then two people talk
+//! in the campaign's channel (team activity).
 
 use std::time::Duration;
 
@@ -114,16 +115,16 @@ async fn one_round(l: &Loop, round: u32) -> anyhow::Result<()> {
     };
     let told = match round % 3 {
         1 => {
-            click("approve", approver).await?;
+            click("approve", approver.clone()).await?;
             "the approver clicked Approve"
         }
         2 => {
-            click("reject", approver).await?;
+            click("reject", approver.clone()).await?;
             "the approver clicked Reject"
         }
         _ => {
             click("approve", l.stranger.clone()).await?;
-            click("approve", approver).await?;
+            click("approve", approver.clone()).await?;
             "someone else clicked first (refused, audited), then the approver approved"
         }
     };
@@ -131,6 +132,36 @@ async fn one_round(l: &Loop, round: u32) -> anyhow::Result<()> {
         "  demo       approval {approval}: {told}; see GET /api/approvals/{approval} and {}/_sandbox/slack/messages",
         l.sandbox
     );
+    chatter(l, &http, &campaign, [approver, l.stranger.clone()]).await
+}
+
+/// The team talks in the campaign's channel (a message and a reply in its thread), as Slack
+/// would deliver it: what `/api/analytics/team` counts once `rollup_metrics` has run.
+async fn chatter(
+    l: &Loop,
+    http: &reqwest::Client,
+    campaign: &str,
+    people: [String; 2],
+) -> anyhow::Result<()> {
+    let Some(channel) = crate::store::slack_posts::campaign_channel(&l.db, campaign).await? else {
+        return Ok(());
+    };
+    let url = format!("{}/_sandbox/slack/events", l.sandbox);
+    let first: Value = http
+        .post(&url)
+        .json(&json!({ "type": "message", "user": people[0], "channel": channel, "text": "Copy looks good to me" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let parent = first
+        .pointer("/envelope/event/ts")
+        .cloned()
+        .unwrap_or(Value::Null);
+    http.post(&url)
+        .json(&json!({ "type": "message", "user": people[1], "channel": channel, "text": "Agreed, shipping it", "thread_ts": parent }))
+        .send()
+        .await?;
     Ok(())
 }
 

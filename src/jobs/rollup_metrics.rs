@@ -32,6 +32,9 @@ pub const JOB: JobDefinition = JobDefinition::new(
 .timeout(Duration::from_secs(50 * 60))
 .runs(|ctx, args| Box::pin(async move { run(ctx, job::args(args)?).await }));
 
+/// The advisory lock one plan at a time holds (per database).
+const RUN_LOCK: i64 = 0x6373_726f_6c6c_7570; // "csrollup"
+
 /// How far before the last successful run's start changes are looked for.
 pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
 
@@ -149,10 +152,22 @@ impl Plan {
         self.email_days.len() + email + team
     }
 
+    /// Runs the plan while holding the rollup lock: a scheduled run and a backfill wait for
+    /// each other rather than write the same rows at once.
+    pub async fn run(&self, db: &PgPool, on_step: impl FnMut(Step)) -> Result<Done, sqlx::Error> {
+        // A detached connection: if the run is cancelled, closing it frees the lock.
+        let mut lock = db.acquire().await?.detach();
+        crate::store::advisory_lock(&mut lock, RUN_LOCK).await?;
+        let result = self.recompute(db, on_step).await;
+        let _ = crate::store::advisory_unlock(&mut lock, RUN_LOCK).await;
+        let _ = sqlx::Connection::close(lock).await;
+        result
+    }
+
     /// Recomputes: each email day, then each week and month as the sum of its days, the
     /// all-campaigns rows, the trends (of those periods and of the ones after them) and the
     /// templates' last use and score; then each team period. `on_step` is told of each step.
-    pub async fn run(
+    async fn recompute(
         &self,
         db: &PgPool,
         mut on_step: impl FnMut(Step),

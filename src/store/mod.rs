@@ -206,6 +206,15 @@ pub async fn try_advisory_lock(
         .await
 }
 
+/// Takes the advisory lock `key` on `conn`, waiting for whoever holds it.
+pub async fn advisory_lock(conn: &mut sqlx::PgConnection, key: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Releases the advisory lock `key` held by `conn`.
 pub async fn advisory_unlock(conn: &mut sqlx::PgConnection, key: i64) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_unlock($1)")

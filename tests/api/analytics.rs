@@ -220,7 +220,7 @@ async fn rollups_count_each_thing_once_in_its_period_and_a_rerun_writes_the_same
     assert_eq!(rows(&db).await, before, "a partial backfill changed rows");
 
     // A late click on 11-20 (weeks after the send) arrives: the incremental plan finds its day
-    // (and the send's other days), and the periods it belongs to change — nothing else.
+    // alone, and the periods it belongs to change — nothing else.
     let mark = Utc::now();
     exec(&db, "
         UPDATE email_sends SET first_clicked_at = '2026-11-20T08:00:00Z' WHERE email = 'c@example.com';
@@ -228,7 +228,7 @@ async fn rollups_count_each_thing_once_in_its_period_and_a_rerun_writes_the_same
     ").await;
     let late = Plan::changed_since(&db, mark).await.expect("plan");
     let days: Vec<String> = late.email_days.iter().map(ToString::to_string).collect();
-    assert_eq!(days, ["2026-11-03", "2026-11-05", "2026-11-20"]);
+    assert_eq!(days, ["2026-11-20"]);
     assert!(late.team_days.is_empty());
     late.run(&db, |_| {}).await.expect("incremental");
     assert_eq!(
@@ -256,6 +256,42 @@ async fn rollups_count_each_thing_once_in_its_period_and_a_rerun_writes_the_same
     assert!(
         !changed.iter().any(|r| r.1 == "c1"),
         "c1 had no change: {changed:?}"
+    );
+
+    // A second bounce moves the send's bounce to its own day: both days are recomputed.
+    exec(&db, "
+        UPDATE email_sends SET bounced_at = '2026-11-08T08:00:00Z' WHERE email = 'd@example.com';
+        INSERT INTO email_events (send_id, event_type, occurred_at) SELECT id, 'bounce', '2026-11-08T08:00:00Z' FROM email_sends WHERE email = 'd@example.com';
+    ").await;
+    Plan::window(day("2026-11-08"), day("2026-11-08"))
+        .run(&db, |_| {})
+        .await
+        .expect("rollup");
+    assert_eq!(
+        metrics(&db, "email", "c2", "daily", "2026-11-08").await["bounced"],
+        json!(1)
+    );
+    let mark = Utc::now();
+    exec(&db, "
+        UPDATE email_sends SET bounced_at = '2026-11-21T08:00:00Z' WHERE email = 'd@example.com';
+        INSERT INTO email_events (send_id, event_type, occurred_at) SELECT id, 'bounce', '2026-11-21T08:00:00Z' FROM email_sends WHERE email = 'd@example.com';
+    ").await;
+    let moved = Plan::changed_since(&db, mark).await.expect("plan");
+    let days: Vec<String> = moved.email_days.iter().map(ToString::to_string).collect();
+    assert_eq!(days, ["2026-11-08", "2026-11-21"]);
+    moved.run(&db, |_| {}).await.expect("incremental");
+    assert_eq!(
+        metrics(&db, "email", "c2", "daily", "2026-11-08").await,
+        Value::Null,
+        "nothing is left on 11-08"
+    );
+    assert_eq!(
+        metrics(&db, "email", "c2", "daily", "2026-11-21").await["bounced"],
+        json!(1)
+    );
+    assert_eq!(
+        metrics(&db, "email", "c2", "monthly", "2026-11-01").await["bounced"],
+        json!(1)
     );
 }
 

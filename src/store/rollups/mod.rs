@@ -10,20 +10,23 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
 /// The days whose figures may have changed since `since`: email days (a statistics snapshot,
-/// a send accepted, an event received — with every other day of that send's events, since an
-/// event can move a send's timestamp — or revenue reported) and team days (a message stored,
-/// an approval decided).
+/// a send accepted, an event received — and for a bounce, complaint or block, the days of the
+/// send's earlier events of that type, since those move the send's timestamp while opens,
+/// clicks and deliveries keep their first — or revenue reported) and team days (a message
+/// stored, an approval decided).
 pub async fn changed_days(
     db: &PgPool,
     since: DateTime<Utc>,
 ) -> Result<(Vec<NaiveDate>, Vec<NaiveDate>), sqlx::Error> {
     let email: Vec<NaiveDate> = sqlx::query_scalar(
-        "WITH touched AS (SELECT DISTINCT send_id FROM email_events WHERE created_at >= $1 AND send_id IS NOT NULL)
+        "WITH fresh AS (SELECT send_id, event_type, occurred_at FROM email_events WHERE created_at >= $1)
          SELECT DISTINCT d FROM (
              SELECT (recorded_at AT TIME ZONE 'UTC')::date AS d FROM email_statistics WHERE recorded_at >= $1
              UNION SELECT (sent_at AT TIME ZONE 'UTC')::date FROM email_sends WHERE sent_at >= $1
-             UNION SELECT (e.occurred_at AT TIME ZONE 'UTC')::date FROM email_events e JOIN touched t ON t.send_id = e.send_id
-             UNION SELECT (s.sent_at AT TIME ZONE 'UTC')::date FROM email_sends s JOIN touched t ON t.send_id = s.id WHERE s.sent_at IS NOT NULL
+             UNION SELECT (occurred_at AT TIME ZONE 'UTC')::date FROM fresh
+             UNION SELECT (e.occurred_at AT TIME ZONE 'UTC')::date FROM fresh f
+                 JOIN email_events e ON e.send_id = f.send_id AND e.event_type = f.event_type
+                 WHERE f.event_type IN ('bounce', 'spam', 'blocked')
              UNION SELECT day FROM campaign_revenue WHERE updated_at >= $1
          ) days ORDER BY d",
     )
