@@ -64,16 +64,16 @@ async fn seed(db: &PgPool, campaigns: i64) {
                      CASE WHEN i % 50 = 0 THEN t + interval '2 minutes' END
               FROM email_requests r, generate_series(1, $1) i,
                    LATERAL (SELECT now() - interval '1 hour' - ((hashint8(i * 7919 + length(r.campaign_id)) & 2147483647) % ($2 * 86400 - 14400) + 14400) * interval '1 second' AS t) x", &[SENDS_PER_CAMPAIGN, DAYS]).await;
-    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at) SELECT id, 'sent', delivered_at FROM email_sends", &[]).await;
-    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at) SELECT s.id, 'open', s.first_opened_at + d * interval '1 day' FROM email_sends s, generate_series(0, 3) d WHERE s.first_opened_at IS NOT NULL", &[]).await;
-    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at) SELECT id, 'click', first_clicked_at FROM email_sends WHERE first_clicked_at IS NOT NULL", &[]).await;
-    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at) SELECT id, 'bounce', bounced_at FROM email_sends WHERE bounced_at IS NOT NULL", &[]).await;
+    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at, created_at) SELECT id, 'sent', delivered_at, delivered_at FROM email_sends", &[]).await;
+    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at, created_at) SELECT s.id, 'open', s.first_opened_at + d * interval '1 day', s.first_opened_at + d * interval '1 day' FROM email_sends s, generate_series(0, 3) d WHERE s.first_opened_at IS NOT NULL", &[]).await;
+    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at, created_at) SELECT id, 'click', first_clicked_at, first_clicked_at FROM email_sends WHERE first_clicked_at IS NOT NULL", &[]).await;
+    exec(db, "INSERT INTO email_events (send_id, event_type, occurred_at, created_at) SELECT id, 'bounce', bounced_at, bounced_at FROM email_sends WHERE bounced_at IS NOT NULL", &[]).await;
     exec(db, "INSERT INTO team_members (id, email, name) SELECT 'tm' || u, 'u' || u || '@example.com', 'User ' || u FROM generate_series(1, 200) u", &[]).await;
     exec(db, "INSERT INTO slack_integrations (team_member_id, workspace_id, slack_user_id, slack_username) SELECT 'tm' || u, 'T1', 'U' || u, 'user' || u FROM generate_series(1, 200) u", &[]).await;
     exec(db, "INSERT INTO slack_channels (id, workspace_id, name, campaign_id) SELECT 'C' || c, 'T1', 'campaign-' || c, 'c' || lpad(c::text, 5, '0') FROM generate_series(1, $1) c", &[campaigns]).await;
-    exec(db, "INSERT INTO slack_messages (channel_id, ts, user_id, thread_ts, posted_at)
+    exec(db, "INSERT INTO slack_messages (channel_id, ts, user_id, thread_ts, posted_at, created_at)
               SELECT 'C' || (1 + m % $1), m || '.000100', 'U' || (1 + m % 200), CASE WHEN m % 4 = 0 THEN (m - 1) || '.000100' END,
-                     now() - interval '1 hour' - (m % ($2 * 86400)) * interval '1 second'
+                     now() - interval '1 hour' - (m % ($2 * 86400)) * interval '1 second', now() - interval '1 hour' - (m % ($2 * 86400)) * interval '1 second'
               FROM generate_series(1, $1 * 30) m", &[campaigns, DAYS]).await;
     exec(db, "INSERT INTO approvals (id, campaign_id, stage, approver_id, deadline, status, decided_at, decided_by, created_at)
               SELECT 'a' || a, 'c' || lpad((1 + a % $1)::text, 5, '0'), 'copy', 'tm' || (1 + a % 200), now() + interval '10 days',
@@ -82,6 +82,13 @@ async fn seed(db: &PgPool, campaigns: i64) {
                      CASE WHEN a % 10 = 0 THEN NULL ELSE 'U' || (1 + a % 200) END,
                      now() - interval '1 hour' - (a % ($2 * 86400)) * interval '1 second'
               FROM generate_series(1, $1 * 2) a", &[campaigns, DAYS]).await;
+    // Rows arrive when they happen: nothing seeded is newer than an hour ago.
+    exec(
+        db,
+        "UPDATE approvals SET updated_at = coalesce(decided_at, created_at)",
+        &[],
+    )
+    .await;
     exec(db, "ANALYZE", &[]).await;
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM email_events")
         .fetch_one(db)

@@ -20,7 +20,7 @@ const DAY: &str = "day AS (SELECT $1::date AS d, ($1::date)::timestamp AT TIME Z
 /// Recomputes one day's rows of every campaign and template with figures that day, and
 /// removes the rows of those that now have none; how many rows it wrote.
 pub async fn recompute_day(db: &PgPool, day: NaiveDate) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = super::begin(db).await?;
     let campaigns = campaign_day(&mut tx, day).await?;
     let templates = template_day(&mut tx, day).await?;
     tx.commit().await?;
@@ -147,6 +147,7 @@ pub async fn recompute_sum(
     period: Period,
     start: NaiveDate,
 ) -> Result<u64, sqlx::Error> {
+    let mut tx = super::begin(db).await?;
     let end = period.next(start);
     let written: i64 = sqlx::query_scalar(
         "WITH figures AS (
@@ -180,8 +181,9 @@ pub async fn recompute_sum(
     .bind(period.as_str())
     .bind(start)
     .bind(end)
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(written as u64)
 }
 
@@ -191,6 +193,7 @@ pub async fn recompute_total(
     period: Period,
     start: NaiveDate,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = super::begin(db).await?;
     sqlx::query(
         "WITH figures AS (
              SELECT count(*) AS campaigns,
@@ -214,8 +217,9 @@ pub async fn recompute_total(
     )
     .bind(period.as_str())
     .bind(start)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -228,6 +232,7 @@ pub async fn recompute_trends(
     period: Period,
     start: NaiveDate,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = super::begin(db).await?;
     sqlx::query(
         "UPDATE metric_rollups cur SET trends = t.trends FROM (
              SELECT c.id, jsonb_strip_nulls(jsonb_build_object(
@@ -248,14 +253,16 @@ pub async fn recompute_trends(
     .bind(period.as_str())
     .bind(start)
     .bind(period.previous(start))
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// Moves each template's `last_used` to its latest send accepted on `day`, and sets its
 /// performance score: the engagement score of all its sends so far (its monthly rows summed).
 pub async fn refresh_templates(db: &PgPool, day: NaiveDate) -> Result<(), sqlx::Error> {
+    let mut tx = super::begin(db).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH {DAY},
          used AS (
@@ -280,7 +287,8 @@ pub async fn refresh_templates(db: &PgPool, day: NaiveDate) -> Result<(), sqlx::
          WHERE t.id = x.template_id"
     )))
     .bind(day)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -77,12 +77,14 @@ const RECOMPUTE: &str = "WITH w AS (SELECT ($2::date)::timestamp AT TIME ZONE 'U
 
 /// Recomputes the team rows of the period starting on `start`; how many it wrote.
 pub async fn recompute(db: &PgPool, period: Period, start: NaiveDate) -> Result<u64, sqlx::Error> {
+    let mut tx = super::begin(db).await?;
     let written: i64 = sqlx::query_scalar(RECOMPUTE)
         .bind(period.as_str())
         .bind(start)
         .bind(period.next(start))
         .bind(TOP_CONTRIBUTORS)
-        .fetch_one(db)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(written as u64)
 }
