@@ -100,6 +100,38 @@ pub(super) async fn post_email_request(
     Ok((StatusCode::ACCEPTED, axum::Json(request)).into_response())
 }
 
+fn request_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id).map_err(|_| {
+        ApiError::Invalid(
+            format!("invalid id: {id:?} is not a request id"),
+            vec![FieldError::new(
+                "id",
+                format!("{id:?} is not a UUID"),
+                "the id a POST /api/email-requests answered",
+            )],
+        )
+    })
+}
+
+/// Cancels a request: its pending recipients become `cancelled` at once; recipients being
+/// sent at this moment finish, and the request turns `cancelled` when they have. Cancelling a
+/// finished or cancelled request changes nothing (`changed: false`).
+#[utoipa::path(post, path = "/api/email-requests/{id}/cancel", tag = "email", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = crate::store::email_requests::Cancelled), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn cancel_email_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<crate::store::email_requests::Cancelled>, ApiError> {
+    let id = request_id(&id)?;
+    crate::store::email_requests::cancel(&state.db, id, &actor(&headers))
+        .await
+        .map_err(db_error)?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no email request {id}")))
+}
+
 /// Paging of a request's recipients.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -111,7 +143,7 @@ pub(super) struct RecipientQuery {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Only recipients with this status.
-    #[param(pattern = r"^(pending|sending|sent|failed|suppressed|dead)$")]
+    #[param(pattern = r"^(pending|sending|sent|failed|suppressed|dead|cancelled)$")]
     status: Option<String>,
 }
 
@@ -124,18 +156,8 @@ pub(super) async fn get_email_request(
     Path(id): Path<String>,
     query: Result<Query<RecipientQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<crate::store::email_requests::RequestView>, ApiError> {
-    let expected =
-        "after=<recipient id>, limit 1–1000, status=pending|sending|sent|failed|suppressed|dead";
-    let Ok(id) = uuid::Uuid::parse_str(&id) else {
-        return Err(ApiError::Invalid(
-            format!("invalid id: {id:?} is not a request id"),
-            vec![FieldError::new(
-                "id",
-                format!("{id:?} is not a UUID"),
-                "the id a POST /api/email-requests answered",
-            )],
-        ));
-    };
+    let expected = "after=<recipient id>, limit 1–1000, status=pending|sending|sent|failed|suppressed|dead|cancelled";
+    let id = request_id(&id)?;
     let Query(query) = query.map_err(|e| query_error(&e, expected))?;
     let limit = query.limit.unwrap_or(100);
     let mut errors = Vec::new();
@@ -171,8 +193,8 @@ pub(super) struct RequestListQuery {
     /// Only requests of this campaign.
     #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     campaign_id: Option<String>,
-    /// Only requests in this status: `accepted`, `sending` or `completed`.
-    #[param(pattern = r"^(accepted|sending|completed)$")]
+    /// Only requests in this status: `accepted`, `sending`, `completed` or `cancelled`.
+    #[param(pattern = r"^(accepted|sending|completed|cancelled)$")]
     status: Option<String>,
     /// Requests older than this one (`nextBefore` of the previous page).
     before: Option<uuid::Uuid>,
@@ -199,8 +221,7 @@ pub(super) async fn list_email_requests(
     query: Result<Query<RequestListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<RequestPage>, ApiError> {
     use crate::store::email_requests::{self, REQUEST_STATUSES};
-    let expected =
-        "campaignId=<id>, status=accepted|sending|completed, before=<request id>, limit 1–200";
+    let expected = "campaignId=<id>, status=accepted|sending|completed|cancelled, before=<request id>, limit 1–200";
     let Query(query) = query.map_err(|e| query_error(&e, expected))?;
     let limit = query.limit.unwrap_or(50);
     let mut errors = Vec::new();

@@ -77,6 +77,7 @@ pub fn routes(state: AppState) -> (Router<AppState>, Value) {
                     email_requests::list_email_requests
                 ))
                 .routes(routes!(email_requests::get_email_request))
+                .routes(routes!(email_requests::cancel_email_request))
                 // Large lists: this route has its own limit (the outer one is the default).
                 .layer(axum::extract::DefaultBodyLimit::max(
                     state.settings.email.body_limit_bytes,

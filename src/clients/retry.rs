@@ -70,6 +70,8 @@ fn count(service: &str, endpoint: &str, result: &Result<(), &UpstreamError>, sen
     metrics::counter!("upstream_requests_total", &labels).increment(1);
     metrics::histogram!("upstream_request_duration_seconds", &labels[..2])
         .record(sent.elapsed().as_secs_f64());
+    let millis = i64::try_from(sent.elapsed().as_millis()).unwrap_or(i64::MAX);
+    crate::telemetry::timeline::call(service, endpoint, result.is_err(), millis);
 }
 
 /// Runs `attempt` under `policy`. `refresh` is called (once) when the credential expired.
@@ -142,6 +144,8 @@ fn wait_before_retry(
                 return None;
             }
             metrics::counter!("upstream_rate_limited_seconds_total", "service" => error.service, "endpoint" => error.endpoint.clone()).increment(wait.as_secs().max(1));
+            let millis = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            crate::telemetry::timeline::rate_limit_wait(error.service, millis);
             Some(wait)
         }
         FailureKind::Transient => backoff

@@ -33,6 +33,15 @@ pub struct ProbeArgs {
     /// Fail this many attempts before succeeding.
     #[serde(default)]
     pub fail_attempts: u32,
+    /// Fail while the Redis key `broken_key(prefix, tag)` exists (an outage an operator fixes
+    /// before re-driving the dead task).
+    #[serde(default)]
+    pub fail_while_broken: bool,
+}
+
+/// The key that makes a `fail_while_broken` probe fail while it exists.
+pub fn broken_key(prefix: &str, tag: &str) -> String {
+    format!("{prefix}:diagnostics:{tag}:broken")
 }
 
 /// The Redis hash holding the probe's counters.
@@ -50,6 +59,19 @@ pub async fn run(ctx: JobContext, args: ProbeArgs) -> Result<(), JobError> {
         .await
         .map_err(|e| JobError::Retry(e.into()))?;
     tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
+    if args.fail_while_broken {
+        let broken: bool = redis::cmd("EXISTS")
+            .arg(broken_key(&ctx.deps.prefix, &args.tag))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| JobError::Retry(e.into()))?;
+        if broken {
+            return Err(JobError::retry(format!(
+                "{} is set: failing on purpose",
+                broken_key(&ctx.deps.prefix, &args.tag)
+            )));
+        }
+    }
     if ctx.task.attempts < args.fail_attempts {
         return Err(JobError::retry(format!(
             "failing attempt {} on purpose",

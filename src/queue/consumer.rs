@@ -174,6 +174,11 @@ impl Consumer {
         if promote {
             self.queue.promote_due(self.config.batch).await?;
         }
+        if self.queue.paused().await?.is_some() {
+            // Paused from the dashboard: take nothing (in-flight tasks finish and settle).
+            tokio::time::sleep(self.config.block).await;
+            return Ok(Vec::new());
+        }
         let mut entries = Vec::new();
         if reclaim {
             entries = self.reclaim(count).await?;
@@ -273,6 +278,7 @@ impl Consumer {
         let n: i64 = scripts::ACK
             .key(self.keys().stream())
             .key(self.keys().stats())
+            .key(self.keys().timeline(now_ms()))
             .arg(&delivery.entry_id)
             .arg(&delivery.task.job)
             .invoke_async(&mut conn)
@@ -291,8 +297,7 @@ impl Consumer {
         let mut task = delivery.task.clone();
         let counter = match error {
             Some(e) => {
-                task.attempts += 1;
-                task.last_error = Some(truncate(e, 2000));
+                task.record_failure(truncate(e, 2000));
                 "retried"
             }
             None => "rescheduled",
@@ -302,6 +307,7 @@ impl Consumer {
             .key(self.keys().stream())
             .key(self.keys().delayed())
             .key(self.keys().stats())
+            .key(self.keys().timeline(now_ms()))
             .arg(&delivery.entry_id)
             .arg(task.encode())
             .arg(now_ms() + delay.as_millis() as i64)
@@ -315,8 +321,7 @@ impl Consumer {
     /// The task is dead: it goes to the dead letters with `reason`.
     pub async fn bury(&self, delivery: &Delivery, reason: &str) -> Result<bool, QueueError> {
         let mut task = delivery.task.clone();
-        task.attempts += 1;
-        task.last_error = Some(truncate(reason, 2000));
+        task.record_failure(truncate(reason, 2000));
         dead::bury(&self.queue, &delivery.entry_id, &task, reason).await
     }
 

@@ -39,6 +39,7 @@ async fn store(queue: &Queue, entry_id: &str, record: &DeadTask) -> Result<bool,
         .key(keys.dead())
         .key(keys.dead_index())
         .key(keys.stats())
+        .key(keys.timeline(record.died_at))
         .arg(entry_id)
         .arg(&record.id)
         .arg(record_json)
@@ -202,5 +203,101 @@ pub async fn purge(queue: &Queue) -> Result<u64, QueueError> {
         if n < 1000 {
             return Ok(total);
         }
+    }
+}
+
+/// Deletes one dead task; whether it was there.
+pub async fn delete(queue: &Queue, id: &str) -> Result<bool, QueueError> {
+    let keys = queue.keys();
+    let mut conn = queue.connection();
+    let (n, _): (i64, i64) = redis::pipe()
+        .atomic()
+        .hdel(keys.dead(), id)
+        .zrem(keys.dead_index(), id)
+        .query_async(&mut conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// What to look for among dead tasks: a job type and text in the reason (case-insensitive).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub job: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Filter {
+    /// Whether the filter holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.job.is_none() && self.error.is_none()
+    }
+
+    fn matches(&self, record: &DeadTask) -> bool {
+        let job_ok = self
+            .job
+            .as_deref()
+            .is_none_or(|j| record.job.as_deref() == Some(j));
+        let error_ok = self
+            .error
+            .as_deref()
+            .is_none_or(|e| record.reason.to_lowercase().contains(&e.to_lowercase()));
+        job_ok && error_ok
+    }
+}
+
+/// Records read per round while searching.
+const SEARCH_CHUNK: usize = 1000;
+
+/// Dead tasks matching `filter`, newest first: the `limit` after skipping `offset` matches.
+/// Without a filter this is `list`; with one it walks the index newest first.
+pub async fn search(
+    queue: &Queue,
+    filter: &Filter,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<DeadTask>, QueueError> {
+    if filter.is_empty() {
+        return list(queue, offset, limit).await;
+    }
+    let mut found = Vec::new();
+    let mut skipped = 0;
+    let mut at = 0;
+    loop {
+        let chunk = list(queue, at, SEARCH_CHUNK).await?;
+        let len = chunk.len();
+        for record in chunk.into_iter().filter(|r| filter.matches(r)) {
+            if skipped < offset {
+                skipped += 1;
+            } else {
+                found.push(record);
+                if found.len() == limit {
+                    return Ok(found);
+                }
+            }
+        }
+        if len < SEARCH_CHUNK {
+            return Ok(found);
+        }
+        at += len;
+    }
+}
+
+/// The ids of every dead task matching `filter` (every dead task without one).
+pub async fn matching_ids(queue: &Queue, filter: &Filter) -> Result<Vec<String>, QueueError> {
+    let mut ids = Vec::new();
+    let mut at = 0;
+    loop {
+        let chunk = list(queue, at, SEARCH_CHUNK).await?;
+        let len = chunk.len();
+        ids.extend(
+            chunk
+                .into_iter()
+                .filter(|r| filter.matches(r))
+                .map(|r| r.id),
+        );
+        if len < SEARCH_CHUNK {
+            return Ok(ids);
+        }
+        at += len;
     }
 }

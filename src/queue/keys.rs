@@ -51,6 +51,18 @@ impl QueueKeys {
         format!("{}:stats", self.tag)
     }
 
+    /// Hash of the outcomes (`succeeded`, `retried`, `rescheduled`, `dead`) of the minute holding
+    /// `at_ms`, kept 26 hours, for the dashboard's throughput charts.
+    pub fn timeline(&self, at_ms: i64) -> String {
+        format!("{}:timeline:{}", self.tag, at_ms.div_euclid(60_000))
+    }
+
+    /// Set while the queue is paused: no worker takes a task from it (those in flight finish).
+    /// Holds who paused it and when, as JSON.
+    pub fn paused(&self) -> String {
+        format!("{}:paused", self.tag)
+    }
+
     /// Idempotency key of an enqueue; holds the first task's id until it expires.
     pub fn unique(&self, key: &str) -> String {
         format!("{}:unique:{key}", self.tag)

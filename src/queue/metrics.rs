@@ -43,11 +43,13 @@ pub async fn publish(
         if let Err(e) = stored {
             tracing::debug!(error = %e, "publishing metrics failed");
         }
+        crate::telemetry::timeline::flush(&mut c, &prefix).await;
         let stopped = tokio::select! {
             _ = stop.wait_for(|s| *s) => true,
             () = tokio::time::sleep(PUBLISH_EVERY) => false,
         };
         if stopped {
+            crate::telemetry::timeline::flush(&mut c, &prefix).await;
             let _ = redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await;
             return;
         }

@@ -47,6 +47,37 @@ pub struct TaskEnvelope {
     /// What enqueued it: `schedule`, `catch_up`, `manual`, `api`, `webhook`, `redrive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// Every failed attempt (the last 20), oldest first, for inspecting a dead task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<AttemptFailure>,
+}
+
+/// One failed attempt of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptFailure {
+    /// When it failed, ms since the epoch.
+    pub at_ms: i64,
+    /// Why (shortened to 2,000 characters).
+    pub error: String,
+}
+
+/// Failed attempts kept on a task.
+const FAILURES_KEPT: usize = 20;
+
+impl TaskEnvelope {
+    /// Records a failed attempt: counts it and keeps its error.
+    pub fn record_failure(&mut self, error: String) {
+        self.attempts += 1;
+        self.last_error = Some(error.clone());
+        self.failures.push(AttemptFailure {
+            at_ms: now_ms(),
+            error,
+        });
+        if self.failures.len() > FAILURES_KEPT {
+            let extra = self.failures.len() - FAILURES_KEPT;
+            self.failures.drain(..extra);
+        }
+    }
 }
 
 impl TaskEnvelope {
@@ -61,6 +92,7 @@ impl TaskEnvelope {
             last_error: None,
             scheduled_for: None,
             trigger: None,
+            failures: Vec::new(),
         }
     }
 
@@ -267,6 +299,55 @@ impl Queue {
             dead,
             counters: stats.into_iter().collect(),
         })
+    }
+
+    /// Pauses the queue on every worker (they check before each fetch); `by` says who and
+    /// why, shown by the dashboard. Tasks keep being enqueued; in-flight ones finish.
+    pub async fn pause(&self, by: &str) -> Result<(), QueueError> {
+        let record = serde_json::json!({ "by": by, "at_ms": now_ms() }).to_string();
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.keys.paused())
+            .arg(record)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Resumes a paused queue; whether it was paused.
+    pub async fn resume(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = redis::cmd("DEL")
+            .arg(self.keys.paused())
+            .query_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Who paused the queue and when (JSON `{by, at_ms}`), when it is paused.
+    pub async fn paused(&self) -> Result<Option<String>, QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("GET")
+            .arg(self.keys.paused())
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Outcomes per minute over the last `minutes` minutes, oldest first: the minute (ms since
+    /// the epoch) and its `succeeded`, `retried`, `rescheduled` and `dead` counts.
+    pub async fn timeline(
+        &self,
+        minutes: i64,
+    ) -> Result<Vec<(i64, std::collections::HashMap<String, i64>)>, QueueError> {
+        let now = now_ms().div_euclid(60_000) * 60_000;
+        let starts: Vec<i64> = (0..minutes).rev().map(|i| now - i * 60_000).collect();
+        let mut pipe = redis::pipe();
+        for at in &starts {
+            pipe.cmd("HGETALL").arg(self.keys.timeline(*at));
+        }
+        let mut conn = self.conn.clone();
+        let maps: Vec<std::collections::HashMap<String, i64>> = pipe.query_async(&mut conn).await?;
+        Ok(starts.into_iter().zip(maps).collect())
     }
 
     /// Moves due delayed tasks into the stream, in batches of `batch`, until none is due.

@@ -29,7 +29,8 @@ return {1, ARGV[2]}
 });
 
 /// A task succeeded: acknowledge and delete its entry, count it once.
-/// KEYS: stream, stats. ARGV: entry_id, job. Returns 1, or 0 when it was already acknowledged.
+/// KEYS: stream, stats, timeline (this minute's). ARGV: entry_id, job. Returns 1, or 0 when it
+/// was already acknowledged.
 pub static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -38,6 +39,8 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 if n == 1 then
   redis.call('HINCRBY', KEYS[2], 'succeeded', 1)
   redis.call('HINCRBY', KEYS[2], 'succeeded:' .. ARGV[2], 1)
+  redis.call('HINCRBY', KEYS[3], 'succeeded', 1)
+  redis.call('EXPIRE', KEYS[3], 93600)
 end
 return n
 "#,
@@ -45,7 +48,7 @@ return n
 });
 
 /// A task is to run again later: move it from the stream to the delayed set in one step.
-/// KEYS: stream, delayed, stats. ARGV: entry_id, task, due_ms, job, counter.
+/// KEYS: stream, delayed, stats, timeline. ARGV: entry_id, task, due_ms, job, counter.
 pub static RETRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -55,13 +58,15 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
 redis.call('HINCRBY', KEYS[3], ARGV[5] .. ':' .. ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+redis.call('EXPIRE', KEYS[4], 93600)
 return 1
 "#,
     )
 });
 
 /// A task is dead: move it to the dead letters with its reason.
-/// KEYS: stream, dead, dead_index, stats. ARGV: entry_id, task_id, record, now_ms, job.
+/// KEYS: stream, dead, dead_index, stats, timeline. ARGV: entry_id, task_id, record, now_ms, job.
 pub static DEAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -72,6 +77,8 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
 redis.call('HINCRBY', KEYS[4], 'dead:' .. ARGV[5], 1)
+redis.call('HINCRBY', KEYS[5], 'dead', 1)
+redis.call('EXPIRE', KEYS[5], 93600)
 return 1
 "#,
     )

@@ -15,6 +15,7 @@ use crate::config::{LogFormat, LogSettings};
 
 pub mod catalog;
 mod exposition;
+pub mod timeline;
 
 pub use exposition::merge_expositions;
 

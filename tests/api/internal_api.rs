@@ -549,6 +549,7 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
         "POST /api/campaigns/{id}/deactivate",
         "POST /api/campaigns:batch",
         "POST /api/email-requests",
+        "POST /api/email-requests/{id}/cancel",
         "POST /api/notifications",
         "POST /api/team-members:batch",
         "PUT /api/campaigns/{id}",

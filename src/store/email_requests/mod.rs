@@ -15,8 +15,10 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod cancel;
 mod input;
 
+pub use cancel::{Cancelled, cancel};
 pub use input::{EmailRequestInput, Problems, RecipientInput};
 
 use super::audit::{self, Actor};
@@ -24,7 +26,15 @@ use super::batch::ItemErrors;
 use super::validate::FieldError;
 
 /// Every status of a recipient (`email_sends.status`).
-pub const SEND_STATUSES: [&str; 6] = ["pending", "sending", "sent", "failed", "suppressed", "dead"];
+pub const SEND_STATUSES: [&str; 7] = [
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "suppressed",
+    "dead",
+    "cancelled",
+];
 
 /// Recipients written per statement.
 const CHUNK: usize = 5_000;
@@ -271,10 +281,11 @@ pub struct RecipientView {
 pub struct RequestView {
     #[serde(flatten)]
     pub request: Accepted,
-    /// `accepted`, `sending` or `completed`.
+    /// `accepted`, `sending`, `completed` or `cancelled`.
     pub status: String,
     pub completed_at: Option<DateTime<Utc>>,
-    /// Recipients per status (`pending`, `sending`, `sent`, `failed`, `suppressed`, `dead`).
+    /// Recipients per status (`pending`, `sending`, `sent`, `failed`, `suppressed`, `dead`,
+    /// `cancelled`).
     pub counts: BTreeMap<String, i64>,
     /// This page, ordered by recipient id.
     pub items: Vec<RecipientView>,
@@ -343,13 +354,13 @@ pub struct RequestSummary {
     #[serde(flatten)]
     #[sqlx(flatten)]
     pub request: Accepted,
-    /// `accepted`, `sending` or `completed`.
+    /// `accepted`, `sending`, `completed` or `cancelled`.
     pub status: String,
     pub completed_at: Option<DateTime<Utc>>,
 }
 
 /// Request statuses.
-pub const REQUEST_STATUSES: [&str; 3] = ["accepted", "sending", "completed"];
+pub const REQUEST_STATUSES: [&str; 4] = ["accepted", "sending", "completed", "cancelled"];
 
 /// Requests newest first, at most `limit`, older than the request `before` (keyset), of one
 /// campaign and one status if given; and the id to pass as `before` for the next page.
@@ -400,8 +411,10 @@ pub async fn mark_sending(db: &PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> 
 /// Completes the requests with no recipient left pending or sending; their ids.
 pub async fn complete_finished(db: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE email_requests r SET status = 'completed', completed_at = now()
-         WHERE r.status <> 'completed'
+        "UPDATE email_requests r
+         SET status = CASE WHEN r.cancelled_at IS NULL THEN 'completed' ELSE 'cancelled' END,
+             completed_at = now()
+         WHERE r.status NOT IN ('completed', 'cancelled')
            AND NOT EXISTS (SELECT 1 FROM email_sends s WHERE s.request_id = r.id AND s.status IN ('pending', 'sending'))
          RETURNING r.id",
     )
