@@ -88,4 +88,11 @@ if ! python3 -c 'import schemathesis' 2>/dev/null; then
 fi
 # The metrics test checks /metrics with promtool (Debian's prometheus package brings it).
 command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+# The dashboard's browser test drives Debian's Chromium with npm's playwright-core.
+command -v chromium >/dev/null || apt_install chromium chromium-driver
+command -v npm >/dev/null || apt_install nodejs npm
+browser_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/browser" && pwd)"
+if [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
+  (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "services.sh: PostgreSQL and Redis are answering"

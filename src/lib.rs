@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod doctor;
 pub mod jobs;

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes(state.clone()))
         .merge(webhooks::routes())
+        .merge(crate::dashboard::routes())
         .fallback(error::not_found)
         // Bodies are read through extractors, which enforce this limit with a 413.
         .layer(axum::extract::DefaultBodyLimit::max(

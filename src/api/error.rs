@@ -153,11 +153,12 @@ pub async fn not_found() -> ApiError {
 /// JSON shape, keeping their status and their text as the message.
 pub async fn jsonify_errors(response: Response) -> Response {
     let status = response.status();
+    // JSON errors pass as they are, and so do the dashboard's HTML error pages.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

@@ -30,6 +30,7 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) ->
         email: read_email(r),
         workflows: super::workflows::read(r),
         analytics: read_analytics(r),
+        dashboard: super::dashboard::read(r),
         upstream_timeout: secs(r, "upstream.timeout_secs", 1, 300),
     }
 }

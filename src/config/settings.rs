@@ -39,8 +39,21 @@ pub struct Settings {
     pub workflows: WorkflowSettings,
     /// Analytics: rankings and bottlenecks.
     pub analytics: AnalyticsSettings,
+    /// The dashboard's sign-in.
+    pub dashboard: DashboardSettings,
     /// Timeout of every upstream request, Mailjet's and Slack's (`UPSTREAM_TIMEOUT_SECS`).
     pub upstream_timeout: Duration,
+}
+
+/// The dashboard (`/dashboard`).
+#[derive(Debug, Clone)]
+pub struct DashboardSettings {
+    /// Signs in an operator who may act (`DASHBOARD_ADMIN_TOKEN`).
+    pub admin_token: Option<SecretString>,
+    /// Signs in an operator who may only look (`DASHBOARD_VIEWER_TOKEN`).
+    pub viewer_token: Option<SecretString>,
+    /// How long a sign-in lasts.
+    pub session_ttl: Duration,
 }
 
 /// Slack workflows.

@@ -244,6 +244,21 @@ pub const SETTINGS: &[SettingSpec] = &[
         "ANALYTICS_QUIET_HOURS",
         "Hours without a message after which a live campaign's Slack channel is listed as gone quiet.",
     ),
+    secret(
+        "dashboard.admin_token",
+        "DASHBOARD_ADMIN_TOKEN",
+        "Signs in to /dashboard as an admin, who may act (retry, purge, pause, cancel, run now); at least 16 characters.",
+    ),
+    secret(
+        "dashboard.viewer_token",
+        "DASHBOARD_VIEWER_TOKEN",
+        "Signs in to /dashboard as a viewer, who may only look; at least 16 characters.",
+    ),
+    plain(
+        "dashboard.session_hours",
+        "DASHBOARD_SESSION_HOURS",
+        "Hours a dashboard sign-in lasts.",
+    ),
     plain(
         "email.max_recipients",
         "EMAIL_MAX_RECIPIENTS",

@@ -42,6 +42,8 @@ fn demo_env(sandbox_port: u16) -> (HashMap<String, String>, Vec<&'static str>) {
         "SLACK_SIGNING_SECRET",
         "MAILJET_MCP_TOKEN",
         "MAILJET_API_SECRET",
+        "DASHBOARD_ADMIN_TOKEN",
+        "DASHBOARD_VIEWER_TOKEN",
     ] {
         if env.get(name).is_none_or(|v| v.is_empty()) {
             env.insert(name.to_owned(), random_token());
@@ -284,6 +286,7 @@ pub async fn run() -> anyhow::Result<()> {
     wire_callbacks(&sandbox, &env, port);
     announce_tokens(&env, &generated, &schedules)?;
     print_where_to_look(port, &sandbox);
+    print_dashboard(port, &env, &generated);
 
     stop_signal.await;
     println!("stopping …");
@@ -397,6 +400,23 @@ async fn seed_database(pool: &sqlx::PgPool, seed: &SeedSpec) -> anyhow::Result<(
         m.unchanged + m.updated
     );
     Ok(())
+}
+
+/// The dashboard's address and, when this run made them up, its throw-away tokens (a token
+/// from the caller's environment is never printed).
+fn print_dashboard(port: u16, env: &HashMap<String, String>, generated: &[&str]) {
+    println!("  dashboard  http://127.0.0.1:{port}/dashboard   (sign in with a name and a token)");
+    for (name, role) in [
+        ("DASHBOARD_ADMIN_TOKEN", "admin, may act"),
+        ("DASHBOARD_VIEWER_TOKEN", "viewer, may only look"),
+    ] {
+        match env.get(name) {
+            Some(token) if generated.contains(&name) => {
+                println!("             {role}: {token}   (generated for this demo run)");
+            }
+            _ => println!("             {role}: ${name} from your environment"),
+        }
+    }
 }
 
 /// Where a newcomer looks: health, docs, the API, metrics, a request to try.

@@ -6,6 +6,8 @@ pub mod approvals;
 pub mod audit;
 pub mod batch;
 pub mod campaigns;
+pub mod dashboard;
+pub mod dashboard_sessions;
 pub mod email_events;
 pub mod email_requests;
 pub mod email_sends;
@@ -36,6 +38,18 @@ use crate::config::{DatabaseSettings, SslMode};
 
 /// Every migration in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// 32 random bytes from the system's secure generator, as URL-safe base64 (a session id, a
+/// CSRF token).
+pub fn random_token() -> std::io::Result<String> {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| std::io::Error::other("the system's random generator failed"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
 
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

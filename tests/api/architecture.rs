@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["store", "queue", "telemetry", "redis_conn", "state"],
     &["clients", "sandbox"],
     &["jobs"],
-    &["webhooks", "api", "scheduler"],
+    &["webhooks", "api", "dashboard", "scheduler"],
     &[
         "router", "startup", "worker", "cli", "demo", "doctor", "chaos",
     ],

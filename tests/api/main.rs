@@ -8,6 +8,7 @@ mod chaos;
 mod chaos_command;
 mod cli;
 mod clients;
+mod dashboard;
 mod deploy_files;
 mod email;
 mod email_requests_list;
