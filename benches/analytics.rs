@@ -1,6 +1,8 @@
 //! Analytics benchmark: `cargo bench --bench analytics` (Postgres at BENCH_DATABASE_URL,
 //! default postgres://postgres@127.0.0.1:5432/postgres, where scratch databases are created
-//! and dropped; `BENCH_ANALYTICS_CAMPAIGNS` sets the large case's campaigns, default 10,000).
+//! and dropped; `BENCH_ANALYTICS_CAMPAIGNS` sets the large case's campaigns, default 10,000;
+//! `BENCH_KEEP=1` keeps the databases and `BENCH_ANALYTICS_REUSE=<database>` measures the large
+//! case again on one so kept, without seeding).
 //!
 //! Seeds, by SQL, campaigns with 90 days of half-hourly Mailjet snapshots (4,320 each), the
 //! service's own sends with about 500 recipient events per campaign (5,000,000 for 10,000
@@ -180,8 +182,27 @@ async fn latency(
 
 async fn case(admin: &str, campaigns: i64, endpoints: bool) {
     println!("{campaigns} campaigns:");
-    let (name, db_url, db) = scratch_database(admin).await;
-    seed(&db, campaigns).await;
+    let (name, db_url, db) = match std::env::var("BENCH_ANALYTICS_REUSE") {
+        // A database a run kept (BENCH_KEEP) or left behind, seeded for `campaigns`: its
+        // rollups are emptied and the figures measured again without seeding for 20 minutes.
+        Ok(name) => {
+            let mut url = url::Url::parse(admin).expect("BENCH_DATABASE_URL");
+            url.set_path(&name);
+            let db = sqlx::PgPool::connect(url.as_str()).await.expect("connect");
+            campaign_sync::store::MIGRATOR
+                .run(&db)
+                .await
+                .expect("migrate");
+            exec(&db, "TRUNCATE metric_rollups", &[]).await;
+            println!("  reusing the seeded database {name}");
+            (name, url.to_string(), db)
+        }
+        Err(_) => {
+            let (name, db_url, db) = scratch_database(admin).await;
+            seed(&db, campaigns).await;
+            (name, db_url, db)
+        }
+    };
     reset_peak_rss();
     let rss_before = peak_rss_mib();
     let started = Instant::now();
@@ -260,6 +281,8 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    case(&admin, (campaigns / 10).max(1), false).await;
+    if std::env::var("BENCH_ANALYTICS_REUSE").is_err() {
+        case(&admin, (campaigns / 10).max(1), false).await;
+    }
     case(&admin, campaigns, true).await;
 }

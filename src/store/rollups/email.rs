@@ -174,7 +174,7 @@ pub async fn recompute_sum(
              DELETE FROM metric_rollups r WHERE r.scope IN ('email', 'template') AND r.period = $1 AND r.period_start = $2
                  AND (r.campaign_id IS NOT NULL OR r.template_id IS NOT NULL)
                  AND NOT EXISTS (SELECT 1 FROM figures f WHERE f.scope = r.scope
-                                 AND f.campaign_id IS NOT DISTINCT FROM r.campaign_id AND f.template_id IS NOT DISTINCT FROM r.template_id)
+                                 AND coalesce(f.campaign_id, '') = coalesce(r.campaign_id, '') AND coalesce(f.template_id, 0) = coalesce(r.template_id, 0))
          )
          SELECT count(*) FROM written",
     )
@@ -245,7 +245,7 @@ pub async fn recompute_trends(
              )) AS trends
              FROM metric_rollups c
              LEFT JOIN metric_rollups p ON p.scope = c.scope AND p.period = c.period AND p.period_start = $3
-                  AND p.campaign_id IS NOT DISTINCT FROM c.campaign_id AND p.template_id IS NOT DISTINCT FROM c.template_id
+                  AND coalesce(p.campaign_id, '') = coalesce(c.campaign_id, '') AND coalesce(p.template_id, 0) = coalesce(c.template_id, 0)
              WHERE c.scope IN ('email', 'template') AND c.period = $1 AND c.period_start = $2
          ) t
          WHERE cur.id = t.id AND cur.trends IS DISTINCT FROM t.trends",

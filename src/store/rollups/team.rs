@@ -59,7 +59,7 @@ const RECOMPUTE: &str = "WITH w AS (SELECT ($2::date)::timestamp AT TIME ZONE 'U
                     jsonb_build_object('messagesPosted', s.messages, 'threadReplies', s.replies, 'taskDiscussions', s.discussions,
                         'approvalsProcessed', s.approvals, 'averageResponseTime', round(coalesce(s.avg_secs, 0)::numeric, 1),
                         'activeUsers', s.active_users, 'topContributors', coalesce(t.top, '[]'::jsonb)) AS metrics
-             FROM subjects s LEFT JOIN top t ON t.overall = s.overall AND t.campaign_id IS NOT DISTINCT FROM s.campaign_id
+             FROM subjects s LEFT JOIN top t ON t.overall = s.overall AND coalesce(t.campaign_id, '') = coalesce(s.campaign_id, '')
              WHERE s.messages + s.approvals > 0
          ),
          written AS (
@@ -71,7 +71,7 @@ const RECOMPUTE: &str = "WITH w AS (SELECT ($2::date)::timestamp AT TIME ZONE 'U
          ),
          gone AS (
              DELETE FROM metric_rollups r WHERE r.scope = 'team' AND r.period = $1 AND r.period_start = $2
-                 AND NOT EXISTS (SELECT 1 FROM figures f WHERE f.campaign_id IS NOT DISTINCT FROM r.campaign_id)
+                 AND NOT EXISTS (SELECT 1 FROM figures f WHERE coalesce(f.campaign_id, '') = coalesce(r.campaign_id, ''))
          )
          SELECT count(*) FROM written";
 
