@@ -1,3 +1,6 @@
+DROP TRIGGER slack_channels_note_message ON slack_messages;
+DROP FUNCTION slack_channels_note_message();
+ALTER TABLE slack_channels DROP COLUMN last_message_at;
 DROP INDEX audit_log_actor_idx;
 DROP INDEX sync_runs_started_idx;
 DROP INDEX webhook_events_received_idx;

@@ -17,8 +17,9 @@ use crate::store::validate::FieldError;
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct TemplateQuery {
-    /// Only templates of this category (as Mailjet names it, e.g. `newsletter`).
-    #[param(max_length = 200)]
+    /// Only templates of this category (as Mailjet names it, e.g. `newsletter`); text without
+    /// the NUL character, which cannot be stored.
+    #[param(max_length = 200, pattern = r"^[^\u0000]*$")]
     category: Option<String>,
     /// `performance` (best score first), `recency` (most recently used first) or `name`; default `performance`.
     #[param(pattern = "^(performance|recency|name)$")]

@@ -67,6 +67,9 @@ fn failed(e: sqlx::Error) -> JobError {
     JobError::from(e).context("rollup failed")
 }
 
+/// Rows written by the day steps after which the table's planner statistics are refreshed.
+const REFRESH_STATISTICS_AFTER: u64 = 10_000;
+
 /// The days to recompute.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -176,6 +179,11 @@ impl Plan {
         for day in &self.email_days {
             done.rows += email::recompute_day(db, *day).await?;
             on_step(Step::EmailDay(*day));
+        }
+        if done.rows >= REFRESH_STATISTICS_AFTER {
+            // A backfill into a new or emptied table: without fresh statistics Postgres plans
+            // the sums and trends for an empty table (nested loops over 10,000 rows each).
+            crate::store::rollups::refresh_statistics(db).await?;
         }
         for kind in Period::ALL {
             let (starts, trended) = Plan::periods(&self.email_days, kind);

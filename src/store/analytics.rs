@@ -414,12 +414,11 @@ pub async fn bottlenecks(
     .fetch_all(db)
     .await?;
     let quiet_campaigns = sqlx::query_as(
-        "SELECT c.id AS campaign_id, c.name, ch.id AS channel_id, last.posted_at AS last_message_at
+        "SELECT c.id AS campaign_id, c.name, ch.id AS channel_id, ch.last_message_at
          FROM campaigns c JOIN slack_channels ch ON ch.campaign_id = c.id AND NOT ch.is_archived
-         LEFT JOIN LATERAL (SELECT posted_at FROM slack_messages m WHERE m.channel_id = ch.id ORDER BY posted_at DESC LIMIT 1) last ON true
          WHERE c.active AND c.status IN ('scheduled', 'active', 'paused')
-           AND (last.posted_at IS NULL OR last.posted_at < $1)
-         ORDER BY last.posted_at NULLS FIRST, c.id LIMIT 10",
+           AND (ch.last_message_at IS NULL OR ch.last_message_at < $1)
+         ORDER BY ch.last_message_at NULLS FIRST, c.id LIMIT 10",
     )
     .bind(quiet_since)
     .fetch_all(db)

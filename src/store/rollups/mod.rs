@@ -79,3 +79,10 @@ pub async fn data_span(db: &PgPool) -> Result<Option<(NaiveDate, NaiveDate)>, sq
         _ => None,
     })
 }
+
+/// Refreshes the planner's statistics of `metric_rollups` (ANALYZE samples it; a second or so
+/// at a million rows).
+pub async fn refresh_statistics(db: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("ANALYZE metric_rollups").execute(db).await?;
+    Ok(())
+}
