@@ -41,7 +41,7 @@ CREATE TRIGGER email_sends_respect_cancel BEFORE UPDATE OF status ON email_sends
 -- The dashboard's lists: requests by status, webhook intake of the last hours, a recipient
 -- searched by address within a request.
 CREATE INDEX email_requests_status_idx ON email_requests (status, created_at DESC);
-CREATE INDEX webhook_events_received_idx ON webhook_events (received_at);
+CREATE INDEX webhook_events_received_idx ON webhook_events (received_at) INCLUDE (source, event_type, status);
 CREATE INDEX email_sends_request_email_idx ON email_sends (request_id, lower(email) text_pattern_ops);
 CREATE INDEX sync_runs_started_idx ON sync_runs (started_at DESC);
 CREATE INDEX audit_log_actor_idx ON audit_log (actor text_pattern_ops, id DESC);

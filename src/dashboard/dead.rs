@@ -76,7 +76,7 @@ pub async fn page(
         ));
     }
     let (total, rows) = matching(&state, &q).await?;
-    let page: Vec<&(String, DeadTask)> = rows.iter().skip(q.offset).take(PER_PAGE).collect();
+    let page: Vec<&(String, DeadTask)> = rows.iter().collect();
     let shell = Shell {
         title: "Dead letters",
         path: "/dashboard/dead",
@@ -87,25 +87,59 @@ pub async fn page(
     Ok(layout::respond(&headers, shell, controls, live))
 }
 
-/// How many dead tasks the chosen queues hold, and the first `offset + PER_PAGE` that match,
-/// newest first, each with its queue.
+/// How many dead tasks the chosen queues hold, and the page of those that match (newest
+/// first, after skipping `offset`), each with its queue. Without a filter only ids are read
+/// to find the page, so a page deep in 100,000 dead tasks costs what the first does.
 async fn matching(
     state: &AppState,
     q: &DeadQuery,
 ) -> Result<(u64, Vec<(String, DeadTask)>), DashError> {
     let filter = q.filter();
-    let mut rows: Vec<(String, DeadTask)> = Vec::new();
+    let want = q.offset + PER_PAGE;
     let mut total = 0;
-    for queue in q.chosen(state)? {
+    let queues = q.chosen(state)?;
+    if filter.is_empty() {
+        let mut ids: Vec<(usize, String, i64)> = Vec::new();
+        for (i, queue) in queues.iter().enumerate() {
+            total += queue.counts().await.map_err(DashError::redis)?.dead;
+            let newest = dead::newest_ids(queue, want)
+                .await
+                .map_err(DashError::redis)?;
+            ids.extend(newest.into_iter().map(|(id, at)| (i, id, at)));
+        }
+        ids.sort_by_key(|(_, _, at)| std::cmp::Reverse(*at));
+        let mut rows = Vec::new();
+        for (i, queue) in queues.iter().enumerate() {
+            let page: Vec<String> = ids
+                .iter()
+                .skip(q.offset)
+                .take(PER_PAGE)
+                .filter(|(n, _, _)| *n == i)
+                .map(|(_, id, _)| id.clone())
+                .collect();
+            let name = queue.keys().name().to_owned();
+            let found = dead::records(queue, &page)
+                .await
+                .map_err(DashError::redis)?;
+            rows.extend(found.into_iter().map(|t| (name.clone(), t)));
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.died_at));
+        return Ok((total, rows));
+    }
+    let mut rows: Vec<(String, DeadTask)> = Vec::new();
+    for queue in &queues {
         total += queue.counts().await.map_err(DashError::redis)?.dead;
-        let found = dead::search(&queue, &filter, 0, q.offset + PER_PAGE)
+        let found = dead::search(queue, &filter, 0, want)
             .await
             .map_err(DashError::redis)?;
         let name = queue.keys().name().to_owned();
         rows.extend(found.into_iter().map(|t| (name.clone(), t)));
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.died_at));
-    Ok((total, rows))
+    Ok((
+        total,
+        rows.into_iter().skip(q.offset).take(PER_PAGE).collect(),
+    ))
 }
 
 fn filters(state: &AppState, q: &DeadQuery) -> Markup {

@@ -40,18 +40,27 @@ pub async fn page(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, DashError> {
     let Query(q) = query.map_err(|e| DashError::BadRequest(format!("query: {}", e.body_text())))?;
-    let intake = data::intake(&state.db, HOURS)
+    let rows = data::intake(&state.db, HOURS)
         .await
         .map_err(DashError::db)?;
-    let hourly = data::intake_hourly(&state.db, HOURS)
-        .await
-        .map_err(DashError::db)?;
+    let mut totals: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    for (_, source, kind, status, n) in &rows {
+        *totals
+            .entry((source.clone(), kind.clone(), status.clone()))
+            .or_default() += n;
+    }
+    let intake: Vec<(String, String, String, i64)> = totals
+        .into_iter()
+        .map(|((s, k, o), n)| (s, k, o, n))
+        .collect();
+    let hourly: Vec<(chrono::DateTime<Utc>, String, i64)> =
+        rows.into_iter().map(|(h, s, _, _, n)| (h, s, n)).collect();
     let rejections = webhook_events::list_rejections(&state.db, PER_PAGE, q.before, q.all)
         .await
         .map_err(DashError::db)?;
     let live = html! {
         div.grid { div.card { (hourly_chart(&hourly)) } }
-        h2 { "Intake, last 24 hours" }
+        h2 { "Intake, the last 24 hours" }
         (intake_table(&intake))
         h2 { "Rejected events" @if !q.all { " not replayed yet" } }
         p { @if q.all { a href="/dashboard/webhooks" { "Show only those not replayed" } } @else { a href="/dashboard/webhooks?all=true" { "Show replayed ones too" } } }

@@ -301,3 +301,37 @@ pub async fn matching_ids(queue: &Queue, filter: &Filter) -> Result<Vec<String>,
         at += len;
     }
 }
+
+/// The ids of the `count` newest dead tasks with the time each died (ms), newest first: cheap
+/// even deep into the list, since no record is read.
+pub async fn newest_ids(queue: &Queue, count: usize) -> Result<Vec<(String, i64)>, QueueError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conn = queue.connection();
+    Ok(redis::cmd("ZREVRANGE")
+        .arg(queue.keys().dead_index())
+        .arg(0)
+        .arg(count - 1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await?)
+}
+
+/// The dead tasks of `ids` that are still there, in that order.
+pub async fn records(queue: &Queue, ids: &[String]) -> Result<Vec<DeadTask>, QueueError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = queue.connection();
+    let found: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(queue.keys().dead())
+        .arg(ids)
+        .query_async(&mut conn)
+        .await?;
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter_map(|r| serde_json::from_str(&r).ok())
+        .collect())
+}

@@ -235,30 +235,16 @@ pub async fn find_campaigns(
     .await
 }
 
-/// Webhook deliveries of the last `hours` hours by source, type and outcome.
+/// Webhook deliveries of the last `hours` hours (from the start of the first hour) by hour,
+/// source, type and outcome, in one pass over the received-time index.
 pub async fn intake(
     db: &PgPool,
     hours: i32,
-) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
+) -> Result<Vec<(DateTime<Utc>, String, String, String, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT source, event_type, status, count(*) FROM webhook_events
-         WHERE received_at >= now() - make_interval(hours => $1)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    )
-    .bind(hours)
-    .fetch_all(db)
-    .await
-}
-
-/// Webhook deliveries per hour and source over the last `hours` hours.
-pub async fn intake_hourly(
-    db: &PgPool,
-    hours: i32,
-) -> Result<Vec<(DateTime<Utc>, String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT date_trunc('hour', received_at), source, count(*) FROM webhook_events
+        "SELECT date_trunc('hour', received_at), source, event_type, status, count(*) FROM webhook_events
          WHERE received_at >= date_trunc('hour', now()) - make_interval(hours => $1 - 1)
-         GROUP BY 1, 2 ORDER BY 1, 2",
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
     )
     .bind(hours)
     .fetch_all(db)
