@@ -231,9 +231,10 @@ fn announce_tokens(
     schedules: &[(String, String)],
 ) -> anyhow::Result<()> {
     let saved = save_generated(env, generated, schedules)?;
-    if generated.is_empty() {
+    if !generated.contains(&"API_TOKEN") && !generated.contains(&"METRICS_TOKEN") {
         println!("  tokens     API_TOKEN and METRICS_TOKEN from your environment");
-    } else if let Some(file) = &saved {
+    }
+    if let (false, Some(file)) = (generated.is_empty(), &saved) {
         println!(
             "  tokens     generated for this run in {file} ({})",
             generated.join(", ")
