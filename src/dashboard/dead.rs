@@ -99,32 +99,15 @@ async fn matching(
     let mut total = 0;
     let queues = q.chosen(state)?;
     if filter.is_empty() {
-        let mut ids: Vec<(usize, String, i64)> = Vec::new();
-        for (i, queue) in queues.iter().enumerate() {
-            total += queue.counts().await.map_err(DashError::redis)?.dead;
-            let newest = dead::newest_ids(queue, want)
-                .await
-                .map_err(DashError::redis)?;
-            ids.extend(newest.into_iter().map(|(id, at)| (i, id, at)));
+        let mut holding = Vec::new();
+        for queue in &queues {
+            let dead = queue.counts().await.map_err(DashError::redis)?.dead;
+            total += dead;
+            if dead > 0 {
+                holding.push(queue.clone());
+            }
         }
-        ids.sort_by_key(|(_, _, at)| std::cmp::Reverse(*at));
-        let mut rows = Vec::new();
-        for (i, queue) in queues.iter().enumerate() {
-            let page: Vec<String> = ids
-                .iter()
-                .skip(q.offset)
-                .take(PER_PAGE)
-                .filter(|(n, _, _)| *n == i)
-                .map(|(_, id, _)| id.clone())
-                .collect();
-            let name = queue.keys().name().to_owned();
-            let found = dead::records(queue, &page)
-                .await
-                .map_err(DashError::redis)?;
-            rows.extend(found.into_iter().map(|t| (name.clone(), t)));
-        }
-        rows.sort_by_key(|r| std::cmp::Reverse(r.1.died_at));
-        return Ok((total, rows));
+        return Ok((total, newest_page(&holding, q.offset).await?));
     }
     let mut rows: Vec<(String, DeadTask)> = Vec::new();
     for queue in &queues {
@@ -140,6 +123,47 @@ async fn matching(
         total,
         rows.into_iter().skip(q.offset).take(PER_PAGE).collect(),
     ))
+}
+
+/// The page of dead tasks after `offset`, newest first, across `queues` (those holding any).
+/// One queue is read at its offset; several are merged by id and time of death, reading no
+/// record outside the page.
+async fn newest_page(
+    queues: &[Queue],
+    offset: usize,
+) -> Result<Vec<(String, DeadTask)>, DashError> {
+    if let [queue] = queues {
+        let page = dead::list(queue, offset, PER_PAGE)
+            .await
+            .map_err(DashError::redis)?;
+        let name = queue.keys().name().to_owned();
+        return Ok(page.into_iter().map(|t| (name.clone(), t)).collect());
+    }
+    let mut ids: Vec<(usize, String, i64)> = Vec::new();
+    for (i, queue) in queues.iter().enumerate() {
+        let newest = dead::newest_ids(queue, offset + PER_PAGE)
+            .await
+            .map_err(DashError::redis)?;
+        ids.extend(newest.into_iter().map(|(id, at)| (i, id, at)));
+    }
+    ids.sort_by_key(|(_, _, at)| std::cmp::Reverse(*at));
+    let mut rows = Vec::new();
+    for (i, queue) in queues.iter().enumerate() {
+        let page: Vec<String> = ids
+            .iter()
+            .skip(offset)
+            .take(PER_PAGE)
+            .filter(|(n, _, _)| *n == i)
+            .map(|(_, id, _)| id.clone())
+            .collect();
+        let name = queue.keys().name().to_owned();
+        let found = dead::records(queue, &page)
+            .await
+            .map_err(DashError::redis)?;
+        rows.extend(found.into_iter().map(|t| (name.clone(), t)));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.died_at));
+    Ok(rows)
 }
 
 fn filters(state: &AppState, q: &DeadQuery) -> Markup {

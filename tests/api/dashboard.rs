@@ -520,6 +520,43 @@ async fn sign_in_sessions_and_bad_input_answer_clear_4xx_pages_never_a_5xx() {
             assert!(!body.is_empty(), "{path} says why");
         }
     }
+    // Dead letters of two queues interleave by time of death, also past an offset.
+    let mut redis = redis_conn().await;
+    for (queue, id, at) in [
+        ("default", "d1", 1000),
+        ("slack", "s2", 2000),
+        ("default", "d3", 3000),
+        ("slack", "s4", 4000),
+        ("default", "d5", 5000),
+    ] {
+        let q = Queue::new(redis.clone(), &app.redis_prefix, queue);
+        let record = json!({"id": id, "job": "diagnostics_probe", "reason": format!("reason-{id}"), "died_at": at, "attempts": 1, "payload": "{}"});
+        let _: () = redis::pipe()
+            .hset(q.keys().dead(), id, record.to_string())
+            .zadd(q.keys().dead_index(), id, at)
+            .query_async(&mut redis)
+            .await
+            .expect("bury");
+    }
+    for (path, expected) in [
+        ("/dashboard/dead", "d5 s4 d3 s2 d1"),
+        ("/dashboard/dead?offset=2", "d3 s2 d1"),
+        ("/dashboard/dead?queue=slack&offset=1", "s2"),
+    ] {
+        let body = get(path).await.expect("get").text().await.expect("body");
+        let order: Vec<&str> = body
+            .split("reason-")
+            .skip(1)
+            .filter_map(|rest| rest.split(['"', '<']).next())
+            .collect();
+        let mut seen: Vec<&str> = Vec::new();
+        for id in order {
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+        }
+        assert_eq!(seen.join(" "), expected, "{path}");
+    }
     let live = get("/dashboard/queues").await.expect("get");
     let headers = live.headers().clone();
     assert_eq!(headers["cache-control"], "no-store");
