@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use campaign_sync::queue::dead::DeadTask;
 use campaign_sync::queue::{Queue, TaskEnvelope};
-use common::{drop_database, scratch_database};
+use common::{drop_database, peak_rss_mib_of, scratch_database};
 use sqlx::PgPool;
 
 const CAMPAIGNS: i64 = 10_000;
@@ -114,18 +114,6 @@ async fn seed_dead(queue: &Queue) {
         "  buried {DEAD} dead letters in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-fn vm_hwm_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 async fn latency(client: &reqwest::Client, url: &str, cookie: &str, fragment: bool) -> (f64, f64) {
@@ -243,7 +231,10 @@ async fn main() {
         let (l50, l99) = latency(&client, &url, &cookie, true).await;
         println!("  {page:<60} {p50:7.1} / {p99:6.1} ms {l50:9.1} / {l99:6.1} ms");
     }
-    println!("  web process peak RSS: {:.1} MiB", vm_hwm_mib(web.id()));
+    println!(
+        "  web process peak RSS: {:.1} MiB",
+        peak_rss_mib_of(&web.id().to_string())
+    );
     let _ = web.kill();
     let _ = web.wait();
     let mut c = conn.clone();

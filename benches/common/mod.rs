@@ -90,7 +90,12 @@ pub async fn requests(base: &str) -> u64 {
 
 /// Peak resident set size of this process in MiB, since the last reset.
 pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mib_of("self")
+}
+
+/// Peak resident set size in MiB of process `pid` (`self` for this one).
+pub fn peak_rss_mib_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -82,6 +82,14 @@ pub struct RequestProgress {
     pub counts: sqlx::types::Json<BTreeMap<String, i64>>,
 }
 
+/// A request's columns and its recipients counted by status.
+const PROGRESS: &str = "SELECT r.id, r.campaign_id, r.template_id, r.status, r.recipient_count, r.test_mode,
+        r.scheduled_at, r.created_at, r.completed_at,
+        coalesce((SELECT jsonb_object_agg(status, n) FROM
+            (SELECT s.status, count(*) AS n FROM email_sends s WHERE s.request_id = r.id GROUP BY s.status) c),
+            '{}'::jsonb) AS counts
+    FROM email_requests r";
+
 /// Requests newest first (of one status and campaign when given) with their progress.
 pub async fn requests(
     db: &PgPool,
@@ -90,37 +98,25 @@ pub async fn requests(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<RequestProgress>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.id, r.campaign_id, r.template_id, r.status, r.recipient_count, r.test_mode,
-                r.scheduled_at, r.created_at, r.completed_at,
-                coalesce((SELECT jsonb_object_agg(status, n) FROM
-                    (SELECT s.status, count(*) AS n FROM email_sends s WHERE s.request_id = r.id GROUP BY s.status) c),
-                    '{}'::jsonb) AS counts
-         FROM email_requests r
-         WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.campaign_id = $2)
-         ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4",
-    )
-    .bind(status)
-    .bind(campaign)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await
+    let sql = format!(
+        "{PROGRESS} WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.campaign_id = $2)
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(status)
+        .bind(campaign)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
 }
 
 /// One request's progress.
 pub async fn request(db: &PgPool, id: Uuid) -> Result<Option<RequestProgress>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.id, r.campaign_id, r.template_id, r.status, r.recipient_count, r.test_mode,
-                r.scheduled_at, r.created_at, r.completed_at,
-                coalesce((SELECT jsonb_object_agg(status, n) FROM
-                    (SELECT s.status, count(*) AS n FROM email_sends s WHERE s.request_id = r.id GROUP BY s.status) c),
-                    '{}'::jsonb) AS counts
-         FROM email_requests r WHERE r.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{PROGRESS} WHERE r.id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }
 
 /// A recipient of a request.
