@@ -61,6 +61,20 @@ try {
   // Live updates: the live region is refreshed without a reload.
   await page.waitForFunction(() => document.getElementById("live").hasAttribute("data-updated"), null, { timeout: 15000 });
   check(true, "the overview's live region updated without a reload");
+  // A hidden tab stops refreshing: the region keeps its last update while hidden.
+  await page.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  const before = await page.locator("#live").getAttribute("data-updated");
+  await page.waitForTimeout(6500);
+  check((await page.locator("#live").getAttribute("data-updated")) === before, "a hidden tab makes no live update");
+  await page.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  await page.waitForFunction((b) => document.getElementById("live").getAttribute("data-updated") !== b, before, { timeout: 10000 });
+  check(true, "showing the tab again refreshes it at once");
 
   await visit(page, "/dashboard/schedules", "Schedules", ["sync_mailjet_stats", "Run history", "3 campaigns synced"], "schedules");
   // Times are shown in the viewer's zone, with UTC on hover.
