@@ -360,10 +360,12 @@ async fn workers_ride_out_a_redis_restart_under_load_and_lose_nothing_acknowledg
     }
     assert!(
         lost.is_empty(),
-        "{} acknowledged tasks never ran: {:?}; log:\n{}",
+        "{} acknowledged tasks never ran: {:?}; dead letters: {}; logs:\n{}\n---\n{}",
         lost.len(),
         &lost[..lost.len().min(10)],
-        a.log()
+        queue.counts().await.map(|c| c.dead).unwrap_or(0),
+        a.log(),
+        b.log()
     );
     assert!(a.alive() && b.alive(), "no worker died; log:\n{}", a.log());
     assert!(a.terminate(Duration::from_secs(20)).0.success());
