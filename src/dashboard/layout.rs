@@ -96,14 +96,7 @@ pub fn done(to: &str, message: &str) -> Response {
 }
 
 fn notice(headers: &HeaderMap) -> Option<String> {
-    let raw = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == NOTICE_COOKIE)?
-        .1;
+    let raw = super::document::cookie(headers, NOTICE_COOKIE)?;
     let decoded: String = url::form_urlencoded::parse(format!("n={raw}").as_bytes())
         .map(|(_, v)| v.into_owned())
         .next()?;

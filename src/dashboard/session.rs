@@ -87,15 +87,9 @@ fn configured(state: &AppState) -> bool {
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
+    document::cookie(headers, COOKIE)
         .filter(|v| !v.is_empty() && v.len() <= 100)
+        .map(str::to_owned)
 }
 
 /// Where to go after signing in (only a dashboard path, never another site).
