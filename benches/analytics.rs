@@ -128,11 +128,7 @@ fn env_for(db_url: &str) -> HashMap<String, String> {
     [
         ("APP_ENV", "test".to_owned()),
         ("DATABASE_URL", db_url.to_owned()),
-        (
-            "REDIS_URL",
-            std::env::var("BENCH_REDIS_URL")
-                .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
-        ),
+        ("REDIS_URL", common::redis_url()),
         (
             "REDIS_KEY_PREFIX",
             format!("bench:{}", uuid::Uuid::new_v4().simple()),
@@ -275,8 +271,7 @@ async fn case(admin: &str, campaigns: i64, endpoints: bool) {
 
 #[tokio::main]
 async fn main() {
-    let admin = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin = common::admin_url();
     let campaigns: i64 = std::env::var("BENCH_ANALYTICS_CAMPAIGNS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -139,10 +139,8 @@ async fn latency(client: &reqwest::Client, url: &str, cookie: &str, fragment: bo
 
 #[tokio::main]
 async fn main() {
-    let admin = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let redis_url =
-        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let admin = common::admin_url();
+    let redis_url = common::redis_url();
     let (name, db_url, db) = scratch_database(&admin).await;
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
     let redis = redis::Client::open(redis_url.as_str()).expect("redis url");

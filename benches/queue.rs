@@ -104,8 +104,7 @@ async fn drain(settings: &Settings, queue: &Queue, backlog: usize) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let redis_url =
-        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let redis_url = common::redis_url();
     let prefix = format!("bench:{}", uuid::Uuid::new_v4().simple());
     let settings = settings(&redis_url, &prefix);
     let mut conn = common::redis(&redis_url).await;

@@ -56,10 +56,8 @@ async fn channel_ids(base: &str) -> Vec<String> {
 
 #[tokio::main]
 async fn main() {
-    let admin = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let redis_url =
-        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let admin = common::admin_url();
+    let redis_url = common::redis_url();
     let sandbox = sandbox(&["--campaigns", "1", "--users", "20", "--channels", "80"]).await;
     let channels = channel_ids(&sandbox.base).await;
     let (name, db_url, db) = scratch_database(&admin).await;

@@ -174,10 +174,8 @@ async fn run_case(admin: &str, redis_url: &str, case: &Case) {
 
 #[tokio::main]
 async fn main() {
-    let admin = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let redis_url =
-        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let admin = common::admin_url();
+    let redis_url = common::redis_url();
     let cases = [
         Case {
             job: "sync_mailjet_stats",

@@ -9,6 +9,17 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgPool;
 
+/// Where scratch databases are created (`BENCH_DATABASE_URL`).
+pub fn admin_url() -> String {
+    std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The Redis benchmarks use, under a fresh prefix each (`BENCH_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
 pub struct Sandbox {
     child: Child,
     pub base: String,
