@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::config::{self, MailjetAdapter, Process, Settings};
+use crate::config::{self, Keyring, MailjetAdapter, Process, Settings};
 use crate::{redis_conn, store};
 
 /// How bad a finding is.
@@ -165,7 +165,7 @@ async fn check_postgres(report: &mut Report, settings: &Settings) {
             "production without TLS: Heroku Postgres needs DATABASE_SSL_MODE=require",
         );
     }
-    check_oauth_tokens(report, &pool).await;
+    check_oauth_tokens(report, &pool, settings.security.encryption_keys.as_ref()).await;
     match store::migration_status(&pool).await {
         Ok((states, unknown)) => report_migrations(report, &states, &unknown),
         Err(e) => report.add(
@@ -356,8 +356,8 @@ fn credentials(s: &Settings) -> Vec<(String, bool, Level)> {
             Level::Warn,
         ),
         (
-            "encryption key (ENCRYPTION_KEY)",
-            s.security.encryption_key.is_some(),
+            "encryption keys (ENCRYPTION_KEYS or ENCRYPTION_KEY)",
+            s.security.encryption_keys.is_some(),
             Level::Ok,
         ),
     ];
@@ -375,29 +375,27 @@ fn credentials(s: &Settings) -> Vec<(String, bool, Level)> {
     all
 }
 
-/// Stored OAuth credentials: one that Slack refused to refresh needs a re-installation.
-async fn check_oauth_tokens(report: &mut Report, pool: &sqlx::PgPool) {
+/// Stored OAuth credentials: one that Slack refused to refresh, or revoked, needs a
+/// re-installation; one sealed with a key no longer configured cannot be opened.
+async fn check_oauth_tokens(report: &mut Report, pool: &sqlx::PgPool, keys: Option<&Keyring>) {
     const S: &str = "Postgres";
-    let rows = crate::store::oauth_tokens::slack_overview(pool).await;
+    let rows = crate::store::oauth_tokens::slack_credentials(pool).await;
     // Before the first migration the table does not exist: the migration check reports that.
     let Ok(rows) = rows else { return };
-    for (workspace, status, expires_at) in rows {
-        if status == "needs_reinstall" {
-            report.add(S, Level::Fail, format!("Slack credential of workspace {workspace} needs re-installation: Slack refused its refresh token"));
-        } else {
-            let left = expires_at
-                .map(|at| {
-                    format!(
-                        "access token expires in {} min",
-                        (at - chrono::Utc::now()).num_minutes()
-                    )
-                })
-                .unwrap_or_else(|| "no expiry".to_owned());
-            report.add(
-                S,
-                Level::Ok,
-                format!("Slack OAuth credential of workspace {workspace} is active ({left})"),
-            );
+    for row in rows {
+        let ws = &row.workspace_id;
+        let reinstall = "install the app again at /slack/install";
+        match row.status.as_str() {
+            "needs_reinstall" => report.add(S, Level::Fail, format!("Slack credential of workspace {ws} needs re-installation: Slack refused its refresh token; {reinstall}")),
+            "revoked" => report.add(S, Level::Fail, format!("Slack credential of workspace {ws} was revoked ({}) at {}; Slack jobs fail until you {reinstall}", row.revoked_why.as_deref().unwrap_or("revoked"), row.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default())),
+            _ if keys.is_some_and(|k| k.get(&row.key_id).is_none()) => report.add(S, Level::Fail, format!("Slack credential of workspace {ws} is sealed with key {:?}, which is not in ENCRYPTION_KEYS: put it back, then run `campaign-sync tokens reseal`", row.key_id)),
+            _ => {
+                let left = row.expires_at
+                    .map(|at| format!("access token expires in {} min", (at - chrono::Utc::now()).num_minutes()))
+                    .unwrap_or_else(|| "no expiry".to_owned());
+                let by = row.installed_by.as_deref().map(|b| format!(", installed by {b}")).unwrap_or_default();
+                report.add(S, Level::Ok, format!("Slack OAuth credential of workspace {ws} is active ({left}, key {}{by})", row.key_id));
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod jobs;
 mod requests;
 mod sandbox;
 mod send;
+mod tokens;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -90,6 +91,11 @@ pub enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
+    /// Secrets stored at rest (Slack's OAuth tokens): `tokens list`, `tokens reseal`.
+    Tokens {
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
 }
 
 /// A process whose configuration `migrate --check` validates.
@@ -117,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Worker => Process::Worker,
         Command::Doctor
         | Command::Jobs { .. }
+        | Command::Tokens { .. }
         | Command::Webhooks { .. }
         | Command::Requests { .. }
         | Command::Rollup(_)
@@ -166,6 +173,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
+        Command::Tokens { command } => tokens::run(settings, command).await,
         Command::Webhooks { command } => webhooks::run(settings, command).await,
         Command::Requests { command } => requests::run(settings, command).await,
         Command::Send(args) => send::run(settings, args).await,

@@ -71,6 +71,35 @@ pub fn mailjet_from_settings(
     })
 }
 
+/// The OAuth token store, when the app's client id, secret and encryption keys are set.
+pub fn slack_token_store(
+    settings: &Settings,
+    db: sqlx::PgPool,
+    redis: ConnectionManager,
+) -> anyhow::Result<Option<slack::tokens::TokenStore>> {
+    let s = &settings.slack;
+    let (Some(client_id), Some(client_secret), Some(keys)) = (
+        &s.client_id,
+        &s.client_secret,
+        &settings.security.encryption_keys,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(slack::tokens::TokenStore {
+        db,
+        redis,
+        prefix: settings.redis.key_prefix.clone(),
+        keys: keys.clone(),
+        workspace: s.workspace().to_owned(),
+        http: transport::http_client(settings.upstream_timeout)?,
+        api_url: with_slash(&s.api_url),
+        client_id: client_id.clone(),
+        client_secret: client_secret.clone(),
+        // Rotated tokens live 12 h: refresh in the last two.
+        refresh_ahead: Duration::from_secs(2 * 3600),
+    }))
+}
+
 /// The Slack client the settings describe: OAuth with rotation when the app's client id,
 /// secret and an encryption key are set, else the static bot token.
 pub fn slack_from_settings(
@@ -80,21 +109,9 @@ pub fn slack_from_settings(
 ) -> anyhow::Result<slack::SlackClient> {
     let s = &settings.slack;
     let workspace = s.workspace().to_owned();
-    let credential = match (&s.client_id, &s.client_secret, &settings.security.encryption_key) {
-        (Some(client_id), Some(client_secret), Some(key)) => slack::tokens::SlackCredential::Rotating(std::sync::Arc::new(slack::tokens::TokenStore {
-            db,
-            redis: redis.clone(),
-            prefix: settings.redis.key_prefix.clone(),
-            key: key.clone(),
-            workspace: workspace.clone(),
-            http: transport::http_client(settings.upstream_timeout)?,
-            api_url: with_slash(&s.api_url),
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
-            // Rotated tokens live 12 h: refresh in the last two.
-            refresh_ahead: Duration::from_secs(2 * 3600),
-        })),
-        _ => slack::tokens::SlackCredential::Static(s.bot_token.clone().context("SLACK_BOT_TOKEN is not set (nor SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and ENCRYPTION_KEY for OAuth)")?),
+    let credential = match slack_token_store(settings, db, redis.clone())? {
+        Some(store) => slack::tokens::SlackCredential::Rotating(std::sync::Arc::new(store)),
+        None => slack::tokens::SlackCredential::Static(s.bot_token.clone().context("SLACK_BOT_TOKEN is not set (nor SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and ENCRYPTION_KEYS for OAuth)")?),
     };
     let limiter = limiter::Limiter::new(redis.clone(), &settings.redis.key_prefix);
     Ok(slack::SlackClient::new(

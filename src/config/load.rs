@@ -7,9 +7,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use base64::Engine;
-
-use super::reader::{MIN_TOKEN_LEN, Reader};
+use super::reader::{MIN_TOKEN_LEN, Reader, need};
 use super::settings::*;
 use super::{AppEnv, Process};
 
@@ -23,7 +21,7 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) ->
         log: read_log(r),
         mailjet: read_mailjet(r),
         slack: read_slack(r),
-        security: read_security(r),
+        security: super::security::read(r),
         schedules: read_schedules(r, jobs),
         worker: read_worker(r),
         retention: read_retention(r),
@@ -119,14 +117,6 @@ fn read_retention(r: &mut Reader<'_>) -> RetentionSettings {
     }
 }
 
-/// `value`, or a "not set" problem when the key has no value at all.
-fn need<T: Default>(r: &mut Reader<'_>, key: &str, value: Option<T>) -> T {
-    if value.is_none() && r.raw(key).is_none() {
-        r.problem(key, "is not set");
-    }
-    value.unwrap_or_default()
-}
-
 fn secs(r: &mut Reader<'_>, key: &str, min: i128, max: i128) -> Duration {
     let n = r.number::<u64>(key, min, max);
     Duration::from_secs(need(r, key, n))
@@ -147,6 +137,7 @@ fn read_server(r: &mut Reader<'_>) -> ServerSettings {
         request_timeout: secs(r, "server.request_timeout_secs", 1, 600),
         readiness_timeout: Duration::from_millis(need(r, "server.readiness_timeout_ms", readiness)),
         shutdown_timeout: secs(r, "server.shutdown_timeout_secs", 1, 29),
+        public_url: r.http_url("server.public_url"),
     }
 }
 
@@ -324,40 +315,6 @@ fn read_slack(r: &mut Reader<'_>) -> SlackSettings {
     }
 }
 
-fn read_security(r: &mut Reader<'_>) -> SecuritySettings {
-    let key = r
-        .raw("security.encryption_key")
-        .map(|v| v.raw.trim().to_owned());
-    let bytes = key.and_then(|raw| {
-        decode_key(&raw)
-            .map_err(|e| r.problem("security.encryption_key", e))
-            .ok()
-    });
-    let id = need(
-        r,
-        "security.encryption_key_id",
-        r.string("security.encryption_key_id"),
-    );
-    SecuritySettings {
-        api_token: r.token("security.api_token", MIN_TOKEN_LEN),
-        metrics_token: r.token("security.metrics_token", MIN_TOKEN_LEN),
-        encryption_key: bytes.map(|bytes| EncryptionKey { id, bytes }),
-    }
-}
-
-fn decode_key(raw: &str) -> Result<[u8; 32], String> {
-    let engine = base64::engine::general_purpose::STANDARD;
-    let decoded = engine.decode(raw).map_err(|_| {
-        "is not base64; expected base64 of 32 random bytes (openssl rand -base64 32)".to_owned()
-    })?;
-    <[u8; 32]>::try_from(decoded.as_slice()).map_err(|_| {
-        format!(
-            "decodes to {} bytes; expected exactly 32 bytes (openssl rand -base64 32)",
-            decoded.len()
-        )
-    })
-}
-
 fn read_schedules(r: &mut Reader<'_>, jobs: &[Schedulable]) -> BTreeMap<String, Schedule> {
     let mut schedules = BTreeMap::new();
     for (job, value) in r.table("schedules") {
@@ -481,9 +438,9 @@ fn require_upstreams(missing: &mut impl FnMut(&str, bool, &str), s: &Settings) {
         missing("slack.client_id", s.slack.client_id.is_some(), why);
         missing("slack.client_secret", s.slack.client_secret.is_some(), why);
         missing(
-            "security.encryption_key",
-            s.security.encryption_key.is_some(),
-            "worker needs it to store Slack OAuth tokens encrypted",
+            "security.encryption_keys",
+            s.security.encryption_keys.is_some(),
+            "worker needs ENCRYPTION_KEYS (or ENCRYPTION_KEY) to store Slack OAuth tokens encrypted",
         );
     } else {
         missing(

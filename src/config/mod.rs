@@ -7,6 +7,7 @@
 mod dashboard;
 mod load;
 mod reader;
+mod security;
 mod settings;
 mod source;
 pub mod spec;

@@ -145,3 +145,11 @@ impl<'a> Reader<'a> {
             .collect()
     }
 }
+
+/// `value`, or a "not set" problem when the key has no value at all.
+pub(super) fn need<T: Default>(r: &mut Reader<'_>, key: &str, value: Option<T>) -> T {
+    if value.is_none() && r.raw(key).is_none() {
+        r.problem(key, "is not set");
+    }
+    value.unwrap_or_default()
+}

@@ -137,6 +137,9 @@ pub struct ServerSettings {
     pub readiness_timeout: Duration,
     /// Grace period after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `PUBLIC_URL`: the base URL people reach the service at (Slack's OAuth redirect, links
+    /// in Slack messages); unset, the request's own host is used.
+    pub public_url: Option<url::Url>,
 }
 
 /// TLS mode towards Postgres.
@@ -347,12 +350,42 @@ impl std::fmt::Debug for EncryptionKey {
     }
 }
 
+/// The keys secrets at rest are sealed with: the first seals, every one opens (so a key can
+/// be rotated without losing what the old one sealed).
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    keys: Vec<EncryptionKey>,
+}
+
+impl Keyring {
+    /// A ring of `keys`, the first sealing; `None` when there are none.
+    pub fn new(keys: Vec<EncryptionKey>) -> Option<Self> {
+        (!keys.is_empty()).then_some(Keyring { keys })
+    }
+
+    /// The key new values are sealed with.
+    pub fn sealing(&self) -> &EncryptionKey {
+        &self.keys[0]
+    }
+
+    /// The key with id `id`, if the ring holds it.
+    pub fn get(&self, id: &str) -> Option<&EncryptionKey> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// The ids of every key, sealing key first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+}
+
 /// Our own tokens and keys.
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
     pub api_token: Option<SecretString>,
     pub metrics_token: Option<SecretString>,
-    pub encryption_key: Option<EncryptionKey>,
+    /// `ENCRYPTION_KEYS` (and `ENCRYPTION_KEY` with its id, which opens only when both are set).
+    pub encryption_keys: Option<Keyring>,
 }
 
 /// The schedule of one job.

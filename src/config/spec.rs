@@ -38,6 +38,11 @@ pub const SCHEDULE_ENV_PREFIX: &str = "SCHEDULE_";
 
 /// Every setting the service reads.
 pub const SETTINGS: &[SettingSpec] = &[
+    plain(
+        "server.public_url",
+        "PUBLIC_URL",
+        "Base URL people reach the service at (https://app.example.com): Slack's OAuth redirect, links in alerts.",
+    ),
     plain("server.host", "HOST", "Address the web server binds to."),
     plain(
         "server.port",
@@ -363,6 +368,11 @@ pub const SETTINGS: &[SettingSpec] = &[
         "security.encryption_key",
         "ENCRYPTION_KEY",
         "Base64 of 32 random bytes: the AES-256-GCM key for OAuth tokens at rest.",
+    ),
+    secret(
+        "security.encryption_keys",
+        "ENCRYPTION_KEYS",
+        "Keys for secrets at rest, id:base64,id:base64: the first seals, all open (for rotation).",
     ),
     plain(
         "security.encryption_key_id",

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 
+use base64::Engine;
 use secrecy::ExposeSecret;
 
 use super::*;
@@ -360,7 +361,8 @@ fn the_encryption_key_decodes_to_32_bytes_and_keeps_its_id() {
         Process::Tool,
     )
     .expect("valid");
-    let key = settings.security.encryption_key.expect("key");
+    let ring = settings.security.encryption_keys.expect("key");
+    let key = ring.sealing();
     assert_eq!(key.id, "k2");
     assert_eq!(key.bytes[31], 31);
     assert!(
@@ -480,4 +482,43 @@ fn the_channel_pattern_needs_one_slug_and_slack_channel_characters() {
         Process::Web,
     );
     assert_eq!(all.len(), 2, "{all:?}");
+}
+
+#[test]
+fn encryption_keys_seal_with_the_first_and_open_with_all_including_encryption_key() {
+    let other = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let settings = load_from(
+        &env(&[
+            ("ENCRYPTION_KEYS", &format!("k3:{other}, k2:{KEY_32}")),
+            ("ENCRYPTION_KEY", KEY_32),
+            ("ENCRYPTION_KEY_ID", "k1"),
+        ]),
+        Process::Tool,
+    )
+    .expect("valid");
+    let ring = settings.security.encryption_keys.expect("ring");
+    assert_eq!(ring.ids(), ["k3", "k2", "k1"]);
+    assert_eq!(ring.sealing().bytes, [9u8; 32]);
+    assert_eq!(ring.get("k1").expect("k1").bytes[31], 31);
+    assert!(!format!("{ring:?}").contains(&other));
+}
+
+#[test]
+fn malformed_encryption_keys_name_the_entry_and_what_is_expected() {
+    let other = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    for (raw, says) in [
+        (other.clone(), "entry 1 is not id:key"),
+        (format!("k1:{other},k1:{other}"), "\"k1\" appears twice"),
+        (format!("k1:{other},k2:short"), "key \"k2\" is not base64"),
+        (format!("k 1:{other}"), "entry 1 has an id"),
+    ] {
+        let found = problems(&env(&[("ENCRYPTION_KEYS", &raw)]), Process::Tool);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("ENCRYPTION_KEYS"), "{found:#?}");
+        assert!(found[0].contains(says), "{raw}: {found:#?}");
+        assert!(
+            !found[0].contains(&other),
+            "no key in the message: {found:#?}"
+        );
+    }
 }

@@ -9,6 +9,7 @@ mod chart;
 mod dead;
 mod document;
 mod error;
+mod install;
 mod jobs;
 mod layout;
 mod overview;
@@ -57,6 +58,9 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/approvals", get(workflows::approvals))
         .route("/dashboard/analytics", get(workflows::analytics))
         .route("/dashboard/audit", get(workflows::audit))
+        .route("/dashboard/slack/install", get(install::start))
+        .route("/slack/install", get(install::redirect))
+        .route("/slack/oauth/callback", get(install::callback))
         .route("/dashboard/assets/{tag}/dashboard.css", get(assets::css))
         .route("/dashboard/assets/{tag}/dashboard.js", get(assets::js))
         .layer(middleware::from_fn(security_headers))

@@ -38,7 +38,38 @@ pub async fn page(
         path: "/dashboard",
         operator: &operator,
     };
-    Ok(layout::respond(&headers, shell, html! {}, live))
+    let install = slack_section(&state, &operator).await?;
+    Ok(layout::respond(&headers, shell, install, live))
+}
+
+/// The Slack credential: static, or OAuth with its install state and the install link.
+async fn slack_section(state: &AppState, operator: &Operator) -> Result<Markup, DashError> {
+    let s = &state.settings;
+    if s.slack.client_id.is_none() || s.security.encryption_keys.is_none() {
+        return Ok(html! {});
+    }
+    let rows = crate::store::oauth_tokens::slack_credentials(&state.db)
+        .await
+        .map_err(DashError::db)?;
+    let row = rows.iter().find(|r| r.workspace_id == s.slack.workspace());
+    Ok(html! {
+        h2 { "Slack" }
+        @match row {
+            None => p.bad role="alert" { "The Slack app is not installed: Slack jobs fail until an admin installs it." },
+            Some(r) if r.status == "active" => p {
+                "Installed in " strong { (r.team_name.as_deref().unwrap_or(&r.workspace_id)) } " (" code { (r.workspace_id) } ")"
+                @if let Some(by) = &r.installed_by { " by " (by) }
+                @if let Some(at) = r.installed_at { " on " (layout::time(at)) }
+                "; sealed with key " code { (r.key_id) } "."
+            },
+            Some(r) => p.bad role="alert" {
+                "The Slack credential of " code { (r.workspace_id) } " is " strong { (r.status.replace('_', " ")) }
+                @if let Some(why) = &r.revoked_why { " (" (why) ")" }
+                ": Slack jobs fail until it is installed again."
+            },
+        }
+        @if operator.session.is_admin() { p { a.button href="/slack/install" { "Install or reinstall the Slack app" } } }
+    })
 }
 
 fn bucket_labels(minutes: &[i64]) -> Vec<String> {

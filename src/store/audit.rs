@@ -22,7 +22,7 @@ impl Actor {
     }
 }
 
-/// Appends one entry.
+/// Appends one entry of something that was done.
 pub async fn record(
     conn: &mut PgConnection,
     actor: &Actor,
@@ -31,12 +31,26 @@ pub async fn record(
     entity_id: &str,
     details: Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO audit_log (actor, action, entity_type, entity_id, request_id, details) VALUES ($1, $2, $3, $4, $5, $6)")
+    record_outcome(conn, actor, action, entity_type, entity_id, "ok", details).await
+}
+
+/// Appends one entry with its outcome (`ok`, `failed`, `refused`, …).
+pub async fn record_outcome(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    action: &str,
+    entity_type: &str,
+    entity_id: &str,
+    outcome: &str,
+    details: Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_log (actor, action, entity_type, entity_id, request_id, outcome, details) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(&actor.name)
         .bind(action)
         .bind(entity_type)
         .bind(entity_id)
         .bind(&actor.request_id)
+        .bind(outcome)
         .bind(details)
         .execute(conn)
         .await?;

@@ -22,13 +22,13 @@ const ADMIN: &str = "admin-token-0123456789abcdef";
 const VIEWER: &str = "viewer-token-0123456789abcdef";
 
 /// A `campaign-sync web` process (killed when dropped).
-struct WebProcess {
+pub(crate) struct WebProcess {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl WebProcess {
-    async fn spawn(env: &HashMap<String, String>) -> Self {
+    pub(crate) async fn spawn(env: &HashMap<String, String>) -> Self {
         let port = closed_port();
         let child = Command::new(BIN)
             .env_clear()

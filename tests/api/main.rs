@@ -28,6 +28,7 @@ mod schedules;
 mod schema;
 mod slack_client;
 mod slack_exactly_once;
+mod slack_install;
 mod slack_reminders;
 mod slack_workflows;
 mod syncs;

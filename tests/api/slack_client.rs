@@ -8,7 +8,7 @@ use campaign_sync::clients::error::FailureKind;
 use campaign_sync::clients::retry::RetryPolicy;
 use campaign_sync::clients::slack::SlackClient;
 use campaign_sync::clients::slack::tokens::{SlackCredential, TokenStore};
-use campaign_sync::config::EncryptionKey;
+use campaign_sync::config::{EncryptionKey, Keyring};
 use campaign_sync::sandbox::Sandbox;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -58,10 +58,11 @@ async fn store(sandbox: &Sandbox, db: &PgPool, prefix: &str) -> Arc<TokenStore> 
         db: db.clone(),
         redis: redis_conn().await,
         prefix: prefix.to_owned(),
-        key: EncryptionKey {
+        keys: Keyring::new(vec![EncryptionKey {
             id: "k1".to_owned(),
             bytes: [7; 32],
-        },
+        }])
+        .expect("one key"),
         workspace: "T0SANDBOX1".to_owned(),
         http: reqwest::Client::new(),
         api_url: api(sandbox),

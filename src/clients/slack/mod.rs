@@ -5,6 +5,8 @@
 pub mod cache;
 pub mod crypto;
 pub mod messages;
+pub mod reseal;
+pub mod scopes;
 pub mod tokens;
 
 use std::time::Duration;

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use super::crypto;
 use crate::clients::error::{FailureKind, UpstreamError};
-use crate::config::EncryptionKey;
+use crate::config::Keyring;
 use crate::store::oauth_tokens;
 
 /// Where a Slack call gets its token.
@@ -67,12 +67,47 @@ fn fail(kind: FailureKind, message: String) -> UpstreamError {
     }
 }
 
+/// Why a stored credential of `status` cannot be used, if it cannot.
+fn unusable(status: &str) -> Option<&'static str> {
+    match status {
+        "needs_reinstall" => Some(
+            "the Slack credential needs re-installation (its refresh token was refused); install the app again at /slack/install",
+        ),
+        "revoked" => Some(
+            "the Slack app was uninstalled or its tokens revoked; install it again at /slack/install",
+        ),
+        _ => None,
+    }
+}
+
+/// What `oauth.v2.access` answered an install with (tokens inside: never logged).
+pub struct Exchanged {
+    answer: Value,
+}
+
+impl Exchanged {
+    /// The workspace (team) that was installed.
+    pub fn team_id(&self) -> Option<&str> {
+        self.answer["team"]["id"].as_str()
+    }
+
+    /// The workspace's name.
+    pub fn team_name(&self) -> Option<&str> {
+        self.answer["team"]["name"].as_str()
+    }
+
+    /// The scopes granted.
+    pub fn scopes(&self) -> &str {
+        self.answer["scope"].as_str().unwrap_or("")
+    }
+}
+
 /// OAuth tokens of one workspace.
 pub struct TokenStore {
     pub db: PgPool,
     pub redis: ConnectionManager,
     pub prefix: String,
-    pub key: EncryptionKey,
+    pub keys: Keyring,
     pub workspace: String,
     pub http: reqwest::Client,
     /// `SLACK_API_URL`, ending in `/`.
@@ -117,16 +152,17 @@ impl TokenStore {
             .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         let key_id = row.key_id;
-        if key_id != self.key.id {
+        let Some(key) = self.keys.get(&key_id) else {
             return Err(fail(
                 FailureKind::Permanent,
                 format!(
-                    "the stored token was sealed with key {key_id:?}, not the configured ENCRYPTION_KEY_ID"
+                    "the stored Slack token was sealed with key {key_id:?}, which is not in ENCRYPTION_KEYS (it has {:?}); put that key back or install Slack again",
+                    self.keys.ids()
                 ),
             ));
-        }
+        };
         let open = |sealed: Vec<u8>, field: &str| -> Result<String, UpstreamError> {
-            let plain = crypto::open(&self.key, &sealed, &self.context(field))
+            let plain = crypto::open(key, &sealed, &self.context(field))
                 .map_err(|e| fail(FailureKind::Permanent, e.to_string()))?;
             String::from_utf8(plain).map_err(|_| {
                 fail(
@@ -153,6 +189,7 @@ impl TokenStore {
         &self,
         answer: &Value,
         expected_version: Option<i32>,
+        installed_by: Option<&str>,
     ) -> Result<(), UpstreamError> {
         let access = answer["access_token"].as_str().ok_or_else(|| {
             fail(
@@ -161,7 +198,7 @@ impl TokenStore {
             )
         })?;
         let seal = |v: &str, field: &str| {
-            crypto::seal(&self.key, v.as_bytes(), &self.context(field))
+            crypto::seal(self.keys.sealing(), v.as_bytes(), &self.context(field))
                 .map_err(|e| fail(FailureKind::Permanent, e.to_string()))
         };
         let access_enc = seal(access, "access")?;
@@ -175,11 +212,15 @@ impl TokenStore {
         let scopes = answer["scope"].as_str().unwrap_or("");
         let token = oauth_tokens::NewToken {
             workspace: &self.workspace,
-            key_id: &self.key.id,
+            key_id: &self.keys.sealing().id,
             access_token_enc: access_enc,
             refresh_token_enc: refresh_enc,
             scopes,
             expires_at,
+            installed: installed_by.map(|by| oauth_tokens::Installed {
+                team_name: answer["team"]["name"].as_str().unwrap_or(""),
+                by,
+            }),
         };
         let saved = oauth_tokens::save_slack(&self.db, &token, expected_version)
             .await
@@ -218,11 +259,18 @@ impl TokenStore {
         Ok(answer)
     }
 
-    /// Exchanges an install `code` and stores the tokens.
-    pub async fn install(&self, code: &str) -> Result<(), UpstreamError> {
-        let answer = self
-            .oauth(&[("grant_type", "authorization_code"), ("code", code)])
-            .await?;
+    /// Exchanges an install `code` (from the authorize step that sent the browser to
+    /// `redirect_uri`) for tokens, without storing them: the caller checks the workspace first.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<Exchanged, UpstreamError> {
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code)];
+        if let Some(uri) = redirect_uri {
+            form.push(("redirect_uri", uri));
+        }
+        let answer = self.oauth(&form).await?;
         if answer["ok"] != true {
             return Err(fail(
                 FailureKind::Permanent,
@@ -232,7 +280,26 @@ impl TokenStore {
                     .to_owned(),
             ));
         }
-        self.store(&answer, None).await
+        Ok(Exchanged { answer })
+    }
+
+    /// Stores what [`Self::exchange`] returned, replacing any earlier install in one statement.
+    pub async fn save_install(
+        &self,
+        exchanged: &Exchanged,
+        installed_by: &str,
+    ) -> Result<(), UpstreamError> {
+        self.store(&exchanged.answer, None, Some(installed_by))
+            .await?;
+        metrics::gauge!("slack_credential_needs_reinstall", "workspace" => self.workspace.clone())
+            .set(0.0);
+        Ok(())
+    }
+
+    /// Exchanges an install `code` and stores the tokens.
+    pub async fn install(&self, code: &str) -> Result<(), UpstreamError> {
+        let exchanged = self.exchange(code, None).await?;
+        self.save_install(&exchanged, "cli").await
     }
 
     /// The access token, refreshed first when it is within `refresh_ahead` of expiry.
@@ -243,12 +310,8 @@ impl TokenStore {
                 format!("Slack is not installed for workspace {}", self.workspace),
             )
         })?;
-        if row.status == "needs_reinstall" {
-            return Err(fail(
-                FailureKind::Permanent,
-                "the Slack credential needs re-installation (its refresh token was refused)"
-                    .to_owned(),
-            ));
+        if let Some(why) = unusable(&row.status) {
+            return Err(fail(FailureKind::Permanent, why.to_owned()));
         }
         let due = row.expires_at.is_some_and(|at| {
             at - chrono::Utc::now()
@@ -315,11 +378,8 @@ impl TokenStore {
     async fn refresh_locked(&self, row: Option<Row_>) -> Result<(), UpstreamError> {
         let row =
             row.ok_or_else(|| fail(FailureKind::Permanent, "Slack is not installed".to_owned()))?;
-        if row.status == "needs_reinstall" {
-            return Err(fail(
-                FailureKind::Permanent,
-                "the Slack credential needs re-installation".to_owned(),
-            ));
+        if let Some(why) = unusable(&row.status) {
+            return Err(fail(FailureKind::Permanent, why.to_owned()));
         }
         let refresh = row
             .refresh
@@ -329,7 +389,7 @@ impl TokenStore {
             .await?;
         if answer["ok"] == true {
             metrics::counter!("slack_token_refreshes_total", "outcome" => "ok").increment(1);
-            return self.store(&answer, Some(row.version)).await;
+            return self.store(&answer, Some(row.version), None).await;
         }
         let error = answer["error"]
             .as_str()

@@ -13,7 +13,7 @@ use crate::clients::slack::cache as slack_cache;
 use crate::queue::job::{self, JobContext, JobDefinition, JobDeps, JobError};
 use crate::queue::{EnqueueOptions, Queue};
 use crate::store::{
-    email_events, slack_channels, slack_identities, slack_messages, webhook_events,
+    email_events, oauth_tokens, slack_channels, slack_identities, slack_messages, webhook_events,
 };
 
 mod interactions;
@@ -256,8 +256,52 @@ async fn slack_event(
             })
         }
         "message" => posted(tx, inner).await,
+        "app_uninstalled" | "tokens_revoked" => revoked(tx, workspace, event, envelope).await,
         _ => Ok(Applied::Ignored),
     }
+}
+
+/// The app was uninstalled, or its bot token revoked: the stored credential is marked revoked
+/// so Slack jobs stop with a clear error (not retries) until the app is installed again.
+async fn revoked(
+    tx: &mut PgConnection,
+    workspace: &str,
+    event: &str,
+    envelope: &Value,
+) -> Result<Applied, JobError> {
+    let bots = envelope
+        .pointer("/event/tokens/bot")
+        .and_then(Value::as_array);
+    if event == "tokens_revoked" && bots.is_none_or(|b| b.is_empty()) {
+        // Only user tokens were revoked; the service holds none.
+        return Ok(Applied::Ignored);
+    }
+    let team = envelope["team_id"].as_str().unwrap_or(workspace);
+    if workspace != "default" && team != workspace {
+        return Ok(Applied::Ignored);
+    }
+    if !oauth_tokens::mark_revoked(&mut *tx, workspace, event).await? {
+        return Ok(Applied::Ignored);
+    }
+    let actor = crate::store::audit::Actor::new("slack");
+    let details = json!({ "event": event, "team": team });
+    crate::store::audit::record(
+        tx,
+        &actor,
+        "slack.revoked",
+        "slack_workspace",
+        workspace,
+        details,
+    )
+    .await?;
+    metrics::gauge!("slack_credential_needs_reinstall", "workspace" => workspace.to_owned())
+        .set(1.0);
+    tracing::error!(
+        workspace,
+        event,
+        "Slack revoked the app's tokens: Slack jobs stop until it is installed again at /slack/install"
+    );
+    Ok(Applied::Done)
 }
 
 /// A person's message in a channel, counted for team activity (bots' messages, edits and

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::data::SlackChannel;
 use super::{Shared, faults, lock};
 
+mod authorize;
 mod conversations;
 mod messages;
 
@@ -28,12 +29,20 @@ pub struct Tokens {
     access: HashMap<String, Instant>,
     refresh: HashMap<String, bool>,
     used_codes: std::collections::HashSet<String>,
+    /// Codes the authorize step handed out, until they are exchanged.
+    issued_codes: HashMap<String, authorize::IssuedCode>,
     /// Agent JWTs issued (iat) before this unix time are rejected.
     pub(crate) jwt_not_before: Option<i64>,
 }
 
 pub fn routes() -> Router<Arc<Shared>> {
-    Router::new().route("/api/{method}", any(call))
+    Router::new()
+        .route("/api/{method}", any(call))
+        .route("/oauth/v2/authorize", axum::routing::get(authorize::page))
+        .route(
+            "/oauth/v2/authorize/decide",
+            axum::routing::get(authorize::decide),
+        )
 }
 
 pub(super) fn ok(mut v: Value) -> Value {
@@ -405,26 +414,10 @@ fn oauth_access(shared: &Shared, headers: &HeaderMap, params: &HashMap<String, V
         return err("bad_client_secret");
     }
     let mut tokens = lock(&shared.tokens);
-    match arg(params, "grant_type").unwrap_or("authorization_code") {
-        "authorization_code" => {
-            let Some(code) = arg(params, "code") else {
-                return err("invalid_code");
-            };
-            if !code.starts_with("sandbox-code-") || !tokens.used_codes.insert(code.to_owned()) {
-                return err("invalid_code");
-            }
-        }
-        "refresh_token" => {
-            let Some(refresh) = arg(params, "refresh_token") else {
-                return err("invalid_refresh_token");
-            };
-            match tokens.refresh.get_mut(refresh) {
-                Some(valid) if *valid => *valid = false,
-                _ => return err("invalid_refresh_token"),
-            }
-        }
-        _ => return err("invalid_grant_type"),
-    }
+    let issued = match take_grant(&mut tokens, params) {
+        Ok(issued) => issued,
+        Err(refusal) => return refusal,
+    };
     let access = format!("xoxe.xoxb-1-{}", uuid::Uuid::new_v4().simple());
     let refresh = format!("xoxe-1-{}", uuid::Uuid::new_v4().simple());
     tokens
@@ -434,12 +427,60 @@ fn oauth_access(shared: &Shared, headers: &HeaderMap, params: &HashMap<String, V
     drop(tokens);
     let world = lock(&shared.world);
     let ws = &world.workspace;
+    let (team_id, team_name, scope) = match issued {
+        Some(code) => (code.team_id, code.team_name, code.scopes),
+        None => (
+            ws.team_id.clone(),
+            ws.team_name.clone(),
+            DEFAULT_SCOPES.to_owned(),
+        ),
+    };
     ok(json!({
         "app_id": "A0SANDBOX1", "access_token": access, "expires_in": config.slack_token_ttl.as_secs(), "refresh_token": refresh,
-        "token_type": "bot", "scope": "chat:write,users:read,users:read.email,channels:read,channels:manage,reactions:write,usergroups:read",
-        "bot_user_id": ws.bot_user_id, "team": { "id": ws.team_id, "name": ws.team_name }, "enterprise": null, "is_enterprise_install": false,
+        "token_type": "bot", "scope": scope,
+        "bot_user_id": ws.bot_user_id, "team": { "id": team_id, "name": team_name }, "enterprise": null, "is_enterprise_install": false,
     }))
 }
+
+/// Uses up the grant (a code, once; a refresh token, once): the authorize step's record of a
+/// code, if it came through it.
+fn take_grant(
+    tokens: &mut Tokens,
+    params: &HashMap<String, Value>,
+) -> Result<Option<authorize::IssuedCode>, Value> {
+    match arg(params, "grant_type").unwrap_or("authorization_code") {
+        "authorization_code" => {
+            let Some(code) = arg(params, "code") else {
+                return Err(err("invalid_code"));
+            };
+            if !code.starts_with("sandbox-code-") || !tokens.used_codes.insert(code.to_owned()) {
+                return Err(err("invalid_code"));
+            }
+            let issued = tokens.issued_codes.remove(code);
+            let sent = arg(params, "redirect_uri");
+            if let Some(code) = &issued
+                && sent.is_some_and(|uri| uri != code.redirect_uri)
+            {
+                return Err(err("bad_redirect_uri"));
+            }
+            Ok(issued)
+        }
+        "refresh_token" => {
+            let Some(refresh) = arg(params, "refresh_token") else {
+                return Err(err("invalid_refresh_token"));
+            };
+            match tokens.refresh.get_mut(refresh) {
+                Some(valid) if *valid => *valid = false,
+                _ => return Err(err("invalid_refresh_token")),
+            }
+            Ok(None)
+        }
+        _ => Err(err("invalid_grant_type")),
+    }
+}
+
+/// The scopes granted to a code that did not come through the authorize step.
+const DEFAULT_SCOPES: &str = "chat:write,users:read,users:read.email,channels:read,channels:manage,reactions:write,usergroups:read";
 
 /// Expires every rotated access token now (and agent JWTs issued before now).
 pub(crate) fn expire_all(shared: &Shared) {
