@@ -21,6 +21,7 @@ use crate::store::team_members::TeamMemberInput;
 use crate::{jobs, startup, store, worker};
 
 /// Campaigns and team members the demo seeds through the internal API's batch path.
+mod install;
 mod workflows;
 
 const DEMO_CAMPAIGNS: usize = 20;
@@ -28,6 +29,14 @@ const DEMO_TEAM_MEMBERS: usize = 30;
 
 fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// 32 random bytes, base64 (an `ENCRYPTION_KEYS` key).
+fn encryption_key() -> String {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The environment of the demo: the caller's, with throw-away secrets where none are set and
@@ -54,12 +63,21 @@ fn demo_env(sandbox_port: u16) -> (HashMap<String, String>, Vec<&'static str>) {
         .or_insert_with(|| "mailjet".into());
     env.entry("MAILJET_API_KEY".into())
         .or_insert_with(|| "demo-key".into());
+    // Without a bot token of the caller's, Slack is an OAuth app the demo installs.
     if env.get("SLACK_BOT_TOKEN").is_none_or(|v| v.is_empty()) {
-        env.insert(
-            "SLACK_BOT_TOKEN".into(),
-            format!("demo-bot-{}", random_token()),
-        );
-        generated.push("SLACK_BOT_TOKEN");
+        env.remove("SLACK_BOT_TOKEN");
+        env.entry("SLACK_CLIENT_ID".into())
+            .or_insert_with(|| SandboxConfig::default().slack_client_id);
+        for name in ["SLACK_CLIENT_SECRET", "ENCRYPTION_KEYS"] {
+            if env.get(name).is_none_or(|v| v.is_empty()) {
+                let value = match name {
+                    "ENCRYPTION_KEYS" => format!("demo1:{}", encryption_key()),
+                    _ => random_token(),
+                };
+                env.insert(name.to_owned(), value);
+                generated.push(name);
+            }
+        }
     }
     let base = format!("http://127.0.0.1:{sandbox_port}");
     env.insert("MAILJET_MCP_URL".into(), base.clone());
@@ -275,6 +293,15 @@ pub async fn run() -> anyhow::Result<()> {
     let app = startup::Application::build(settings.clone()).await?;
     let port = app.port();
     let web = tokio::spawn(app.run_until_stopped(stopped(stop_rx.clone())));
+    if settings.slack.client_id.is_some() {
+        let admin = &env["DASHBOARD_ADMIN_TOKEN"];
+        let said = install::install_slack(&format!("http://127.0.0.1:{port}"), admin)
+            .await
+            .context("installing the demo's Slack app through /slack/install")?;
+        println!(
+            "Slack app installed through /slack/install and the sandbox's authorize page: {said}"
+        );
+    }
     let worker = tokio::spawn(worker::run(
         settings.clone(),
         jobs::builtin(),
