@@ -1,3 +1,12 @@
+DROP INDEX outgoing_webhooks_created_idx;
+DROP INDEX webhook_rejections_received_idx;
+DROP INDEX email_events_details_retention_idx;
+DROP INDEX email_sends_recipient_retention_idx;
+DROP INDEX audit_log_outcome_idx;
+DROP INDEX audit_log_subject_idx;
+DROP INDEX audit_log_action_idx;
+DROP TABLE erased_people;
+DROP INDEX email_sends_email_idx;
 ALTER TABLE audit_log DROP COLUMN outcome;
 ALTER TABLE oauth_tokens
     DROP COLUMN revoked_why,

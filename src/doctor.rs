@@ -87,7 +87,56 @@ pub async fn run(settings: &Settings, env: &HashMap<String, String>) -> Report {
     check_postgres(&mut report, settings).await;
     check_redis(&mut report, settings).await;
     check_credentials(&mut report, settings);
+    report_retention(&mut report, &settings.retention);
     report
+}
+
+/// How long each kind of data is kept (`purge_expired_data` enforces it daily).
+fn report_retention(report: &mut Report, r: &config::RetentionSettings) {
+    let kinds = [
+        (
+            "raw webhook payloads erased",
+            r.webhook_payload_days,
+            "RETENTION_WEBHOOK_PAYLOAD_DAYS",
+        ),
+        (
+            "recipients of settled sends pseudonymised",
+            r.recipient_days,
+            "RETENTION_RECIPIENT_DAYS",
+        ),
+        (
+            "rejected webhook deliveries deleted",
+            r.webhook_rejection_days,
+            "RETENTION_WEBHOOK_REJECTION_DAYS",
+        ),
+        (
+            "team activity (Slack messages) deleted",
+            r.slack_message_days,
+            "RETENTION_SLACK_MESSAGE_DAYS",
+        ),
+        (
+            "settled outgoing webhooks deleted",
+            r.outgoing_webhook_days,
+            "RETENTION_OUTGOING_WEBHOOK_DAYS",
+        ),
+        (
+            "statistics snapshots deleted",
+            r.statistics_days,
+            "RETENTION_STATISTICS_DAYS",
+        ),
+        (
+            "finished sync runs deleted",
+            r.sync_runs_days,
+            "RETENTION_SYNC_RUNS_DAYS",
+        ),
+    ];
+    for (what, days, var) in kinds {
+        report.add(
+            "Retention",
+            Level::Ok,
+            format!("{what} after {days} days ({var})"),
+        );
+    }
 }
 
 fn check_config(report: &mut Report, settings: &Settings, env: &HashMap<String, String>) {

@@ -13,6 +13,7 @@ mod input;
 pub mod metrics;
 mod notifications;
 mod openapi;
+mod people;
 mod revenue;
 mod team_members;
 mod templates;

@@ -6,6 +6,7 @@
 mod analytics;
 mod import;
 mod jobs;
+mod people;
 mod requests;
 mod sandbox;
 mod send;
@@ -91,6 +92,11 @@ pub enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
+    /// Data-subject requests: `people show EMAIL`, `people erase EMAIL --yes`.
+    People {
+        #[command(subcommand)]
+        command: people::PeopleCommand,
+    },
     /// Secrets stored at rest (Slack's OAuth tokens): `tokens list`, `tokens reseal`.
     Tokens {
         #[command(subcommand)]
@@ -124,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Doctor
         | Command::Jobs { .. }
         | Command::Tokens { .. }
+        | Command::People { .. }
         | Command::Webhooks { .. }
         | Command::Requests { .. }
         | Command::Rollup(_)
@@ -174,6 +181,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Tokens { command } => tokens::run(settings, command).await,
+        Command::People { command } => people::run(settings, command).await,
         Command::Webhooks { command } => webhooks::run(settings, command).await,
         Command::Requests { command } => requests::run(settings, command).await,
         Command::Send(args) => send::run(settings, args).await,

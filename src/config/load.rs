@@ -114,6 +114,10 @@ fn read_retention(r: &mut Reader<'_>) -> RetentionSettings {
         webhook_payload_days: days("retention.webhook_payload_days"),
         statistics_days: days("retention.statistics_days"),
         sync_runs_days: days("retention.sync_runs_days"),
+        recipient_days: days("retention.recipient_days"),
+        webhook_rejection_days: days("retention.webhook_rejection_days"),
+        slack_message_days: days("retention.slack_message_days"),
+        outgoing_webhook_days: days("retention.outgoing_webhook_days"),
     }
 }
 

@@ -120,6 +120,14 @@ pub struct RetentionSettings {
     pub statistics_days: u32,
     /// Finished sync runs.
     pub sync_runs_days: u32,
+    /// Recipients' addresses, names and variables on settled sends (pseudonymised after).
+    pub recipient_days: u32,
+    /// Deliveries that were rejected, kept with their bytes for replay.
+    pub webhook_rejection_days: u32,
+    /// Team activity: who posted which message in a campaign channel.
+    pub slack_message_days: u32,
+    /// Settled outgoing webhooks (approval decisions sent to the Campaign Manager).
+    pub outgoing_webhook_days: u32,
 }
 
 /// The web server.

@@ -104,6 +104,26 @@ pub const SETTINGS: &[SettingSpec] = &[
         "RETENTION_SYNC_RUNS_DAYS",
         "Finished sync runs older than this many days are deleted.",
     ),
+    plain(
+        "retention.recipient_days",
+        "RETENTION_RECIPIENT_DAYS",
+        "Recipients' addresses, names and variables on sends settled this many days ago are pseudonymised.",
+    ),
+    plain(
+        "retention.webhook_rejection_days",
+        "RETENTION_WEBHOOK_REJECTION_DAYS",
+        "Rejected webhook deliveries (kept with their bytes for replay) are deleted after this many days.",
+    ),
+    plain(
+        "retention.slack_message_days",
+        "RETENTION_SLACK_MESSAGE_DAYS",
+        "Team activity (who posted which message) older than this many days is deleted.",
+    ),
+    plain(
+        "retention.outgoing_webhook_days",
+        "RETENTION_OUTGOING_WEBHOOK_DAYS",
+        "Settled outgoing webhooks (approval decisions sent) are deleted after this many days.",
+    ),
     secret(
         "database.url",
         "DATABASE_URL",

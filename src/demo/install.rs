@@ -2,10 +2,29 @@
 //! opens `/slack/install`, allows the install on the sandbox's authorize page and lands on
 //! the callback, so the OAuth tokens the worker uses came through the real install flow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, bail};
 use reqwest::redirect::Policy;
+
+use crate::config::Settings;
+
+/// In OAuth mode, installs the Slack app through the web server before the worker starts.
+pub async fn when_oauth(
+    settings: &Settings,
+    env: &HashMap<String, String>,
+    port: u16,
+) -> anyhow::Result<()> {
+    if settings.slack.client_id.is_none() {
+        return Ok(());
+    }
+    let admin = &env["DASHBOARD_ADMIN_TOKEN"];
+    let said = install_slack(&format!("http://127.0.0.1:{port}"), admin)
+        .await
+        .context("installing the demo's Slack app through /slack/install")?;
+    println!("Slack app installed through /slack/install and the sandbox's authorize page: {said}");
+    Ok(())
+}
 
 /// A browser that keeps cookies by hand and follows no redirect on its own.
 struct Walk {

@@ -285,7 +285,6 @@ pub async fn run() -> anyhow::Result<()> {
     println!("campaign-sync demo");
     let pool = migrated(&settings).await?;
     let sandbox = start_sandbox(&env, &pool, sandbox_port).await?;
-
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -293,15 +292,7 @@ pub async fn run() -> anyhow::Result<()> {
     let app = startup::Application::build(settings.clone()).await?;
     let port = app.port();
     let web = tokio::spawn(app.run_until_stopped(stopped(stop_rx.clone())));
-    if settings.slack.client_id.is_some() {
-        let admin = &env["DASHBOARD_ADMIN_TOKEN"];
-        let said = install::install_slack(&format!("http://127.0.0.1:{port}"), admin)
-            .await
-            .context("installing the demo's Slack app through /slack/install")?;
-        println!(
-            "Slack app installed through /slack/install and the sandbox's authorize page: {said}"
-        );
-    }
+    install::when_oauth(&settings, &env, port).await?;
     let worker = tokio::spawn(worker::run(
         settings.clone(),
         jobs::builtin(),
@@ -309,7 +300,6 @@ pub async fn run() -> anyhow::Result<()> {
     ));
 
     let demo_loop = start_slack_loop(&pool, &settings, &sandbox, stop_rx.clone())?;
-
     println!();
     wire_callbacks(&sandbox, &env, port);
     announce_tokens(&env, &generated, &schedules)?;

@@ -15,6 +15,7 @@ pub mod invariants;
 pub mod notifications;
 pub mod oauth_tokens;
 pub mod outgoing_webhooks;
+pub mod people;
 pub mod retention;
 pub mod rollups;
 pub mod slack_channels;

@@ -59,6 +59,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "Task attempts started, by queue and job.",
     ),
     (
+        "people_erased_total",
+        "Data-subject erasures carried out (API or CLI).",
+    ),
+    (
         "queue_fetch_errors_total",
         "Failed reads from the queue (Redis unreachable), by queue.",
     ),

@@ -531,6 +531,7 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
     }
     documented.sort();
     let expected = [
+        "DELETE /api/people/{email}",
         "GET /api/analytics/email",
         "GET /api/analytics/team",
         "GET /api/analytics/top-content",
@@ -543,6 +544,7 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
         "GET /api/email-requests/{id}",
         "GET /api/notifications",
         "GET /api/notifications/{id}",
+        "GET /api/people/{email}",
         "GET /api/team-members/{id}",
         "GET /api/templates",
         "POST /api/approvals",

@@ -18,6 +18,7 @@ mod internal_api;
 mod jobs_cli;
 mod metrics_exposition;
 mod openapi_fuzz;
+mod privacy;
 mod queue;
 mod reconcile;
 mod sandbox;
