@@ -4,6 +4,7 @@
 
 mod analytics;
 mod approvals;
+mod audit;
 pub mod auth;
 mod campaigns;
 pub mod email_requests;

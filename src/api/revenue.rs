@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::analytics::date;
 use super::error::{ApiError, ErrorBody};
-use super::input::{check_fields, check_path_id, db_error};
+use super::input::{actor, check_fields, check_path_id, db_error};
 use crate::state::AppState;
 use crate::store::validate::FieldError;
 
@@ -38,6 +38,7 @@ pub(super) struct Revenue {
 pub(super) async fn put_revenue(
     State(state): State<AppState>,
     Path((id, day)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::Json<Revenue>, ApiError> {
     check_path_id(&id)?;
@@ -60,9 +61,10 @@ pub(super) async fn put_revenue(
             "the date is not YYYY-MM-DD".to_owned(),
         ));
     };
-    let stored = crate::store::analytics::put_revenue(&state.db, &id, day, input.amount)
-        .await
-        .map_err(db_error)?;
+    let stored =
+        crate::store::analytics::put_revenue(&state.db, &id, day, input.amount, &actor(&headers))
+            .await
+            .map_err(db_error)?;
     match stored {
         Some(amount) => Ok(axum::Json(Revenue {
             campaign_id: id,

@@ -4,6 +4,7 @@
 //! 2 bad configuration or usage.
 
 mod analytics;
+mod audit;
 mod import;
 mod jobs;
 mod people;
@@ -92,6 +93,11 @@ pub enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
+    /// The audit trail: `audit tail [-n N] [--follow] [--action A] [--actor A] [--json]`.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Data-subject requests: `people show EMAIL`, `people erase EMAIL --yes`.
     People {
         #[command(subcommand)]
@@ -131,6 +137,7 @@ pub fn main() -> ExitCode {
         | Command::Jobs { .. }
         | Command::Tokens { .. }
         | Command::People { .. }
+        | Command::Audit { .. }
         | Command::Webhooks { .. }
         | Command::Requests { .. }
         | Command::Rollup(_)
@@ -182,6 +189,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Jobs { command } => jobs::run(settings, command).await,
         Command::Tokens { command } => tokens::run(settings, command).await,
         Command::People { command } => people::run(settings, command).await,
+        Command::Audit { command } => audit::run(settings, command).await,
         Command::Webhooks { command } => webhooks::run(settings, command).await,
         Command::Requests { command } => requests::run(settings, command).await,
         Command::Send(args) => send::run(settings, args).await,

@@ -150,3 +150,5 @@ pub fn load_from(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keys;

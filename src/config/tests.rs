@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 
-use base64::Engine;
 use secrecy::ExposeSecret;
 
 use super::*;
@@ -18,13 +17,16 @@ const JOBS: &[Schedulable] = &[
 ];
 
 /// [`super::load_from`] with [`JOBS`].
-fn load_from(env: &HashMap<String, String>, process: Process) -> Result<Settings, ConfigError> {
+pub(super) fn load_from(
+    env: &HashMap<String, String>,
+    process: Process,
+) -> Result<Settings, ConfigError> {
     super::load_from(env, process, JOBS)
 }
 
-const KEY_32: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(super) const KEY_32: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+pub(super) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     let mut env: HashMap<String, String> = [("APP_ENV", "test")]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -47,7 +49,7 @@ fn web_env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     env(&all)
 }
 
-fn problems(env: &HashMap<String, String>, process: Process) -> Vec<String> {
+pub(super) fn problems(env: &HashMap<String, String>, process: Process) -> Vec<String> {
     match load_from(env, process) {
         Ok(_) => Vec::new(),
         Err(err) => err.problems.iter().map(|p| p.to_string()).collect(),
@@ -482,43 +484,4 @@ fn the_channel_pattern_needs_one_slug_and_slack_channel_characters() {
         Process::Web,
     );
     assert_eq!(all.len(), 2, "{all:?}");
-}
-
-#[test]
-fn encryption_keys_seal_with_the_first_and_open_with_all_including_encryption_key() {
-    let other = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-    let settings = load_from(
-        &env(&[
-            ("ENCRYPTION_KEYS", &format!("k3:{other}, k2:{KEY_32}")),
-            ("ENCRYPTION_KEY", KEY_32),
-            ("ENCRYPTION_KEY_ID", "k1"),
-        ]),
-        Process::Tool,
-    )
-    .expect("valid");
-    let ring = settings.security.encryption_keys.expect("ring");
-    assert_eq!(ring.ids(), ["k3", "k2", "k1"]);
-    assert_eq!(ring.sealing().bytes, [9u8; 32]);
-    assert_eq!(ring.get("k1").expect("k1").bytes[31], 31);
-    assert!(!format!("{ring:?}").contains(&other));
-}
-
-#[test]
-fn malformed_encryption_keys_name_the_entry_and_what_is_expected() {
-    let other = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-    for (raw, says) in [
-        (other.clone(), "entry 1 is not id:key"),
-        (format!("k1:{other},k1:{other}"), "\"k1\" appears twice"),
-        (format!("k1:{other},k2:short"), "key \"k2\" is not base64"),
-        (format!("k 1:{other}"), "entry 1 has an id"),
-    ] {
-        let found = problems(&env(&[("ENCRYPTION_KEYS", &raw)]), Process::Tool);
-        assert_eq!(found.len(), 1, "{found:#?}");
-        assert!(found[0].starts_with("ENCRYPTION_KEYS"), "{found:#?}");
-        assert!(found[0].contains(says), "{raw}: {found:#?}");
-        assert!(
-            !found[0].contains(&other),
-            "no key in the message: {found:#?}"
-        );
-    }
 }

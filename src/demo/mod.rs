@@ -428,9 +428,11 @@ fn print_dashboard(port: u16, env: &HashMap<String, String>, generated: &[&str])
         ("DASHBOARD_ADMIN_TOKEN", "admin, may act"),
         ("DASHBOARD_VIEWER_TOKEN", "viewer, may only look"),
     ] {
+        // The token itself is never printed: it is in the owner-only demo.env.
+        let file = std::env::var("DEMO_ENV_FILE").unwrap_or_else(|_| "demo.env".to_owned());
         match env.get(name) {
-            Some(token) if generated.contains(&name) => {
-                println!("             {role}: {token}   (generated for this demo run)");
+            Some(_) if generated.contains(&name) => {
+                println!("             {role}: `grep {name} {file}` (generated for this run)");
             }
             _ => println!("             {role}: ${name} from your environment"),
         }

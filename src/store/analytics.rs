@@ -437,16 +437,25 @@ pub async fn put_revenue(
     campaign: &str,
     day: NaiveDate,
     amount: f64,
+    actor: &super::audit::Actor,
 ) -> Result<Option<f64>, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO campaign_revenue (campaign_id, day, amount)
-         SELECT id, $2, round($3::numeric, 2) FROM campaigns WHERE id = $1
-         ON CONFLICT (campaign_id, day) DO UPDATE SET amount = excluded.amount, updated_at = now()
-         RETURNING amount::float8",
+        "WITH put AS (
+             INSERT INTO campaign_revenue (campaign_id, day, amount)
+             SELECT id, $2, round($3::numeric, 2) FROM campaigns WHERE id = $1
+             ON CONFLICT (campaign_id, day) DO UPDATE SET amount = excluded.amount, updated_at = now()
+             RETURNING campaign_id, day, amount
+         ), audited AS (
+             INSERT INTO audit_log (actor, action, entity_type, entity_id, request_id, details)
+             SELECT $4, 'revenue.put', 'campaign', campaign_id, $5, jsonb_build_object('day', day, 'amount', amount) FROM put
+         )
+         SELECT amount::float8 FROM put",
     )
     .bind(campaign)
     .bind(day)
     .bind(amount)
+    .bind(&actor.name)
+    .bind(&actor.request_id)
     .fetch_optional(db)
     .await
 }

@@ -54,7 +54,11 @@ pub async fn take_due(
 /// Records a 2xx.
 pub async fn delivered(db: &PgPool, id: Uuid, status: u16) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE outgoing_webhooks SET status = 'delivered', delivered_at = now(), last_status = $2, last_error = NULL WHERE id = $1",
+        "WITH d AS (UPDATE outgoing_webhooks SET status = 'delivered', delivered_at = now(), last_status = $2, last_error = NULL
+                    WHERE id = $1 AND status <> 'delivered' RETURNING id, event_type, attempts, last_status)
+         INSERT INTO audit_log (actor, action, entity_type, entity_id, outcome, details)
+         SELECT 'worker', 'webhook.delivered', 'outgoing_webhook', id::text, 'ok',
+                jsonb_build_object('event', event_type, 'attempts', attempts, 'status', last_status) FROM d",
     )
     .bind(id)
     .bind(i32::from(status))
@@ -72,10 +76,13 @@ pub async fn attempt_failed(
     retry_in: Option<f64>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE outgoing_webhooks SET last_status = $2, last_error = $3,
-             status = CASE WHEN $4::float8 IS NULL THEN 'failed' ELSE 'pending' END,
-             next_attempt_at = now() + make_interval(secs => coalesce($4, 0))
-         WHERE id = $1",
+        "WITH f AS (UPDATE outgoing_webhooks SET last_status = $2, last_error = $3,
+                        status = CASE WHEN $4::float8 IS NULL THEN 'failed' ELSE 'pending' END,
+                        next_attempt_at = now() + make_interval(secs => coalesce($4, 0))
+                    WHERE id = $1 RETURNING id, event_type, status, attempts)
+         INSERT INTO audit_log (actor, action, entity_type, entity_id, outcome, details)
+         SELECT 'worker', 'webhook.attempt', 'outgoing_webhook', id::text, 'failed',
+                jsonb_build_object('event', event_type, 'status', $2::int, 'error', $3::text, 'givenUp', status = 'failed') FROM f",
     )
     .bind(id)
     .bind(status.map(i32::from))

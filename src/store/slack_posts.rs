@@ -178,6 +178,24 @@ pub enum Outcome {
     Ambiguous(String),
 }
 
+/// A post, update or ephemeral that reached Slack — or failed for good — is audited in the
+/// statement that settles it.
+fn audited(sql: String, outcome: &Outcome) -> String {
+    let result = match outcome {
+        Outcome::Sent { .. } => "ok",
+        Outcome::Failed(_) => "failed",
+        _ => return sql,
+    };
+    format!(
+        "WITH s AS ({sql} RETURNING id, op, kind, campaign_id, notification_id, approval_id, slack_channel, slack_ts, reason)
+         INSERT INTO audit_log (actor, action, entity_type, entity_id, outcome, details)
+         SELECT 'worker', 'slack.' || op, 'slack_post', id::text, '{result}',
+                jsonb_strip_nulls(jsonb_build_object('kind', kind, 'campaign', campaign_id, 'notification', notification_id,
+                    'approval', approval_id, 'channel', slack_channel, 'ts', slack_ts, 'reason', reason))
+         FROM s"
+    )
+}
+
 /// Writes `outcome` of row `id` if it is still `posting` under `claim`; whether it was written.
 pub async fn settle(
     db: &PgPool,
@@ -218,6 +236,7 @@ pub async fn settle(
             None,
         ),
     };
+    let sql = audited(sql, outcome);
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(claim)

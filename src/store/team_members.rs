@@ -125,6 +125,21 @@ fn changes(before: &Value, after: &Value) -> serde_json::Map<String, Value> {
     changes
 }
 
+/// What the audit log keeps of a member's fields: the address as its pseudonym only (a
+/// change `{from, to}` too), never the address itself.
+fn without_address(mut v: Value) -> Value {
+    let hash = |e: &Value| {
+        e.as_str()
+            .map_or(Value::Null, |e| json!(super::people::pseudonym(e)))
+    };
+    if v["email"].is_string() {
+        v["email"] = hash(&v["email"]);
+    } else if v["email"].is_object() {
+        v["email"] = json!({ "from": hash(&v["email"]["from"]), "to": hash(&v["email"]["to"]) });
+    }
+    v
+}
+
 /// An email belongs to one team member (ignoring case): another's is a conflict.
 async fn email_is_free(conn: &mut PgConnection, id: &str, email: &str) -> Result<(), WriteError> {
     let owner: Option<String> = sqlx::query_scalar(
@@ -136,7 +151,7 @@ async fn email_is_free(conn: &mut PgConnection, id: &str, email: &str) -> Result
     .await?;
     match owner {
         Some(owner) => Err(WriteError::Conflict(format!(
-            "email {email:?} already belongs to team member {owner:?}"
+            "email: the address already belongs to team member {owner:?}"
         ))),
         None => Ok(()),
     }
@@ -174,7 +189,7 @@ pub async fn upsert(
             "team_member.created",
             "team_member",
             id,
-            json!({ "created": after }),
+            json!({ "created": without_address(after) }),
         )
         .await?;
         return Ok(Outcome::Created);
@@ -194,7 +209,7 @@ pub async fn upsert(
         "team_member.updated",
         "team_member",
         id,
-        Value::Object(changes),
+        without_address(Value::Object(changes)),
     )
     .await?;
     Ok(Outcome::Updated)

@@ -203,7 +203,11 @@ pub fn check_email(errors: &mut Vec<FieldError>, field: &str, email: &str) {
     if !ok {
         errors.push(FieldError::new(
             field,
-            format!("{email:?} is not an email address"),
+            // The value is not echoed: an error body never carries an address.
+            format!(
+                "is not an email address ({} characters)",
+                email.chars().count()
+            ),
             "an address such as name@example.com",
         ));
     }

@@ -537,6 +537,7 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
         "GET /api/analytics/top-content",
         "GET /api/approvals",
         "GET /api/approvals/{id}",
+        "GET /api/audit",
         "GET /api/campaigns",
         "GET /api/campaigns/{id}",
         "GET /api/campaigns/{id}/metrics",

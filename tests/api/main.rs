@@ -4,6 +4,7 @@ mod helpers;
 
 mod analytics;
 mod architecture;
+mod audit_trail;
 mod chaos;
 mod chaos_command;
 mod cli;
@@ -27,6 +28,7 @@ mod sandbox_slack;
 mod sandbox_slack_web;
 mod schedules;
 mod schema;
+mod secrets_hygiene;
 mod slack_client;
 mod slack_exactly_once;
 mod slack_install;

@@ -93,3 +93,88 @@ async fn merged_metrics_pass_promtool_count_once_and_drop_dead_workers() {
     .await;
     in_process.stop().await;
 }
+
+/// The metric names an expression file mentions (families of this service).
+fn mentioned(text: &str) -> HashSet<String> {
+    const FAMILIES: [&str; 9] = [
+        "sync_",
+        "jobs_",
+        "upstream_",
+        "slack_",
+        "email_",
+        "webhook_",
+        "queue_",
+        "http_",
+        "people_",
+    ];
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| FAMILIES.iter().any(|f| w.starts_with(f)) && w.len() > 8)
+        .map(|w| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_shipped_alert_rules_and_grafana_dashboard_pass_promtool_and_name_only_exported_metrics()
+ {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = root.join("docs/prometheus-alerts.yml");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = spawn_app().await;
+    let worker = TestWorker::start(worker_settings(&app.env), campaign_sync::jobs::builtin());
+    let mut exported: HashSet<String> = HashSet::new();
+    for _ in 0..200 {
+        exported = scrape(&app)
+            .await
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        if exported.contains("queue_tasks") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Labelled families appear once recorded: the catalog declares every one.
+    let catalog = std::fs::read_to_string(root.join("src/telemetry/catalog.rs")).expect("catalog");
+    exported.extend(
+        catalog
+            .split('"')
+            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_') && w.contains('_'))
+            .map(str::to_owned),
+    );
+    let dashboard =
+        std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).expect("dashboard");
+    let parsed: serde_json::Value =
+        serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 12));
+    for (file, text) in [
+        ("alerts", std::fs::read_to_string(&rules).expect("rules")),
+        ("dashboard", dashboard),
+    ] {
+        let names = mentioned(&text);
+        assert!(names.len() >= 8, "{file}: {names:?}");
+        let unknown: Vec<&String> = names.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names metrics the service does not export: {unknown:?}"
+        );
+    }
+    worker.stop().await;
+}

@@ -389,12 +389,16 @@ impl TokenStore {
             .await?;
         if answer["ok"] == true {
             metrics::counter!("slack_token_refreshes_total", "outcome" => "ok").increment(1);
-            return self.store(&answer, Some(row.version), None).await;
+            let stored = self.store(&answer, Some(row.version), None).await;
+            self.audit_refresh(if stored.is_ok() { "ok" } else { "failed" }, None)
+                .await;
+            return stored;
         }
         let error = answer["error"]
             .as_str()
             .unwrap_or("unknown_error")
             .to_owned();
+        self.audit_refresh("failed", Some(&error)).await;
         metrics::counter!("slack_token_refreshes_total", "outcome" => error.clone()).increment(1);
         if matches!(
             error.as_str(),
@@ -418,6 +422,28 @@ impl TokenStore {
             FailureKind::Transient,
             format!("refresh failed: {error}"),
         ))
+    }
+
+    /// A token refresh is an upstream write: audited (never the token).
+    async fn audit_refresh(&self, outcome: &str, error: Option<&str>) {
+        let details = serde_json::json!({ "error": error });
+        let written = async {
+            let mut conn = self.db.acquire().await?;
+            let actor = crate::store::audit::Actor::new("worker");
+            crate::store::audit::record_outcome(
+                &mut conn,
+                &actor,
+                "slack.token_refresh",
+                "slack_workspace",
+                &self.workspace,
+                outcome,
+                details,
+            )
+            .await
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(error = %crate::store::describe_sqlx(&e), "could not audit a token refresh");
+        }
     }
 
     async fn unlock(&self, lock: &str, me: &str) {

@@ -360,6 +360,40 @@ async fn settle(db: &PgPool, outcomes: &[Outcome], tally: &mut Tally) -> Result<
         metrics::counter!("email_sends_total", "status" => o.status).increment(1);
     }
     email_sends::write_outcomes(db, outcomes).await?;
+    audit_batch(db, outcomes).await?;
+    Ok(())
+}
+
+/// One audit entry per claimed batch sent to Mailjet: how many recipients ended how (never an
+/// address), by send id range.
+async fn audit_batch(db: &PgPool, outcomes: &[Outcome]) -> Result<(), JobError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut by_status: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for o in outcomes {
+        *by_status.entry(o.status).or_default() += 1;
+    }
+    let sent = by_status.get("sent").copied().unwrap_or(0);
+    let result = match sent {
+        0 => "failed",
+        n if n == outcomes.len() as u64 => "ok",
+        _ => "partial",
+    };
+    let details = json!({ "recipients": outcomes.len(), "outcomes": by_status });
+    let first = outcomes[0].id.to_string();
+    let mut conn = db.acquire().await?;
+    let actor = Actor::new("worker");
+    audit::record_outcome(
+        &mut conn,
+        &actor,
+        "mailjet.send",
+        "email_batch",
+        &first,
+        result,
+        details,
+    )
+    .await?;
     Ok(())
 }
 

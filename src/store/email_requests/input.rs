@@ -197,7 +197,7 @@ impl EmailRequestInput {
             if let Some(first) = seen.get(&key) {
                 errors.push(FieldError::new(
                     "email",
-                    format!("{:?} is a duplicate of recipients[{first}]", r.email),
+                    format!("is a duplicate of recipients[{first}]'s address"),
                     "each address once (ignoring case)",
                 ));
             } else {
