@@ -189,10 +189,12 @@ async fn cursor_at(db: &PgPool, days: i64) -> String {
 
 async fn pages(db: &PgPool, base: &str) {
     let http = reqwest::Client::new();
-    let day = |i: usize| {
-        (chrono::Utc::now() - chrono::Duration::days(1 + (i as i64 * 7) % 360))
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
+    // A day-long window, 1 to 360 days back.
+    let window = |i: usize| {
+        let until = chrono::Utc::now() - chrono::Duration::days(1 + (i as i64 * 7) % 360);
+        let since = until - chrono::Duration::days(1);
+        let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        format!("since={}&until={}", at(since), at(until))
     };
     measure(&http, base, "newest 100, no filter", |_| "limit=100".into()).await;
     measure(&http, base, "by action", |i| {
@@ -211,10 +213,7 @@ async fn pages(db: &PgPool, base: &str) {
         "outcome=failed".into()
     })
     .await;
-    measure(&http, base, "one day, months back (since/until)", |i| {
-        format!("since={}&until={}", day(i + 1), day(i))
-    })
-    .await;
+    measure(&http, base, "one day, months back (since/until)", window).await;
     let deep = cursor_at(db, 180).await;
     measure(&http, base, "six months deep (before=cursor)", |_| {
         format!("before={deep}")

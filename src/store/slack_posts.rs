@@ -188,8 +188,8 @@ fn audited(sql: String, outcome: &Outcome) -> String {
     };
     format!(
         "WITH s AS ({sql} RETURNING id, op, kind, campaign_id, notification_id, approval_id, slack_channel, slack_ts, reason)
-         INSERT INTO audit_log (actor, action, entity_type, entity_id, outcome, details)
-         SELECT 'worker', 'slack.' || op, 'slack_post', id::text, '{result}',
+         INSERT INTO audit_log (actor, action, entity_type, entity_id, request_id, outcome, details)
+         SELECT 'worker', 'slack.' || op, 'slack_post', id::text, 'delivery:' || $2::text, '{result}',
                 jsonb_strip_nulls(jsonb_build_object('kind', kind, 'campaign', campaign_id, 'notification', notification_id,
                     'approval', approval_id, 'channel', slack_channel, 'ts', slack_ts, 'reason', reason))
          FROM s"

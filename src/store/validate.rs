@@ -203,11 +203,15 @@ pub fn check_email(errors: &mut Vec<FieldError>, field: &str, email: &str) {
     if !ok {
         errors.push(FieldError::new(
             field,
-            // The value is not echoed: an error body never carries an address.
-            format!(
-                "is not an email address ({} characters)",
-                email.chars().count()
-            ),
+            // Something like an address is not echoed: an error body never carries one.
+            if email.contains('@') {
+                format!(
+                    "is not an email address ({} characters)",
+                    email.chars().count()
+                )
+            } else {
+                format!("{email:?} is not an email address")
+            },
             "an address such as name@example.com",
         ));
     }

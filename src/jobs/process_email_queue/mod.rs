@@ -167,9 +167,16 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
     // The calls in flight the rate allows, CALLS_PER_CLAIM per lane.
     let calls = deps.settings.mailjet.calls_in_flight();
     let lanes = (calls / CALLS_PER_CLAIM as usize).max(2);
-    let results = futures_util::future::join_all(
-        (0..lanes).map(|_| lane(&deps.db, &client, settings.max_attempts, &deps.stopping)),
-    )
+    let task = ctx.task.id.clone();
+    let results = futures_util::future::join_all((0..lanes).map(|_| {
+        lane(
+            &deps.db,
+            &client,
+            settings.max_attempts,
+            &deps.stopping,
+            &task,
+        )
+    }))
     .await;
     let mut tally = Tally::default();
     let mut first_error = None;
@@ -230,6 +237,7 @@ async fn lane(
     client: &impl MailjetClient,
     max_attempts: i32,
     stopping: &tokio::sync::watch::Receiver<bool>,
+    task: &str,
 ) -> Result<Tally, JobError> {
     let mut tally = Tally::default();
     let mut seen_requests: HashSet<Uuid> = HashSet::new();
@@ -268,7 +276,7 @@ async fn lane(
                     stop = Some(e);
                 }
             }
-            settle_surely(db, &outcomes, &mut tally).await?;
+            settle_surely(db, &outcomes, &mut tally, task).await?;
             tally.batches += calls.len() as u64;
             if let Some(e) = stop {
                 return Err(e);
@@ -326,12 +334,13 @@ async fn settle_surely(
     db: &PgPool,
     outcomes: &[Outcome],
     tally: &mut Tally,
+    task: &str,
 ) -> Result<(), JobError> {
     let started = std::time::Instant::now();
     let mut wait = Duration::from_millis(200);
     loop {
         let mut counted = Tally::default();
-        match settle(db, outcomes, &mut counted).await {
+        match settle(db, outcomes, &mut counted, task).await {
             Ok(()) => {
                 tally.add(&counted);
                 return Ok(());
@@ -348,7 +357,12 @@ async fn settle_surely(
 
 /// Writes the outcomes of one batch (only rows still `sending`: a `sent` event may have been
 /// faster).
-async fn settle(db: &PgPool, outcomes: &[Outcome], tally: &mut Tally) -> Result<(), JobError> {
+async fn settle(
+    db: &PgPool,
+    outcomes: &[Outcome],
+    tally: &mut Tally,
+    task: &str,
+) -> Result<(), JobError> {
     for o in outcomes {
         match o.status {
             "sent" => tally.sent += 1,
@@ -360,13 +374,13 @@ async fn settle(db: &PgPool, outcomes: &[Outcome], tally: &mut Tally) -> Result<
         metrics::counter!("email_sends_total", "status" => o.status).increment(1);
     }
     email_sends::write_outcomes(db, outcomes).await?;
-    audit_batch(db, outcomes).await?;
+    audit_batch(db, outcomes, task).await?;
     Ok(())
 }
 
 /// One audit entry per claimed batch sent to Mailjet: how many recipients ended how (never an
 /// address), by send id range.
-async fn audit_batch(db: &PgPool, outcomes: &[Outcome]) -> Result<(), JobError> {
+async fn audit_batch(db: &PgPool, outcomes: &[Outcome], task: &str) -> Result<(), JobError> {
     if outcomes.is_empty() {
         return Ok(());
     }
@@ -383,7 +397,10 @@ async fn audit_batch(db: &PgPool, outcomes: &[Outcome]) -> Result<(), JobError> 
     let details = json!({ "recipients": outcomes.len(), "outcomes": by_status });
     let first = outcomes[0].id.to_string();
     let mut conn = db.acquire().await?;
-    let actor = Actor::new("worker");
+    let actor = Actor {
+        name: "worker".to_owned(),
+        request_id: Some(format!("task:{task}")),
+    };
     audit::record_outcome(
         &mut conn,
         &actor,
