@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use crate::config::{self, Keyring, MailjetAdapter, Process, Settings};
 use crate::{redis_conn, store};
 
+mod upstreams;
+
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -46,6 +48,28 @@ impl Report {
 
     fn count(&self, level: Level) -> usize {
         self.findings.iter().filter(|f| f.level == level).count()
+    }
+
+    /// The report as JSON, for scripts: `usable`, the counts and every finding.
+    pub fn to_json(&self) -> serde_json::Value {
+        let findings: Vec<serde_json::Value> = self
+            .findings
+            .iter()
+            .map(|f| {
+                let level = match f.level {
+                    Level::Ok => "ok",
+                    Level::Warn => "warn",
+                    Level::Fail => "fail",
+                };
+                serde_json::json!({ "section": f.section, "level": level, "message": f.message })
+            })
+            .collect();
+        serde_json::json!({
+            "usable": self.usable(),
+            "failed": self.count(Level::Fail),
+            "warnings": self.count(Level::Warn),
+            "findings": findings,
+        })
     }
 
     /// The report as text, grouped by section.
@@ -87,6 +111,7 @@ pub async fn run(settings: &Settings, env: &HashMap<String, String>) -> Report {
     check_postgres(&mut report, settings).await;
     check_redis(&mut report, settings).await;
     check_credentials(&mut report, settings);
+    upstreams::check(&mut report, settings).await;
     report_retention(&mut report, &settings.retention);
     report
 }

@@ -51,8 +51,13 @@ pub enum Command {
     Web,
     /// Run jobs and schedules.
     Worker,
-    /// Check configuration, Postgres, Redis and credentials, and print a report.
-    Doctor,
+    /// Check configuration, Postgres, Redis, credentials and each upstream (one real call
+    /// each), and print a report.
+    Doctor {
+        /// The report as JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Campaigns from the Campaign Manager: `campaigns import FILE.csv|json`.
     Campaigns {
         #[command(subcommand)]
@@ -133,7 +138,7 @@ pub fn main() -> ExitCode {
         Command::Migrate { .. } => Process::Migrate,
         Command::Web => Process::Web,
         Command::Worker => Process::Worker,
-        Command::Doctor
+        Command::Doctor { .. }
         | Command::Jobs { .. }
         | Command::Tokens { .. }
         | Command::People { .. }
@@ -202,10 +207,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Team { command } => {
             import::run(settings, import::Kind::TeamMembers, command).await
         }
-        Command::Doctor => {
+        Command::Doctor { json } => {
             let env: HashMap<String, String> = std::env::vars().collect();
             let report = doctor::run(&settings, &env).await;
-            print!("campaign-sync doctor\n{}", report.render());
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("campaign-sync doctor\n{}", report.render());
+            }
             Ok(if report.usable() {
                 ExitCode::SUCCESS
             } else {

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{closed_port, create_database, migrated_database, test_env};
+use campaign_sync::sandbox::SeedSpec;
+
+use crate::helpers::{closed_port, create_database, migrated_database, spawn_sandbox, test_env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_campaign-sync");
 
@@ -206,10 +208,12 @@ async fn migrate_with_check_fails_the_release_when_a_process_lacks_its_config() 
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_reports_a_usable_deployment_against_local_services() {
     let (url, _pool) = migrated_database().await;
-    let output = run(&test_env(&url), &["doctor"]);
+    let sandbox = spawn_sandbox(SeedSpec::default(), |_| {}).await;
+    let env = sandbox_env(&url, &sandbox);
+    let output = run(&env, &["doctor"]);
     let out = text(&output.stdout);
     assert!(output.status.success(), "{out}");
     let n = migration_count();
@@ -218,10 +222,79 @@ async fn doctor_reports_a_usable_deployment_against_local_services() {
         applied.as_str(),
         "maxmemory-policy is",
         "no TLS",
+        "Upstreams: Mailjet\n  ok    an authenticated read answered",
+        "auth.test: the token works as",
         "Result: usable",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from {out}");
     }
+}
+
+/// The test environment with the upstreams pointed at `sandbox` and its credentials.
+fn sandbox_env(db_url: &str, sandbox: &campaign_sync::sandbox::Sandbox) -> HashMap<String, String> {
+    let mut env = test_env(db_url);
+    for (k, v) in [
+        ("MAILJET_MCP_URL", format!("{}/", sandbox.base_url())),
+        ("MAILJET_MCP_TOKEN", "sandbox-mcp-signing-secret".to_owned()),
+        ("SLACK_API_URL", format!("{}/api/", sandbox.base_url())),
+        ("SLACK_BOT_TOKEN", "sandbox-bot-token".to_owned()),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_calls_each_upstream_and_says_what_to_fix_also_as_json() {
+    let (url, _pool) = migrated_database().await;
+    let sandbox = spawn_sandbox(SeedSpec::default(), |_| {}).await;
+    let mut env = sandbox_env(&url, &sandbox);
+    env.insert("SLACK_BOT_TOKEN".into(), "xoxb-not-the-right-token".into());
+    env.insert(
+        "MAILJET_MCP_TOKEN".into(),
+        "not-the-agent-signing-secret".into(),
+    );
+    let output = run(&env, &["doctor", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["usable"], false);
+    let failed: Vec<String> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["level"] == "fail")
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f["section"].as_str().unwrap_or(""),
+                f["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        failed.iter().any(|f| f.starts_with("Upstreams: Slack")
+            && f.contains("invalid_auth")
+            && f.contains("SLACK_BOT_TOKEN")),
+        "{failed:#?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.starts_with("Upstreams: Mailjet") && f.contains("MAILJET_MCP_TOKEN")),
+        "{failed:#?}"
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !said.contains("xoxb-not-the-right-token")
+            && !said.contains("not-the-agent-signing-secret"),
+        "no secret in the report"
+    );
+    env.insert(
+        "MAILJET_MCP_URL".into(),
+        format!("http://127.0.0.1:{}/", closed_port()),
+    );
+    let out = text(&run(&env, &["doctor"]).stdout);
+    assert!(out.contains("Mailjet did not answer"), "{out}");
 }
 
 #[tokio::test]

@@ -167,14 +167,13 @@ async fn work(ctx: &JobContext) -> Result<(), JobError> {
     // The calls in flight the rate allows, CALLS_PER_CLAIM per lane.
     let calls = deps.settings.mailjet.calls_in_flight();
     let lanes = (calls / CALLS_PER_CLAIM as usize).max(2);
-    let task = ctx.task.id.clone();
     let results = futures_util::future::join_all((0..lanes).map(|_| {
         lane(
             &deps.db,
             &client,
             settings.max_attempts,
             &deps.stopping,
-            &task,
+            &ctx.task.id,
         )
     }))
     .await;
