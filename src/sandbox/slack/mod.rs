@@ -31,6 +31,8 @@ pub struct Tokens {
     used_codes: std::collections::HashSet<String>,
     /// Codes the authorize step handed out, until they are exchanged.
     issued_codes: HashMap<String, authorize::IssuedCode>,
+    /// What each live refresh token was granted (its workspace and scopes carry over).
+    grants: HashMap<String, authorize::IssuedCode>,
     /// Agent JWTs issued (iat) before this unix time are rejected.
     pub(crate) jwt_not_before: Option<i64>,
 }
@@ -424,6 +426,9 @@ fn oauth_access(shared: &Shared, headers: &HeaderMap, params: &HashMap<String, V
         .access
         .insert(access.clone(), Instant::now() + config.slack_token_ttl);
     tokens.refresh.insert(refresh.clone(), true);
+    if let Some(grant) = &issued {
+        tokens.grants.insert(refresh.clone(), grant.clone());
+    }
     drop(tokens);
     let world = lock(&shared.world);
     let ws = &world.workspace;
@@ -473,7 +478,7 @@ fn take_grant(
                 Some(valid) if *valid => *valid = false,
                 _ => return Err(err("invalid_refresh_token")),
             }
-            Ok(None)
+            Ok(tokens.grants.remove(refresh))
         }
         _ => Err(err("invalid_grant_type")),
     }
