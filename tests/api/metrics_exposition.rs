@@ -135,6 +135,17 @@ async fn the_shipped_alert_rules_and_grafana_dashboard_pass_promtool_and_name_on
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let tested = Command::new("promtool")
+        .args(["test", "rules", "prometheus-alerts.test.yml"])
+        .current_dir(root.join("docs"))
+        .output()
+        .expect("promtool");
+    assert!(
+        tested.status.success(),
+        "promtool test rules (each rule fires when it should, and only then):\n{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
     let app = spawn_app().await;
     let worker = TestWorker::start(worker_settings(&app.env), campaign_sync::jobs::builtin());
     let mut exported: HashSet<String> = HashSet::new();
