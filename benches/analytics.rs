@@ -166,14 +166,10 @@ async fn latency(
         let _ = response.bytes().await;
         assert!(status.is_success(), "{path}: {status}");
         if i >= 10 {
-            times.push(t.elapsed());
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    times.sort();
-    let at = |q: f64| {
-        times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0
-    };
-    (at(0.50), at(0.99))
+    common::p50_p99(&mut times)
 }
 
 async fn case(admin: &str, campaigns: i64, endpoints: bool) {

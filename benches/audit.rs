@@ -142,10 +142,6 @@ async fn web(db_url: &str) -> Web {
     panic!("web did not start");
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// p50 and p99 of `SAMPLES` pages whose query `make` builds from a sample number.
 async fn measure(http: &reqwest::Client, base: &str, label: &str, make: impl Fn(usize) -> String) {
     let mut times = Vec::with_capacity(SAMPLES);
@@ -166,11 +162,9 @@ async fn measure(http: &reqwest::Client, base: &str, label: &str, make: impl Fn(
         rows += page["items"].as_array().map_or(0, Vec::len);
         assert!(page["items"].is_array(), "{url}: {page}");
     }
-    times.sort_by(f64::total_cmp);
+    let (p50, p99) = common::p50_p99(&mut times);
     println!(
-        "  {label:<46} p50 {:>6.1} ms  p99 {:>6.1} ms  ({:.0} entries a page)",
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
+        "  {label:<46} p50 {p50:>6.1} ms  p99 {p99:>6.1} ms  ({:.0} entries a page)",
         rows as f64 / SAMPLES as f64
     );
 }

@@ -132,9 +132,7 @@ async fn latency(client: &reqwest::Client, url: &str, cookie: &str, fragment: bo
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
-    (at(0.5), at(0.99))
+    common::p50_p99(&mut times)
 }
 
 #[tokio::main]

@@ -239,3 +239,10 @@ pub async fn redis(url: &str) -> redis::aio::ConnectionManager {
         .await
         .expect("redis")
 }
+
+/// p50 and p99 (nearest rank) of `times`, in the unit they are in; sorts them.
+pub fn p50_p99(times: &mut [f64]) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+    (at(0.5), at(0.99))
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody, query_error};
-use super::input::{check_fields, db_error};
+use super::input::{check_fields, check_unprocessable, db_error};
 use crate::state::AppState;
 use crate::store::audit::{self, Cursor, Entry, Filter};
 use crate::store::validate::FieldError;
@@ -111,15 +111,7 @@ fn clashes(q: &AuditQuery) -> Result<(), ApiError> {
             "since at or before until",
         ));
     }
-    if clash.is_empty() {
-        return Ok(());
-    }
-    let message = clash
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.problem))
-        .collect::<Vec<_>>()
-        .join("; ");
-    Err(ApiError::Unprocessable(message, clash))
+    check_unprocessable(clash)
 }
 
 fn checked(q: AuditQuery) -> Result<(Filter, i64), ApiError> {

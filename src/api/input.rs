@@ -61,16 +61,28 @@ pub(super) fn check_path_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Fields of the wrong form: a 400 naming each.
 pub(super) fn check_fields(errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {
         return Ok(());
     }
-    let summary = errors
+    Err(ApiError::Invalid(summary(&errors), errors))
+}
+
+/// Well-formed fields the data or each other refuse: a 422 naming each.
+pub(super) fn check_unprocessable(errors: Vec<FieldError>) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Unprocessable(summary(&errors), errors))
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join("; ");
-    Err(ApiError::Invalid(summary, errors))
+        .join("; ")
 }
 
 pub(super) fn write_error(e: WriteError) -> ApiError {

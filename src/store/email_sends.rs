@@ -153,8 +153,7 @@ pub async fn claim_due(db: &PgPool, limit: i64) -> Result<Vec<(Claimed, String)>
              FROM email_sends s
              JOIN email_requests r ON r.id = s.request_id
              -- An erased person's suppression is kept as the address's hash (store::people).
-             LEFT JOIN email_suppressions sup ON sup.email IN (lower(s.email),
-                 'sha256:' || encode(sha256(convert_to(lower(s.email), 'UTF8')), 'hex'))
+             LEFT JOIN email_suppressions sup ON sup.email IN (lower(s.email), email_pseudonym(s.email))
              WHERE s.status = 'pending' AND s.next_attempt_at <= now()
                AND (r.scheduled_at IS NULL OR r.scheduled_at <= now())
              ORDER BY s.next_attempt_at

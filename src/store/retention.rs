@@ -23,7 +23,7 @@ pub async fn delete_sync_runs(db: &PgPool, days: u32) -> Result<u64, sqlx::Error
 /// Pseudonymises the recipients (address, name, variables, history) of sends settled more
 /// than `days` ago, and clears their events' details, as an erasure does; how many sends.
 pub async fn pseudonymise_recipients(db: &PgPool, days: u32) -> Result<u64, sqlx::Error> {
-    let sends = batched(db, "UPDATE email_sends SET email = 'sha256:' || encode(sha256(convert_to(lower(email), 'UTF8')), 'hex'),
+    let sends = batched(db, "UPDATE email_sends SET email = email_pseudonym(email),
             name = '', variables = '{}', history = '[]', updated_at = now()
         WHERE id IN (SELECT id FROM email_sends WHERE status IN ('sent', 'failed', 'suppressed', 'dead', 'cancelled')
             AND email NOT LIKE 'sha256:%' AND updated_at < now() - make_interval(days => $1) LIMIT $2)", days).await?;

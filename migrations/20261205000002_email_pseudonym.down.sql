@@ -1,0 +1,1 @@
+DROP FUNCTION email_pseudonym(text);
