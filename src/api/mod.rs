@@ -2,6 +2,7 @@
 //! document and Swagger UI), health checks and metrics. `crate::router` mounts these beside the
 //! webhook receivers and wraps them in the one set of layers.
 
+mod alerts;
 mod analytics;
 mod approvals;
 mod audit;

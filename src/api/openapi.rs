@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use super::auth::require_bearer;
 use super::error::ErrorBody;
 use super::{
-    analytics, approvals, audit, campaigns, email_requests, notifications, people, revenue,
+    alerts, analytics, approvals, audit, campaigns, email_requests, notifications, people, revenue,
     team_members, templates,
 };
 use crate::state::AppState;
@@ -28,7 +28,7 @@ use crate::store::Outcome;
 #[openapi(
     info(title = "campaign-sync internal API", description = "Campaigns and team members in from the Campaign Manager. Bearer API_TOKEN on every route."),
     modifiers(&BearerAuth),
-    tags((name = "campaigns"), (name = "team-members"), (name = "email"), (name = "slack"), (name = "analytics"), (name = "people"), (name = "audit")),
+    tags((name = "campaigns"), (name = "team-members"), (name = "email"), (name = "slack"), (name = "analytics"), (name = "people"), (name = "audit"), (name = "alerts")),
     components(schemas(ErrorBody, Outcome))
 )]
 struct ApiDoc;
@@ -72,6 +72,7 @@ pub fn routes(state: AppState) -> (Router<AppState>, Value) {
         .routes(routes!(templates::list_templates))
         .routes(routes!(people::get_person, people::erase_person))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(alerts::list_alerts))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(

@@ -71,7 +71,30 @@ fn count(service: &str, endpoint: &str, result: &Result<(), &UpstreamError>, sen
     metrics::histogram!("upstream_request_duration_seconds", &labels[..2])
         .record(sent.elapsed().as_secs_f64());
     let millis = i64::try_from(sent.elapsed().as_millis()).unwrap_or(i64::MAX);
-    crate::telemetry::timeline::call(service, endpoint, result.is_err(), millis);
+    let outcome = result.map_or_else(timeline_outcome, |()| "ok");
+    crate::telemetry::timeline::call(service, endpoint, outcome, millis);
+}
+
+/// How the alerts see a failed attempt: refused for its credentials (`auth_failed`: a
+/// Mailjet 401 or 403, Slack `invalid_auth` and its kin, an expired token), no answer at all
+/// (`unreachable`), or its kind.
+fn timeline_outcome(e: &UpstreamError) -> &'static str {
+    const AUTH_CODES: [&str; 4] = [
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "account_inactive",
+    ];
+    let auth = e.kind == FailureKind::AuthExpired
+        || matches!(e.status, Some(401 | 403))
+        || e.code.as_deref().is_some_and(|c| AUTH_CODES.contains(&c));
+    if auth {
+        "auth_failed"
+    } else if e.kind == FailureKind::Transient && e.status.is_none() {
+        "unreachable"
+    } else {
+        outcome_label(&Err(e))
+    }
 }
 
 /// Runs `attempt` under `policy`. `refresh` is called (once) when the credential expired.

@@ -29,6 +29,7 @@ pub(super) fn read(r: &mut Reader<'_>, app_env: AppEnv, jobs: &[Schedulable]) ->
         workflows: super::workflows::read(r),
         analytics: read_analytics(r),
         dashboard: super::dashboard::read(r),
+        alerts: super::alerts::read(r),
         upstream_timeout: secs(r, "upstream.timeout_secs", 1, 300),
     }
 }

@@ -4,6 +4,7 @@
 //! variables (see [`spec::SETTINGS`] for every name). Loading reports every problem at once,
 //! one line each, naming the setting; secrets are [`SecretString`] and are never printed.
 
+mod alerts;
 mod dashboard;
 mod load;
 mod reader;

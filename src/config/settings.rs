@@ -41,8 +41,39 @@ pub struct Settings {
     pub analytics: AnalyticsSettings,
     /// The dashboard's sign-in.
     pub dashboard: DashboardSettings,
+    /// Alerts about the service itself, and who may act from Slack.
+    pub alerts: AlertSettings,
     /// Timeout of every upstream request, Mailjet's and Slack's (`UPSTREAM_TIMEOUT_SECS`).
     pub upstream_timeout: Duration,
+}
+
+/// Alerts (`jobs::evaluate_alerts`) and the `/campaign-sync` command's admins.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// The Slack channel alerts are posted to (`SLACK_ALERTS_CHANNEL`); unset: listed only.
+    pub slack_channel: Option<String>,
+    /// A lasting alert is posted again after this long.
+    pub repeat_after: Duration,
+    /// The window upstream error rates, latency, rate-limit waits and dead letters are read over.
+    pub window: Duration,
+    /// Failed runs in a row of a scheduled job that raise an alert.
+    pub sync_failures: u32,
+    /// Share of an upstream's calls failing in the window (percent) that raises an alert.
+    pub upstream_error_percent: u32,
+    /// Mean latency of an upstream's calls in the window that raises an alert.
+    pub upstream_latency: Duration,
+    /// Share of the window spent waiting out rate limits (percent) that raises an alert.
+    pub rate_limit_percent: u32,
+    /// A token expiring sooner than this (it is refreshed two hours ahead) raises an alert.
+    pub token_expiry: Duration,
+    /// A recipient due this long without being sent raises an alert.
+    pub email_stuck: Duration,
+    /// No Mailjet webhook event for this long while emails were sent raises an alert.
+    pub webhook_silence: Duration,
+    /// Fewest emails sent in that time for the silence to count.
+    pub webhook_min_sends: u32,
+    /// Slack users who may run `/campaign-sync retry-dead`.
+    pub command_admins: Vec<String>,
 }
 
 /// The dashboard (`/dashboard`).

@@ -269,6 +269,66 @@ pub const SETTINGS: &[SettingSpec] = &[
         "ANALYTICS_QUIET_HOURS",
         "Hours without a message after which a live campaign's Slack channel is listed as gone quiet.",
     ),
+    plain(
+        "alerts.slack_channel",
+        "SLACK_ALERTS_CHANNEL",
+        "Slack channel id (C…) the service's alerts are posted to (fired, repeated, resolved); unset: alerts are only listed at GET /api/alerts and on the dashboard.",
+    ),
+    plain(
+        "alerts.repeat_after",
+        "ALERT_REPEAT_AFTER",
+        "How often an alert that lasts is posted again (a duration: 1h, 30m).",
+    ),
+    plain(
+        "alerts.window",
+        "ALERT_WINDOW",
+        "Window over which upstream error rates, latency, rate-limit waits and new dead letters are judged.",
+    ),
+    plain(
+        "alerts.sync_failures",
+        "ALERT_SYNC_FAILURES",
+        "Failed runs in a row of a scheduled job that raise an alert.",
+    ),
+    plain(
+        "alerts.upstream_error_percent",
+        "ALERT_UPSTREAM_ERROR_PERCENT",
+        "Percent of an upstream's calls failing in the window (of at least 10) that raises an alert.",
+    ),
+    plain(
+        "alerts.upstream_latency",
+        "ALERT_UPSTREAM_LATENCY",
+        "Mean latency of an upstream's calls in the window that raises an alert (a duration: 5s).",
+    ),
+    plain(
+        "alerts.rate_limit_percent",
+        "ALERT_RATE_LIMIT_PERCENT",
+        "Percent of the window spent waiting out an upstream's rate limits that raises an alert.",
+    ),
+    plain(
+        "alerts.token_expiry",
+        "ALERT_TOKEN_EXPIRY",
+        "A Slack token this close to expiry raises an alert (tokens are refreshed two hours ahead).",
+    ),
+    plain(
+        "alerts.email_stuck",
+        "ALERT_EMAIL_STUCK",
+        "A recipient due this long without being sent raises an alert.",
+    ),
+    plain(
+        "alerts.webhook_silence",
+        "ALERT_WEBHOOK_SILENCE",
+        "No Mailjet webhook event for this long, while ALERT_WEBHOOK_MIN_SENDS emails were sent, raises an alert.",
+    ),
+    plain(
+        "alerts.webhook_min_sends",
+        "ALERT_WEBHOOK_MIN_SENDS",
+        "Fewest emails sent in ALERT_WEBHOOK_SILENCE for webhook silence to raise an alert.",
+    ),
+    plain(
+        "alerts.command_admins",
+        "SLACK_COMMAND_ADMINS",
+        "Slack user ids (U…, comma-separated) who may run /campaign-sync retry-dead; unset: nobody.",
+    ),
     secret(
         "dashboard.admin_token",
         "DASHBOARD_ADMIN_TOKEN",

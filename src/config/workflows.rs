@@ -29,28 +29,33 @@ pub(super) fn read(r: &mut Reader<'_>) -> WorkflowSettings {
     }
 }
 
+/// One duration such as `24h`, `30m`, `90s` or `2d`, from 1 s to 30 days.
+pub fn parse_duration(part: &str) -> Result<Duration, String> {
+    let digits = part
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(part.len());
+    let (number, unit) = part.split_at(digits);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{part:?} is not a duration such as 24h, 1h or 30m"))?;
+    let secs = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" => n,
+        _ => return Err(format!("{part:?}: the unit must be d, h, m or s")),
+    };
+    if secs == 0 || secs > 30 * 86_400 {
+        return Err(format!("{part:?} must be between 1 s and 30 days"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 /// `24h,1h,30m,90s` as durations, longest first (at most 10, each 1 s to 30 days).
 pub fn parse_offsets(raw: &str) -> Result<Vec<Duration>, String> {
     let mut offsets = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let digits = part
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(part.len());
-        let (number, unit) = part.split_at(digits);
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("{part:?} is not a duration such as 24h, 1h or 30m"))?;
-        let secs = match unit {
-            "d" => n * 86_400,
-            "h" => n * 3_600,
-            "m" => n * 60,
-            "s" => n,
-            _ => return Err(format!("{part:?}: the unit must be d, h, m or s")),
-        };
-        if secs == 0 || secs > 30 * 86_400 {
-            return Err(format!("{part:?} must be between 1 s and 30 days"));
-        }
-        offsets.push(Duration::from_secs(secs));
+        offsets.push(parse_duration(part)?);
     }
     offsets.sort_by(|a, b| b.cmp(a));
     offsets.dedup();

@@ -16,6 +16,7 @@ use super::jobs::all_queues;
 use super::layout::{self, Shell};
 use super::session::Operator;
 use crate::state::AppState;
+use crate::telemetry::timeline::{self, Health, Tally};
 
 /// Minutes the charts cover, and minutes per point.
 const WINDOW_MIN: i64 = 360;
@@ -151,47 +152,14 @@ async fn queue_section(state: &AppState) -> Result<Markup, DashError> {
     })
 }
 
-/// Calls, errors and summed latency of one endpoint.
-#[derive(Default)]
-struct Health {
-    calls: i64,
-    errors: i64,
-    ms: i64,
-}
-
-/// Per endpoint (service, endpoint) its health, and per service its rate-limit waits (ms).
-type Tally = (BTreeMap<(String, String), Health>, BTreeMap<String, i64>);
-
-fn tally(minutes: &[(i64, HashMap<String, i64>)]) -> Tally {
-    let mut endpoints: BTreeMap<(String, String), Health> = BTreeMap::new();
-    let mut waits: BTreeMap<String, i64> = BTreeMap::new();
-    for (field, n) in minutes.iter().flat_map(|(_, fields)| fields) {
-        let parts: Vec<&str> = field.split('|').collect();
-        match parts.as_slice() {
-            [service, "ratewait_ms"] => *waits.entry((*service).to_owned()).or_default() += n,
-            [service, endpoint, what] => {
-                let h = endpoints
-                    .entry(((*service).to_owned(), (*endpoint).to_owned()))
-                    .or_default();
-                match *what {
-                    "calls" => h.calls += n,
-                    "errors" => h.errors += n,
-                    "ms" => h.ms += n,
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-    }
-    (endpoints, waits)
-}
-
 async fn upstream_section(state: &AppState) -> Result<Markup, DashError> {
     let mut conn = state.redis.clone();
-    let timeline = crate::telemetry::timeline::read(&mut conn, state.keys.prefix(), WINDOW_MIN)
+    let timeline = timeline::read(&mut conn, state.keys.prefix(), WINDOW_MIN)
         .await
         .map_err(DashError::redis)?;
-    let (endpoints, waits) = tally(&timeline[timeline.len().saturating_sub(TABLE_MIN as usize)..]);
+    let Tally {
+        endpoints, waits, ..
+    } = timeline::tally(&timeline[timeline.len().saturating_sub(TABLE_MIN as usize)..]);
     let expiry = token_expiry(state).await;
     Ok(html! {
         h2 { "Upstreams (last hour)" }

@@ -6,6 +6,7 @@
 pub mod deliver_outgoing_webhooks;
 pub mod deliver_slack_posts;
 pub mod diagnostics_probe;
+pub mod evaluate_alerts;
 pub mod process_email_queue;
 pub mod process_webhook_events;
 pub mod purge_expired_data;
@@ -30,6 +31,7 @@ pub const ALL: &[JobDefinition] = &[
     send_approval_reminders::JOB,
     rollup_metrics::JOB,
     purge_expired_data::JOB,
+    evaluate_alerts::JOB,
     deliver_slack_posts::JOB,
     deliver_outgoing_webhooks::JOB,
     process_webhook_events::JOB,

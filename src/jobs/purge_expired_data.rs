@@ -59,6 +59,11 @@ pub async fn purge(
             retention::delete_sync_runs(db, r.sync_runs_days).await?,
         ),
         (
+            // Resolved alerts are kept as long as the runs they were about.
+            "alerts_deleted",
+            crate::store::alerts::delete_resolved(db, r.sync_runs_days).await?,
+        ),
+        (
             "recipients_pseudonymised",
             retention::pseudonymise_recipients(db, r.recipient_days).await?,
         ),

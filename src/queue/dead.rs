@@ -335,3 +335,14 @@ pub async fn records(queue: &Queue, ids: &[String]) -> Result<Vec<DeadTask>, Que
         .filter_map(|r| serde_json::from_str(&r).ok())
         .collect())
 }
+
+/// How many tasks died at or after `since_ms` and are still dead.
+pub async fn died_since(queue: &Queue, since_ms: i64) -> Result<u64, QueueError> {
+    let mut conn = queue.connection();
+    Ok(redis::cmd("ZCOUNT")
+        .arg(queue.keys().dead_index())
+        .arg(since_ms)
+        .arg("+inf")
+        .query_async(&mut conn)
+        .await?)
+}

@@ -1,6 +1,8 @@
 //! Postgres access: the pool, the embedded migrations, and (as they are built) one module per
 //! aggregate.
 
+pub mod alert_inputs;
+pub mod alerts;
 pub mod analytics;
 pub mod approvals;
 pub mod audit;

@@ -140,6 +140,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "Approval clicks that could not decide, by why (not_yours, not_pending).",
     ),
     (
+        "alert_notices_total",
+        "Alert notices of evaluate_alerts, by kind (fired, repeated, resolved).",
+    ),
+    (
         "slack_approval_reminders_total",
         "Approval reminders queued.",
     ),

@@ -2,9 +2,9 @@
 //! service and endpoint, kept in Redis for the dashboard's charts of the last hours. Each
 //! process adds to an in-memory table as calls happen and flushes it every few seconds with the
 //! metrics it publishes, so a call costs no Redis round trip; a process killed with -9 loses at
-//! most the last few seconds of these counts (charts only: nothing else reads them).
+//! most the last few seconds of these counts (charts and alerts only: a few lost seconds do not change either).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{LazyLock, Mutex};
 
 use redis::aio::ConnectionManager;
@@ -30,12 +30,17 @@ pub fn add(field: String, n: i64) {
     }
 }
 
-/// One upstream attempt: counted, with its latency, and as an error unless it succeeded.
-pub fn call(service: &str, endpoint: &str, failed: bool, millis: i64) {
+/// One upstream attempt: counted, with its latency, and as an error unless its `outcome` is
+/// `ok`; authentication failures (`auth_failed`) and attempts that got no answer
+/// (`unreachable`) are also counted per service, for the alerts.
+pub fn call(service: &str, endpoint: &str, outcome: &str, millis: i64) {
     add(format!("{service}|{endpoint}|calls"), 1);
     add(format!("{service}|{endpoint}|ms"), millis);
-    if failed {
+    if outcome != "ok" {
         add(format!("{service}|{endpoint}|errors"), 1);
+    }
+    if matches!(outcome, "auth_failed" | "unreachable") {
+        add(format!("{service}|{outcome}"), 1);
     }
 }
 
@@ -93,4 +98,70 @@ pub async fn read(
     }
     let maps: Vec<HashMap<String, i64>> = pipe.query_async(conn).await?;
     Ok(range.into_iter().zip(maps).collect())
+}
+
+/// Calls, errors and summed latency of one endpoint.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Health {
+    pub calls: i64,
+    pub errors: i64,
+    pub ms: i64,
+}
+
+/// What some minutes of counters add up to.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Per (service, endpoint).
+    pub endpoints: BTreeMap<(String, String), Health>,
+    /// Per service, milliseconds spent waiting out rate limits.
+    pub waits: BTreeMap<String, i64>,
+    /// Per service, attempts refused for their credentials.
+    pub auth_failures: BTreeMap<String, i64>,
+    /// Per service, attempts that got no answer at all.
+    pub unreachable: BTreeMap<String, i64>,
+}
+
+impl Tally {
+    /// Per service, its endpoints' health summed.
+    pub fn services(&self) -> BTreeMap<String, Health> {
+        let mut services: BTreeMap<String, Health> = BTreeMap::new();
+        for ((service, _), h) in &self.endpoints {
+            let s = services.entry(service.clone()).or_default();
+            s.calls += h.calls;
+            s.errors += h.errors;
+            s.ms += h.ms;
+        }
+        services
+    }
+}
+
+/// Adds up `minutes` as [`read`] returns them.
+pub fn tally(minutes: &[(i64, HashMap<String, i64>)]) -> Tally {
+    let mut t = Tally::default();
+    for (field, n) in minutes.iter().flat_map(|(_, fields)| fields) {
+        let parts: Vec<&str> = field.split('|').collect();
+        match parts.as_slice() {
+            [service, "ratewait_ms"] => *t.waits.entry((*service).to_owned()).or_default() += n,
+            [service, "auth_failed"] => {
+                *t.auth_failures.entry((*service).to_owned()).or_default() += n
+            }
+            [service, "unreachable"] => {
+                *t.unreachable.entry((*service).to_owned()).or_default() += n
+            }
+            [service, endpoint, what] => {
+                let h = t
+                    .endpoints
+                    .entry(((*service).to_owned(), (*endpoint).to_owned()))
+                    .or_default();
+                match *what {
+                    "calls" => h.calls += n,
+                    "errors" => h.errors += n,
+                    "ms" => h.ms += n,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    t
 }
