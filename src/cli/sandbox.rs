@@ -47,6 +47,9 @@ pub struct SandboxArgs {
     /// Where Slack interactions go.
     #[arg(long)]
     pub slack_interactions_url: Option<String>,
+    /// Where slash commands go (e.g. http://127.0.0.1:8080/webhooks/slack/commands).
+    #[arg(long)]
+    pub slack_commands_url: Option<String>,
     /// Mailjet requests per second per API key before 429 (unlimited when absent).
     #[arg(long)]
     pub mailjet_rate: Option<u32>,
@@ -88,6 +91,7 @@ pub fn config(args: &SandboxArgs) -> SandboxConfig {
         mailjet_webhook_url: args.mailjet_webhook_url.clone(),
         slack_events_url: args.slack_events_url.clone(),
         slack_interactions_url: args.slack_interactions_url.clone(),
+        slack_commands_url: args.slack_commands_url.clone(),
         mailjet_rate_per_sec: args.mailjet_rate,
         slack_tiers_per_minute: defaults.slack_tiers_per_minute.map(|t| t * scale),
         mailjet_retry_interval: Duration::from_secs(args.webhook_retry_secs.max(1)),

@@ -85,11 +85,15 @@ fn hourly_chart(hourly: &[(chrono::DateTime<Utc>, String, i64)]) -> Markup {
         .rev()
         .map(|h| now - Duration::hours(i64::from(h)))
         .collect();
-    let mut per_source: BTreeMap<String, Vec<f64>> =
-        ["mailjet", "slack_events", "slack_interactions"]
-            .into_iter()
-            .map(|s| (s.to_owned(), vec![0.0; hours.len()]))
-            .collect();
+    let mut per_source: BTreeMap<String, Vec<f64>> = [
+        "mailjet",
+        "slack_events",
+        "slack_interactions",
+        "slack_commands",
+    ]
+    .into_iter()
+    .map(|s| (s.to_owned(), vec![0.0; hours.len()]))
+    .collect();
     for (hour, source, n) in hourly {
         if let (Some(i), Some(v)) = (
             hours.iter().position(|h| h == hour),

@@ -239,6 +239,7 @@ fn wire_callbacks(sandbox: &Sandbox, env: &HashMap<String, String>, port: u16) {
         ));
         c.slack_events_url = Some(format!("{base}/webhooks/slack/events"));
         c.slack_interactions_url = Some(format!("{base}/webhooks/slack/interactions"));
+        c.slack_commands_url = Some(format!("{base}/webhooks/slack/commands"));
     });
 }
 

@@ -166,16 +166,19 @@ pub async fn retry(queue: &Queue, id: &str) -> Result<bool, QueueError> {
     Ok(n == 1)
 }
 
-/// Re-drives every dead task, in batches; returns how many.
+/// Re-drives every task dead when it was called, in batches; returns how many. A task that
+/// dies again meanwhile stays dead (a poison task cannot keep it looping).
 pub async fn retry_all(queue: &Queue) -> Result<u64, QueueError> {
+    let started = now_ms();
     let mut total = 0;
     loop {
         let batch = list(queue, 0, 500).await?;
-        if batch.is_empty() {
+        let earlier: Vec<&DeadTask> = batch.iter().filter(|r| r.died_at < started).collect();
+        if earlier.is_empty() {
             return Ok(total);
         }
         let mut moved = 0;
-        for record in &batch {
+        for record in earlier {
             if retry(queue, &record.id).await? {
                 moved += 1;
             }

@@ -80,7 +80,7 @@ fn clicked_message(shared: &Shared, r: &InteractionRequest) -> (String, String, 
     (ws.team_id.clone(), channel_name, message)
 }
 
-fn config_host(shared: &Shared) -> String {
+pub(super) fn config_host(shared: &Shared) -> String {
     lock(&shared.own_addr)
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".to_owned())

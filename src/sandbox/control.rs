@@ -37,6 +37,10 @@ pub fn routes() -> Router<Arc<Shared>> {
             post(super::clicks::view_submission),
         )
         .route("/_sandbox/slack/response/{id}", post(response_url))
+        .route(
+            "/_sandbox/slack/commands",
+            post(super::commands::slash_command),
+        )
 }
 
 /// `response_url`: up to N uses within the TTL; `replace_original` changes the message,

@@ -15,6 +15,7 @@
 
 mod callbacks;
 mod clicks;
+mod commands;
 mod control;
 pub mod data;
 mod faults;
@@ -89,6 +90,8 @@ pub struct SandboxConfig {
     pub slack_events_url: Option<String>,
     /// Receiver of Slack interactions (`/webhooks/slack/interactions`).
     pub slack_interactions_url: Option<String>,
+    /// Receiver of slash commands (`/webhooks/slack/commands`).
+    pub slack_commands_url: Option<String>,
     /// Delays of Slack's event retries (Slack: at once, +1 min, +5 min).
     pub slack_retry_delays: Vec<Duration>,
     /// Slack waits this long for an acknowledgement (3 s).
@@ -155,6 +158,7 @@ impl Default for SandboxConfig {
             slack_post_per_channel_per_sec: 1,
             slack_events_url: None,
             slack_interactions_url: None,
+            slack_commands_url: None,
             slack_retry_delays: vec![
                 Duration::ZERO,
                 Duration::from_secs(60),

@@ -410,3 +410,13 @@ pub fn validate_id(id: &str) -> Vec<FieldError> {
     check_id(&mut errors, "id", id);
     errors
 }
+
+/// The id of the campaign whose slug (or, failing that, id) is `key`.
+pub async fn id_by_slug_or_id(pool: &PgPool, key: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM campaigns WHERE slug = $1 OR id = $1 ORDER BY (slug = $1) DESC NULLS LAST LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+}

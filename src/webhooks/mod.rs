@@ -1,6 +1,7 @@
 //! Webhooks in: one module per sender. Each verifies over the raw bytes, in constant time,
 //! before anything is parsed or stored.
 
+mod command;
 pub mod intake;
 mod modal;
 pub mod receive;
@@ -21,4 +22,5 @@ pub fn routes() -> Router<AppState> {
             "/webhooks/slack/interactions",
             post(receive::slack_interactions),
         )
+        .route("/webhooks/slack/commands", post(command::slack_commands))
 }

@@ -23,7 +23,7 @@ use crate::state::AppState;
 pub use crate::store::webhook_events::NewEvent;
 use crate::store::webhook_events::{self, NewRejection};
 
-fn outcome(source: &str, outcome: &str) {
+pub(super) fn outcome(source: &str, outcome: &str) {
     metrics::counter!("webhook_requests_total", "source" => source.to_owned(), "outcome" => outcome.to_owned()).increment(1);
 }
 
@@ -196,7 +196,7 @@ fn truncate_id(mut id: String) -> String {
     id
 }
 
-fn verify_slack(
+pub(super) fn verify_slack(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],

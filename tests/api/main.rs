@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod alerts;
 mod analytics;
 mod architecture;
 mod audit_trail;

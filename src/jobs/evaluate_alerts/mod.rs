@@ -184,53 +184,8 @@ async fn apply(
         firing: holding.len(),
         ..Counts::default()
     };
-    let now = Utc::now();
-    for c in &holding {
-        match open
-            .iter()
-            .find(|o| o.rule == c.rule && o.subject == c.subject)
-        {
-            None => {
-                let Some(id) = alerts::fire(&mut tx, c).await? else {
-                    continue;
-                };
-                counts.fired += 1;
-                let text = fired_text(settings, c);
-                counts.posts += post(&mut tx, settings, format!("alert:{id}:fired"), text).await?;
-                record(&mut tx, "alert.fired", id, c.rule, &c.subject).await?;
-            }
-            Some(o) => {
-                let due = (now - o.last_notified_at).to_std().unwrap_or_default()
-                    >= settings.alerts.repeat_after;
-                let n = alerts::still(&mut tx, o.id, c, due).await?;
-                if due {
-                    counts.repeated += 1;
-                    let text = repeat_text(settings, c, o.fired_at, n);
-                    counts.posts += post(
-                        &mut tx,
-                        settings,
-                        format!("alert:{}:repeat:{n}", o.id),
-                        text,
-                    )
-                    .await?;
-                }
-            }
-        }
-    }
-    for o in &open {
-        let clears = decided.contains(&o.rule.as_str())
-            && !holding
-                .iter()
-                .any(|c| c.rule == o.rule && c.subject == o.subject);
-        if !clears {
-            continue;
-        }
-        let (summary, link) = alerts::resolve(&mut tx, o.id).await?;
-        counts.resolved += 1;
-        let text = resolved_text(settings, &o.rule, &summary, &link, o.fired_at, now);
-        counts.posts += post(&mut tx, settings, format!("alert:{}:resolved", o.id), text).await?;
-        record(&mut tx, "alert.resolved", o.id, &o.rule, &o.subject).await?;
-    }
+    raise(&mut tx, settings, &open, &holding, &mut counts).await?;
+    resolve_cleared(&mut tx, settings, &open, &decided, &holding, &mut counts).await?;
     tx.commit().await?;
     for (kind, n) in [
         ("fired", counts.fired),
@@ -240,6 +195,72 @@ async fn apply(
         metrics::counter!("alert_notices_total", "kind" => kind).increment(n as u64);
     }
     Ok(counts)
+}
+
+/// Opens an episode for each condition that has none, and repeats those due.
+async fn raise(
+    tx: &mut PgConnection,
+    settings: &Settings,
+    open: &[alerts::Open],
+    holding: &[&Condition],
+    counts: &mut Counts,
+) -> Result<(), sqlx::Error> {
+    let now = Utc::now();
+    for c in holding {
+        match open
+            .iter()
+            .find(|o| o.rule == c.rule && o.subject == c.subject)
+        {
+            None => {
+                let Some(id) = alerts::fire(tx, c).await? else {
+                    continue;
+                };
+                counts.fired += 1;
+                let text = fired_text(settings, c);
+                counts.posts += post(tx, settings, format!("alert:{id}:fired"), text).await?;
+                record(tx, "alert.fired", id, c.rule, &c.subject).await?;
+            }
+            Some(o) => {
+                let due = (now - o.last_notified_at).to_std().unwrap_or_default()
+                    >= settings.alerts.repeat_after;
+                let n = alerts::still(tx, o.id, c, due).await?;
+                if due {
+                    counts.repeated += 1;
+                    let text = repeat_text(settings, c, o.fired_at, n);
+                    counts.posts +=
+                        post(tx, settings, format!("alert:{}:repeat:{n}", o.id), text).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the open episodes of the rules decided whose condition no longer holds.
+async fn resolve_cleared(
+    tx: &mut PgConnection,
+    settings: &Settings,
+    open: &[alerts::Open],
+    decided: &[&str],
+    holding: &[&Condition],
+    counts: &mut Counts,
+) -> Result<(), sqlx::Error> {
+    let now = Utc::now();
+    for o in open {
+        let clears = decided.contains(&o.rule.as_str())
+            && !holding
+                .iter()
+                .any(|c| c.rule == o.rule && c.subject == o.subject);
+        if !clears {
+            continue;
+        }
+        let (summary, link) = alerts::resolve(tx, o.id).await?;
+        counts.resolved += 1;
+        let text = resolved_text(settings, &o.rule, &summary, &link, o.fired_at, now);
+        counts.posts += post(tx, settings, format!("alert:{}:resolved", o.id), text).await?;
+        record(tx, "alert.resolved", o.id, &o.rule, &o.subject).await?;
+    }
+    Ok(())
 }
 
 async fn record(

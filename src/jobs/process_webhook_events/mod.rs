@@ -16,6 +16,7 @@ use crate::store::{
     email_events, oauth_tokens, slack_channels, slack_identities, slack_messages, webhook_events,
 };
 
+mod commands;
 mod interactions;
 
 /// Stable name.
@@ -132,6 +133,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
             .await
         }
         "slack_interactions" => interactions::apply(&mut tx, deps, id, &event_type, &payload).await,
+        "slack_commands" => commands::apply(&mut tx, deps, id, &event_type, &payload).await,
         _ => Ok(Applied::Ignored),
     };
     match applied {
@@ -164,7 +166,7 @@ async fn process(deps: &JobDeps, id: i64) -> Result<Option<Applied>, JobError> {
 /// What an applied event asks for once committed: delivery of what a click queued, and the
 /// invalidation of stale Slack look-ups.
 async fn after_commit(deps: &JobDeps, source: &str, result: &Applied, stale_keys: &[String]) {
-    if source == "slack_interactions" && *result == Applied::Done {
+    if matches!(source, "slack_interactions" | "slack_commands") && *result == Applied::Done {
         interactions::kick(deps).await;
     }
     if !stale_keys.is_empty() {
