@@ -532,6 +532,7 @@ async fn every_api_route_is_in_the_openapi_document_and_requires_the_token() {
     documented.sort();
     let expected = [
         "DELETE /api/people/{email}",
+        "GET /api/alerts",
         "GET /api/analytics/email",
         "GET /api/analytics/team",
         "GET /api/analytics/top-content",

@@ -40,7 +40,7 @@ async fn jobs_run_enqueues_a_known_job_and_refuses_an_unknown_one_listing_the_va
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         stderr(&unknown).contains(
-            "unknown job \"sync_everything\"; valid names: deliver_outgoing_webhooks, deliver_slack_posts, diagnostics_probe, process_email_queue, process_webhook_events, purge_expired_data, rollup_metrics, send_approval_reminders, sync_mailjet_stats, sync_mailjet_templates, sync_slack_users, update_slack_channels"
+            "unknown job \"sync_everything\"; valid names: deliver_outgoing_webhooks, deliver_slack_posts, diagnostics_probe, evaluate_alerts, process_email_queue, process_webhook_events, purge_expired_data, rollup_metrics, send_approval_reminders, sync_mailjet_stats, sync_mailjet_templates, sync_slack_users, update_slack_channels"
         ),
         "{}",
         stderr(&unknown)
