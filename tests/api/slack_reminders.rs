@@ -88,17 +88,23 @@ async fn dm_of(w: &World, id: &str) -> (String, String) {
 #[tokio::test]
 async fn a_reminder_comes_once_in_the_thread_and_the_deadline_expires_the_approval() {
     let w = world(|env| {
-        env.insert("APPROVAL_REMINDER_OFFSETS".into(), "8s".into());
+        env.insert("APPROVAL_REMINDER_OFFSETS".into(), "20s".into());
     })
     .await;
     let (_, email) = w.users[1].clone();
     let channel = w.channels[4].clone();
     setup(&w, "autumn", &channel, "tm-bo", &email).await;
-    let deadline = chrono::Utc::now() + chrono::Duration::seconds(12);
+    let deadline = chrono::Utc::now() + chrono::Duration::seconds(26);
     ask(&w, "apr-r", "autumn", "tm-bo", deadline).await;
     let (dm, ts) = dm_of(&w, "apr-r").await;
-    // Past the reminder point (deadline − 8 s), the job runs three times at once.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Just past the reminder point (deadline − 20 s), measured from the deadline rather
+    // than from whenever the DM arrived, so a slow machine still lands inside the window;
+    // then the job runs three times at once.
+    let reminder_point = deadline - chrono::Duration::seconds(19);
+    let until = (reminder_point - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(until).await;
     for _ in 0..3 {
         run_job(&w, "send_approval_reminders").await;
     }
