@@ -167,19 +167,26 @@ pub async fn retry(queue: &Queue, id: &str) -> Result<bool, QueueError> {
 }
 
 /// Re-drives every task dead when it was called, in batches; returns how many. A task that
-/// dies again meanwhile stays dead (a poison task cannot keep it looping).
+/// dies again meanwhile stays dead (a poison task cannot keep it looping): each batch is read
+/// by score (the time of death) strictly before the call, so however many die again, every
+/// earlier one is reached.
 pub async fn retry_all(queue: &Queue) -> Result<u64, QueueError> {
-    let started = now_ms();
+    let before = format!("({}", now_ms());
     let mut total = 0;
     loop {
-        let batch = list(queue, 0, 500).await?;
-        let earlier: Vec<&DeadTask> = batch.iter().filter(|r| r.died_at < started).collect();
-        if earlier.is_empty() {
-            return Ok(total);
-        }
+        let mut conn = queue.connection();
+        let ids: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(queue.keys().dead_index())
+            .arg(&before)
+            .arg("-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(500)
+            .query_async(&mut conn)
+            .await?;
         let mut moved = 0;
-        for record in earlier {
-            if retry(queue, &record.id).await? {
+        for id in &ids {
+            if retry(queue, id).await? {
                 moved += 1;
             }
         }
