@@ -76,6 +76,18 @@ pub struct AlertSettings {
     pub command_admins: Vec<String>,
 }
 
+impl AlertSettings {
+    /// Whether the Slack user `user` may run `/campaign-sync retry-dead`; when not, the
+    /// refusal to show them.
+    pub fn may_retry_dead(&self, user: &str) -> Result<(), &'static str> {
+        if self.command_admins.iter().any(|a| a == user) {
+            Ok(())
+        } else {
+            Err("Only the admins listed in SLACK_COMMAND_ADMINS may retry dead letters.")
+        }
+    }
+}
+
 /// The dashboard (`/dashboard`).
 #[derive(Debug, Clone)]
 pub struct DashboardSettings {

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::receive::{NewEvent, kick, outcome, store, verify_slack};
+use super::receive::{NewEvent, kick, outcome, store, truncate_id, verify_slack};
 use crate::api::error::ApiError;
 use crate::state::AppState;
 
@@ -104,35 +104,23 @@ pub async fn slack_commands(
     let text = payload["text"].as_str().unwrap_or("");
     let ask = parse(text);
     let user = payload["user_id"].as_str().unwrap_or("");
-    let answer = match ask {
+    let (event_type, answer) = match ask {
         Ask::Help => {
             outcome(S, "answered");
             return Ok(ephemeral(USAGE));
         }
-        Ask::RetryDead
-            if !state
-                .settings
-                .alerts
-                .command_admins
-                .iter()
-                .any(|a| a == user) =>
-        {
-            outcome(S, "refused");
-            return Ok(ephemeral(
-                "Only the admins listed in SLACK_COMMAND_ADMINS may retry dead letters.",
-            ));
+        Ask::RetryDead => {
+            if let Err(refusal) = state.settings.alerts.may_retry_dead(user) {
+                outcome(S, "refused");
+                return Ok(ephemeral(refusal));
+            }
+            ("retry-dead", "Retrying the dead letters…")
         }
-        Ask::Status => "Gathering the status…",
-        Ask::Campaign(_) => "Looking the campaign up…",
-        Ask::RetryDead => "Retrying the dead letters…",
-    };
-    let event_type = match ask {
-        Ask::Status => "status",
-        Ask::Campaign(_) => "campaign",
-        _ => "retry-dead",
+        Ask::Status => ("status", "Gathering the status…"),
+        Ask::Campaign(_) => ("campaign", "Looking the campaign up…"),
     };
     let trigger = payload["trigger_id"].as_str().unwrap_or("");
-    let external_id = format!("command:{trigger}").chars().take(512).collect();
+    let external_id = truncate_id(format!("command:{trigger}"));
     let ids = store(
         &state,
         S,

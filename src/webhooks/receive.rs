@@ -185,7 +185,7 @@ fn mailjet_events(items: &[&RawValue]) -> (Vec<NewEvent>, Vec<NewRejection>) {
     (events, rejections)
 }
 
-fn truncate_id(mut id: String) -> String {
+pub(super) fn truncate_id(mut id: String) -> String {
     if id.len() > 512 {
         let mut end = 512;
         while !id.is_char_boundary(end) {

@@ -98,13 +98,11 @@ async fn status(deps: &JobDeps) -> Result<String, JobError> {
 }
 
 async fn campaign(deps: &JobDeps, slug: &str) -> Result<String, JobError> {
-    let Some(id) = campaigns::id_by_slug_or_id(&deps.db, slug).await? else {
-        return Ok(format!(
-            "No campaign has the slug or id `{}`.",
-            escape(slug)
-        ));
+    let found = match campaigns::id_by_slug_or_id(&deps.db, slug).await? {
+        Some(id) => campaigns::get(&deps.db, &id).await?,
+        None => None,
     };
-    let Some(c) = campaigns::get(&deps.db, &id).await? else {
+    let Some(c) = found else {
         return Ok(format!(
             "No campaign has the slug or id `{}`.",
             escape(slug)
@@ -150,13 +148,7 @@ async fn campaign(deps: &JobDeps, slug: &str) -> Result<String, JobError> {
 
 async fn retry_dead(tx: &mut PgConnection, deps: &JobDeps, user: &str) -> Result<String, JobError> {
     let actor = Actor::new(&format!("slack:{user}"));
-    if !deps
-        .settings
-        .alerts
-        .command_admins
-        .iter()
-        .any(|a| a == user)
-    {
+    if let Err(refusal) = deps.settings.alerts.may_retry_dead(user) {
         audit::record_outcome(
             tx,
             &actor,
@@ -167,9 +159,7 @@ async fn retry_dead(tx: &mut PgConnection, deps: &JobDeps, user: &str) -> Result
             json!({ "why": "not in SLACK_COMMAND_ADMINS" }),
         )
         .await?;
-        return Ok(
-            "Only the admins listed in SLACK_COMMAND_ADMINS may retry dead letters.".to_owned(),
-        );
+        return Ok(refusal.to_owned());
     }
     let mut lines = Vec::new();
     let mut total = 0;
