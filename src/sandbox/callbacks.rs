@@ -263,6 +263,9 @@ pub struct Delivery {
     pub acknowledged: bool,
     /// The receiver asked for no retries (`X-Slack-No-Retry: 1`).
     pub no_retry: bool,
+    /// The receiver's JSON answer (a slash command's immediate reply), Null when none.
+    #[serde(skip)]
+    pub answer: Value,
 }
 
 /// POSTs a signed body to `url` as Slack does.
@@ -305,6 +308,7 @@ pub async fn deliver_signed(
                 elapsed_ms,
                 acknowledged: status.is_success(),
                 no_retry,
+                answer: response.json().await.unwrap_or(Value::Null),
             }
         }
         Err(_) => Delivery {
@@ -312,6 +316,7 @@ pub async fn deliver_signed(
             elapsed_ms,
             acknowledged: false,
             no_retry: false,
+            answer: Value::Null,
         },
     }
 }

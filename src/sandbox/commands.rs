@@ -66,51 +66,27 @@ pub(super) async fn slash_command(
             ),
         ),
     ];
-    let (status, answer, elapsed_ms) = send_signed(&shared, &url, &fields).await;
-    if status == Some(200) && answer["text"].is_string() {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    let delivery = callbacks::deliver_signed(
+        &shared,
+        &url,
+        body.into_bytes(),
+        "application/x-www-form-urlencoded",
+        None,
+    )
+    .await;
+    let answer = delivery.answer;
+    if delivery.status == Some(200) && answer["text"].is_string() {
         lock(&shared.world).workspace.ephemerals.push(json!({ "channel": r.channel, "user": r.user, "text": answer["text"], "via": "command" }));
     }
     let form: serde_json::Map<String, Value> = fields
         .into_iter()
         .map(|(k, v)| (k.to_owned(), json!(v)))
         .collect();
-    axum::Json(json!({ "form": form, "status": status, "elapsedMs": elapsed_ms, "answer": answer }))
+    axum::Json(json!({ "form": form, "status": delivery.status, "elapsedMs": delivery.elapsed_ms, "answer": answer }))
         .into_response()
-}
-
-/// POSTs the form as Slack does, signed: the status, the JSON answer and how long it took.
-async fn send_signed(
-    shared: &Shared,
-    url: &str,
-    fields: &[(&str, String)],
-) -> (Option<u16>, Value, u64) {
-    let config = shared.config();
-    let now = chrono::Utc::now().timestamp();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let signature = callbacks::slack_signature(&config.slack_signing_secret, now, body.as_bytes());
-    let started = Instant::now();
-    let sent = shared
-        .http
-        .post(url)
-        .timeout(config.slack_ack_timeout)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", now.to_string())
-        .header("x-slack-signature", signature)
-        .body(body)
-        .send()
-        .await;
-    let (status, answer) = match sent {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            (Some(status), answer)
-        }
-        Err(_) => (None, Value::Null),
-    };
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    (status, answer, elapsed_ms)
 }
 
 /// A fresh `response_url` id for the command `r`.
