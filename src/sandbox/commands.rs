@@ -33,14 +33,40 @@ pub(super) async fn slash_command(
     let Some(url) = config.slack_commands_url.clone() else {
         return bad_request("no slack_commands_url is configured".to_owned());
     };
-    let response_id = register(&shared, &r);
-    let (team, channel_name) = team_and_channel(&shared, &r.channel);
+    let fields = form_fields(&shared, &r);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    let delivery = callbacks::deliver_signed(
+        &shared,
+        &url,
+        body.into_bytes(),
+        "application/x-www-form-urlencoded",
+        None,
+    )
+    .await;
+    let answer = delivery.answer;
+    if delivery.status == Some(200) && answer["text"].is_string() {
+        lock(&shared.world).workspace.ephemerals.push(json!({ "channel": r.channel, "user": r.user, "text": answer["text"], "via": "command" }));
+    }
+    let form: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    axum::Json(json!({ "form": form, "status": delivery.status, "elapsedMs": delivery.elapsed_ms, "answer": answer }))
+        .into_response()
+}
+
+/// The form Slack posts for the command `r`, with a fresh `response_url`.
+fn form_fields(shared: &Shared, r: &CommandRequest) -> Vec<(&'static str, String)> {
+    let response_id = register(shared, r);
+    let (team, channel_name) = team_and_channel(shared, &r.channel);
     let now = chrono::Utc::now();
     let response_url = format!(
         "http://{}/_sandbox/slack/response/{response_id}",
-        super::clicks::config_host(&shared)
+        super::clicks::config_host(shared)
     );
-    let fields: Vec<(&str, String)> = vec![
+    vec![
         ("token", "sandbox-verification-token".to_owned()),
         ("team_id", team),
         ("team_domain", "sandbox".to_owned()),
@@ -65,28 +91,7 @@ pub(super) async fn slash_command(
                 now.timestamp_subsec_micros()
             ),
         ),
-    ];
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&fields)
-        .finish();
-    let delivery = callbacks::deliver_signed(
-        &shared,
-        &url,
-        body.into_bytes(),
-        "application/x-www-form-urlencoded",
-        None,
-    )
-    .await;
-    let answer = delivery.answer;
-    if delivery.status == Some(200) && answer["text"].is_string() {
-        lock(&shared.world).workspace.ephemerals.push(json!({ "channel": r.channel, "user": r.user, "text": answer["text"], "via": "command" }));
-    }
-    let form: serde_json::Map<String, Value> = fields
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), json!(v)))
-        .collect();
-    axum::Json(json!({ "form": form, "status": delivery.status, "elapsedMs": delivery.elapsed_ms, "answer": answer }))
-        .into_response()
+    ]
 }
 
 /// A fresh `response_url` id for the command `r`.
