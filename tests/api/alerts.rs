@@ -1,6 +1,7 @@
-//! The service's own alerts, end to end across two worker processes of the release binary
-//! racing to evaluate them (every 2 s, and a burst of manual runs on top): a failing sync, a
-//! stale sync, a dead letter and a stuck email request each fire once, repeat at the cooldown
+//! The service's own alerts, end to end across two worker processes of the service binary
+//! (the one cargo builds for the tests) racing to evaluate them (every 2 s, and a burst of
+//! manual runs on top): a failing sync, a stale sync, a dead letter and a stuck email request
+//! each fire once, repeat at the cooldown
 //! and resolve once in the ops channel of the sandbox's Slack; `GET /api/alerts` lists them.
 //! And the `/campaign-sync` slash command: signed like events, acknowledged at once, answered
 //! through its `response_url` by the job, `retry-dead` for admins only.
